@@ -1,0 +1,41 @@
+# codeqd — every target installs what it needs first (venv, packages, redis-server).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint bench soak clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server via apt"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/codeqd run $(if $(CONFIG),--config $(CONFIG),)
+
+test: install
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check codeqd tests
+	$(BIN)/ruff format --check codeqd tests
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m tests.bench.run
+
+soak: install
+	$(BIN)/python -m tests.bench.soak
+
+clean:
+	rm -rf $(VENV) .codeqd .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""The verified caller, independent of how its token was verified."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["producer", "worker"]
+
+ALL_WORKER_SCOPES = frozenset(
+    {"codeq:claim", "codeq:heartbeat", "codeq:abandon", "codeq:nack", "codeq:result",
+     "codeq:subscribe"}
+)
+
+TENANT_CLAIMS = ("tenantId", "tenant_id", "organizationId", "organization_id")
+
+
+def tenant_from_claims(claims: Mapping[str, Any]) -> str:
+    """SPEC §4: first present of tenantId, tenant_id, organizationId, organization_id, else sub."""
+    for name in TENANT_CLAIMS:
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return str(claims.get("sub") or "")
+
+
+@dataclass(frozen=True)
+class Principal:
+    sub: str
+    tenant: str
+    role: Role
+    is_admin: bool = False
+    scopes: frozenset[str] = frozenset()
+    event_types: tuple[str, ...] = ()
+    worker_group: str | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def allows_event(self, command: str) -> bool:
+        return "*" in self.event_types or command in self.event_types
