@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -86,4 +85,3 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-os.environ.setdefault("CODEQD_LOG__FORMAT", "console")
