@@ -1,10 +1,29 @@
-"""Serve the API with hypercorn's trio worker (stub — being implemented)."""
+"""Serve the API with hypercorn's trio worker until a graceful stop."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve as hypercorn_serve
 
 from codeqd.context import Context
+from codeqd.http._app import create_app
+
+
+def hypercorn_config(ctx: Context) -> HyperConfig:
+    ingress = ctx.config.actors.ingress
+    cfg = HyperConfig()
+    cfg.bind = [ingress.bind]
+    cfg.accesslog = None
+    cfg.errorlog = None
+    cfg.graceful_timeout = float(ctx.config.shutdown.grace_seconds)
+    cfg.keep_alive_timeout = float(ingress.keep_alive_timeout)
+    cfg.read_timeout = float(ingress.request_timeout)
+    cfg.h11_max_incomplete_size = 16 * 1024
+    cfg.max_app_queue_size = 10
+    return cfg
 
 
 async def serve(
@@ -14,7 +33,22 @@ async def serve(
 ) -> None:
     """Serve until ``ctx.shutting_down`` is set, then drain within the grace period.
 
-    ``task_status.started(addresses)`` once the socket listens. Cancelling this
-    aborts in-flight requests; set ``ctx.shutting_down`` for a graceful stop.
+    ``task_status.started(addresses)`` once the socket listens. On shutdown every
+    long-poll returns at once (204 / ``result: null``) and in-flight requests get
+    ``shutdown.grace_seconds`` to finish. Cancelling this aborts immediately.
     """
-    raise NotImplementedError
+    app = create_app(ctx)
+
+    async def shutdown_trigger() -> None:
+        await ctx.shutting_down.wait()
+        ctx.hub.close()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ctx.hub.run, ctx.store)
+        async with trio.open_nursery() as server:
+            binds = await server.start(
+                partial(hypercorn_serve, app, hypercorn_config(ctx),
+                        shutdown_trigger=shutdown_trigger)
+            )
+            task_status.started(list(binds))
+        nursery.cancel_scope.cancel()

@@ -1,34 +1,538 @@
-"""Store: typed wrappers around the Lua transitions (stub — being implemented)."""
+"""Store: one method per task transition, each one Lua script call (one atomic step).
+
+Every method raises ``StoreUnavailable`` when the store cannot be reached in
+``store.command_timeout``, and a domain error (``TaskNotFound``, ``LeaseLost``,
+``InvalidState``...) when the transition is refused. Cancellation: every
+``await`` here is a store round trip and may be cancelled; a cancelled call
+may or may not have been applied (the script runs atomically either way).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import secrets
+import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import coredis
+import coredis.exceptions as cx
+import orjson
+import trio
 
 from codeqd.config import Config
+from codeqd.domain.backoff import retry_delay
+from codeqd.domain.errors import (
+    CodeqError,
+    Conflict,
+    InvalidState,
+    LeaseLost,
+    StoreUnavailable,
+    TaskNotFound,
+)
+from codeqd.domain.ids import is_task_id, new_task_id, shard_of
+from codeqd.domain.task import NewTask
+from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
+
+Meta = dict[str, Any]
+SCRIPTS = (
+    "create", "claim", "heartbeat", "result", "retry", "promote", "cancel", "replay",
+    "cleanup", "stats",
+)
+_UNAVAILABLE = (cx.ConnectionError, cx.ClusterDownError, cx.TryAgainError,
+                OSError, trio.TooSlowError, TimeoutError)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    meta: Meta
+    payload: str
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    command: str
+    ready: int
+    delayed: int
+    in_progress: int
+    dlq: int
+    paused: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"command": self.command, "ready": self.ready, "delayed": self.delayed,
+                "inProgress": self.in_progress, "dlq": self.dlq, "paused": self.paused}
+
+
+def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
+    if code == "NOT_FOUND":
+        return TaskNotFound(task_id)
+    if code == "NOT_IN_PROGRESS":
+        status = extra[0] if extra else "unknown"
+        if status in ("COMPLETED", "FAILED", "CANCELLED"):
+            return InvalidState(f"task {task_id} is already {status}", status=status)
+        return InvalidState(f"task {task_id} is {status}, not IN_PROGRESS", status=status)
+    if code == "NOT_OWNER":
+        return LeaseLost(f"task {task_id} is leased by another worker", code="not_lease_holder")
+    if code == "LEASE_LOST":
+        return LeaseLost(f"lease on task {task_id} was lost (it was claimed again)")
+    if code == "TERMINAL":
+        return Conflict(f"task {task_id} is already {extra[0]}", code="already_terminal")
+    return Conflict(f"task {task_id}: {code}")  # pragma: no cover
 
 
 class Store:
     """One connection pool to the store; one method per transition."""
 
-    def __init__(self, config: Config, url: str) -> None:
+    def __init__(self, config: Config, client: Any, url: str) -> None:
         self.config = config
         self.url = url
+        self.client = client
+        self.keys = Keys(config.store.prefix, config.store.shards)
+        self.shards = config.store.shards
+        self._timeout = float(config.store.command_timeout)
+        self._scripts = {
+            name: client.register_script(
+                resources.files("codeqd.store").joinpath(f"lua/{name}.lua").read_text()
+            )
+            for name in SCRIPTS
+        }
+        self._next_shard = 0
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            with trio.fail_after(self._timeout):
+                return await self._scripts[name](keys=list(keys), args=list(args))
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+
+    async def _cmd(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with trio.fail_after(self._timeout):
+                return await coro_fn(*args, **kwargs)
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+
+    def _pick_shard(self) -> int:
+        s = self._next_shard
+        self._next_shard = (s + 1) % self.shards
+        return s
 
     async def ping(self) -> bool:
-        """True when the store answers within the command timeout."""
-        raise NotImplementedError
+        try:
+            with trio.fail_after(self._timeout):
+                await self.client.ping()
+            return True
+        except (*_UNAVAILABLE, cx.RedisError):
+            return False
 
-    async def promote_due(self, now_ms: int | None = None, limit: int = 500) -> int:
-        """Move delayed tasks whose runAt has passed to ready, on every shard; returns count."""
-        raise NotImplementedError
+    async def init_keyspace(self) -> None:
+        """Record the shard count at first start; refuse a different one later."""
+        await self._cmd(self.client.hsetnx, self.keys.meta, "shards", str(self.shards))
+        recorded = await self._cmd(self.client.hget, self.keys.meta, "shards")
+        if recorded is not None and int(recorded) != self.shards:
+            raise RuntimeError(
+                f"store.shards = {self.shards}, but this keyspace (prefix "
+                f"{self.keys.prefix!r}) was initialised with {recorded} shards; "
+                "the number of shards cannot change"
+            )
 
-    async def reap_expired(self, now_ms: int | None = None, limit: int = 500) -> int:
+    # ------------------------------------------------------------ lookups
+
+    async def _lookup(self, tenant: str, task_id: str) -> tuple[int, str, Meta]:
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        s = shard_of(task_id, self.shards)
+        ten = escape_tenant(tenant)
+        raw = await self._cmd(self.client.hget, self.keys.shard(s).task, field(ten, task_id))
+        if raw is None:
+            raise TaskNotFound(task_id)
+        return s, ten, orjson.loads(raw)
+
+    async def get(self, tenant: str, task_id: str) -> tuple[Meta, str]:
+        """The task's metadata and payload JSON; TaskNotFound for another tenant's id."""
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        s = shard_of(task_id, self.shards)
+        k = self.keys.shard(s)
+        f = field(escape_tenant(tenant), task_id)
+        meta_raw, payload = await self._multi_hget([(k.task, f), (k.payload, f)])
+        if meta_raw is None:
+            raise TaskNotFound(task_id)
+        return orjson.loads(meta_raw), payload or "{}"
+
+    async def get_with_result(self, tenant: str, task_id: str) -> tuple[Meta, str, str | None]:
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        s = shard_of(task_id, self.shards)
+        k = self.keys.shard(s)
+        f = field(escape_tenant(tenant), task_id)
+        meta_raw, payload, result = await self._multi_hget(
+            [(k.task, f), (k.payload, f), (k.result, f)]
+        )
+        if meta_raw is None:
+            raise TaskNotFound(task_id)
+        return orjson.loads(meta_raw), payload or "{}", result
+
+    async def _multi_hget(self, pairs: list[tuple[str, str]]) -> list[str | None]:
+        try:
+            with trio.fail_after(self._timeout):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    futures = [pipe.hget(key, f) for key, f in pairs]
+                return [await fut for fut in futures]
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+
+    # ------------------------------------------------------------ transitions
+
+    async def create(self, tenant: str, task: NewTask) -> tuple[Meta, str, bool]:
+        """Store a new task; with an idempotency key seen before, the first task instead.
+
+        Returns (meta, payload, created).
+        """
+        ten = escape_tenant(tenant)
+        if task.idempotency_key is not None:
+            s = int.from_bytes(
+                orjson.dumps([ten, task.idempotency_key])[-8:], "big"
+            ) % self.shards if self.shards > 1 else 0
+        else:
+            s = self._pick_shard()
+        k = self.keys.shard(s)
+        task_id = new_task_id(s)
+        now = now_ms()
+        meta: Meta = {
+            "id": task_id, "command": task.command, "priority": task.priority,
+            "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
+            "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
+        }
+        if task.webhook:
+            meta["webhook"] = task.webhook
+        if task.idempotency_key is not None:
+            meta["idempotencyKey"] = task.idempotency_key
+        meta_json = orjson.dumps(meta)
+        idem_ttl = int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
+        q = qname(ten, task.command)
+        out = await self._run(
+            "create",
+            [k.task, k.payload, k.seq, k.ready(ten, task.command), k.delayed, k.counts,
+             k.queues, k.cmds(ten), k.idem(ten, task.idempotency_key or "")],
+            [field(ten, task_id), meta_json, task.payload, now, task.run_at_ms, task.priority,
+             idem_ttl, member(ten, task.command, task_id), q, task.command,
+             self.keys.wake_channel, task_id],
+        )
+        if out[0] == 0:
+            return orjson.loads(out[1]), out[2] or "{}", False
+        return meta, task.payload.decode(), True
+
+    async def commands_of(self, tenant: str) -> list[str]:
+        """Every command the tenant has used, across shards (for wildcard claims)."""
+        ten = escape_tenant(tenant)
+        found: set[str] = set()
+        for k in self.keys.all():
+            found.update(await self._cmd(self.client.smembers, k.cmds(ten)))
+        return sorted(found)
+
+    async def claim(
+        self, tenant: str, worker_id: str, commands: Sequence[str], lease_seconds: int,
+        max_tasks: int = 1,
+    ) -> list[ClaimedTask]:
+        """Lease up to ``max_tasks`` tasks; visits shards starting at a rotating one."""
+        ten = escape_tenant(tenant)
+        if not commands:
+            return []
+        out: list[ClaimedTask] = []
+        start = self._pick_shard()
+        for i in range(self.shards):
+            k = self.keys.shard((start + i) % self.shards)
+            raw = await self._run(
+                "claim",
+                [k.task, k.payload, k.leases, k.paused, k.counts,
+                 *(k.ready(ten, c) for c in commands)],
+                [now_ms(), lease_seconds * 1000, worker_id, secrets.token_hex(8), ten,
+                 max_tasks - len(out), *commands],
+            )
+            for j in range(0, len(raw), 2):
+                out.append(ClaimedTask(orjson.loads(raw[j]), raw[j + 1]))
+            if len(out) >= max_tasks:
+                break
+        return out
+
+    async def heartbeat(
+        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None, extend_seconds: int
+    ) -> int:
+        """Extend the lease; returns the new leaseUntil in ms."""
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        k = self.keys.shard(shard_of(task_id, self.shards))
+        ten = escape_tenant(tenant)
+        out = await self._run(
+            "heartbeat", [k.task, k.leases],
+            [field(ten, task_id), worker_id, lease_id or "", now_ms(), extend_seconds * 1000, ten],
+        )
+        if out[0] != "OK":
+            raise _refusal(out[0], task_id, out[1:])
+        return int(out[1])
+
+    async def report(
+        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
+        status: Literal["COMPLETED", "FAILED"], result: dict[str, Any] | None, error: str | None,
+        artifacts: list[dict[str, Any]],
+    ) -> tuple[Meta, dict[str, Any]]:
+        """The lease holder's result; the task becomes terminal. Returns (meta, Result)."""
+        if not is_task_id(task_id):
+            raise TaskNotFound(task_id)
+        from codeqd.domain.task import rfc3339
+
+        k = self.keys.shard(shard_of(task_id, self.shards))
+        ten = escape_tenant(tenant)
+        now = now_ms()
+        doc = {"taskId": task_id, "status": status, "result": result, "error": error,
+               "artifacts": artifacts, "completedAt": rfc3339(now)}
+        out = await self._run(
+            "result", [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
+            [field(ten, task_id), worker_id, lease_id or "", now, status, orjson.dumps(doc),
+             error or "", self.keys.done_channel, ten],
+        )
+        if out[0] != "OK":
+            raise _refusal(out[0], task_id, out[1:])
+        return orjson.loads(out[1]), doc
+
+    async def _retry(
+        self, s: int, ten: str, meta: Meta, mode: Literal["nack", "abandon", "expire"],
+        worker_id: str, lease_id: str, delay_ms: int, reason: str,
+    ) -> list[Any]:
+        k = self.keys.shard(s)
+        cmd, task_id = meta["command"], meta["id"]
+        return await self._run(  # type: ignore[no-any-return]
+            "retry",
+            [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.dlq(ten, cmd), k.seq,
+             k.outbox],
+            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd), now_ms(), mode,
+             worker_id, lease_id, delay_ms, reason, self.keys.wake_channel,
+             self.keys.done_channel, task_id],
+        )
+
+    def backoff_ms(self, meta: Meta) -> int:
+        policy = self.config.backoff.for_command(meta["command"])
+        return int(retry_delay(policy, int(meta.get("attempts", 1))) * 1000)
+
+    async def nack(
+        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
+        delay_seconds: int | None, reason: str | None,
+    ) -> tuple[str, int]:
+        """Retry later (backoff, or ``delay_seconds`` capped by the max) or dead-letter.
+
+        Returns ("requeued", delay_seconds) or ("dead_lettered", 0).
+        """
+        s, ten, meta = await self._lookup(tenant, task_id)
+        cap_ms = int(self.config.backoff.for_command(meta["command"]).max * 1000)
+        delay_ms = min(cap_ms, delay_seconds * 1000) if delay_seconds is not None \
+            else self.backoff_ms(meta)
+        out = await self._retry(s, ten, meta, "nack", worker_id, lease_id or "", delay_ms,
+                                reason or "NACK")
+        if out[0] == "DEAD":
+            return "dead_lettered", 0
+        if out[0] != "REQUEUED":
+            raise _refusal(out[0], task_id, out[1:])
+        return "requeued", (delay_ms + 999) // 1000
+
+    async def abandon(self, tenant: str, task_id: str, worker_id: str, lease_id: str | None) -> None:
+        s, ten, meta = await self._lookup(tenant, task_id)
+        out = await self._retry(s, ten, meta, "abandon", worker_id, lease_id or "", 0, "")
+        if out[0] != "REQUEUED":
+            raise _refusal(out[0], task_id, out[1:])
+
+    async def cancel(self, tenant: str, task_id: str) -> Meta:
+        s, ten, meta = await self._lookup(tenant, task_id)
+        k = self.keys.shard(s)
+        cmd = meta["command"]
+        out = await self._run(
+            "cancel",
+            [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.done, k.outbox],
+            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd), now_ms(), task_id,
+             self.keys.done_channel],
+        )
+        if out[0] != "OK":
+            raise _refusal(out[0], task_id, out[1:])
+        return orjson.loads(out[1])  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------ background work
+
+    async def promote_due(self, now: int | None = None, limit: int = 500) -> int:
+        """Move due delayed tasks to ready on every shard; at most ``limit`` per shard."""
+        now = now_ms() if now is None else now
+        moved = 0
+        for k in self.keys.all():
+            due = await self._cmd(
+                self.client.zrangebyscore, k.delayed, "-inf", now, offset=0, count=limit
+            )
+            if not due:
+                continue
+            ready = [k.ready(ten, cmd) for ten, cmd, _ in map(split_member, due)]
+            moved += await self._run(
+                "promote", [k.task, k.delayed, k.counts, k.seq, *ready],
+                [now, self.keys.wake_channel, *due],
+            )
+        return moved
+
+    async def reap_expired(self, now: int | None = None, limit: int = 500) -> int:
         """Retry (with backoff) or dead-letter tasks whose lease expired; returns count."""
-        raise NotImplementedError
+        now = now_ms() if now is None else now
+        reaped = 0
+        for s, k in enumerate(self.keys.all()):
+            expired = await self._cmd(
+                self.client.zrangebyscore, k.leases, "-inf", now, offset=0, count=limit
+            )
+            if not expired:
+                continue
+            parsed = [split_member(m) for m in expired]
+            metas = await self._cmd(
+                self.client.hmget, k.task, [field(ten, tid) for ten, _, tid in parsed]
+            )
+            for (ten, _, _), raw in zip(parsed, metas, strict=True):
+                if raw is None:
+                    continue
+                meta = orjson.loads(raw)
+                if meta.get("status") != "IN_PROGRESS":
+                    continue
+                out = await self._retry(s, ten, meta, "expire", "", meta.get("leaseId", ""),
+                                        self.backoff_ms(meta), "LEASE_EXPIRED")
+                if out[0] in ("REQUEUED", "DEAD"):
+                    reaped += 1
+            # Members whose task vanished cannot be retried; drop them from the index.
+            stale = [m for m, raw in zip(expired, metas, strict=True) if raw is None]
+            if stale:
+                await self._cmd(self.client.zrem, k.leases, stale)
+        return reaped
+
+    async def cleanup(self, before_ms: int, limit: int) -> int:
+        """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard."""
+        deleted = 0
+        for k in self.keys.all():
+            old = await self._cmd(
+                self.client.zrangebyscore, k.done, "-inf", f"({before_ms}", offset=0, count=limit
+            )
+            if old:
+                deleted += await self._run(
+                    "cleanup", [k.task, k.payload, k.result, k.done], [before_ms, *old]
+                )
+        return deleted
+
+    # ------------------------------------------------------------ queues (admin)
+
+    async def queue_stats(self, tenant: str, command: str) -> QueueStats:
+        ten = escape_tenant(tenant)
+        q = qname(ten, command)
+        totals = [0, 0, 0, 0, 0]
+        for k in self.keys.all():
+            out = await self._run(
+                "stats", [k.ready(ten, command), k.dlq(ten, command), k.counts, k.paused], [q]
+            )
+            totals = [a + int(b) for a, b in zip(totals, out, strict=True)]
+        return QueueStats(command, totals[0], totals[1], totals[2], totals[3], totals[4] > 0)
+
+    async def list_queues(self, tenant: str) -> list[QueueStats]:
+        return [await self.queue_stats(tenant, c) for c in await self.commands_of(tenant)]
+
+    async def set_paused(self, tenant: str, command: str, paused: bool) -> None:
+        ten = escape_tenant(tenant)
+        q = qname(ten, command)
+        for k in self.keys.all():
+            if paused:
+                await self._cmd(self.client.sadd, k.paused, [q])
+                await self._cmd(self.client.sadd, k.cmds(ten), [command])
+            else:
+                await self._cmd(self.client.srem, k.paused, [q])
+        if not paused:
+            await self._cmd(self.client.publish, self.keys.wake_channel, f"1000000:{q}")
+
+    async def dlq_page(
+        self, tenant: str, command: str, limit: int, cursor: int
+    ) -> tuple[list[tuple[Meta, str]], int | None]:
+        """Dead tasks oldest first; ``cursor`` is an offset across shards in order."""
+        ten = escape_tenant(tenant)
+        items: list[tuple[Meta, str]] = []
+        offset = cursor
+        for k in self.keys.all():
+            size = await self._cmd(self.client.zcard, k.dlq(ten, command))
+            if offset >= size:
+                offset -= size
+                continue
+            ids = await self._cmd(
+                self.client.zrange, k.dlq(ten, command), offset, offset + limit - len(items) - 1
+            )
+            offset = 0
+            for tid in ids:
+                try:
+                    items.append(await self.get(tenant, tid))
+                except TaskNotFound:
+                    continue
+            if len(items) >= limit:
+                return items, cursor + limit
+        return items, None
+
+    async def dlq_replay(
+        self, tenant: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
+        ten = escape_tenant(tenant)
+        by_shard: dict[int, list[str]] = {}
+        missing: list[str] = []
+        if ids is not None:
+            for tid in ids:
+                if is_task_id(tid):
+                    by_shard.setdefault(shard_of(tid, self.shards), []).append(tid)
+                else:
+                    missing.append(tid)
+        else:
+            remaining = limit
+            for s, k in enumerate(self.keys.all()):
+                if remaining <= 0:
+                    break
+                got = await self._cmd(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
+                if got:
+                    by_shard[s] = list(got)
+                    remaining -= len(got)
+        replayed: list[str] = []
+        for s, shard_ids in by_shard.items():
+            k = self.keys.shard(s)
+            ok, gone = await self._run(
+                "replay", [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
+                [now_ms(), ten, qname(ten, command), self.keys.wake_channel, *shard_ids],
+            )
+            replayed.extend(ok)
+            missing.extend(gone)
+        return replayed, missing
+
+
+def _client_for(config: Config, url: str) -> Any:
+    kwargs: dict[str, Any] = {
+        "decode_responses": True,
+        "verify_version": False,
+        "stream_timeout": float(config.store.command_timeout),
+        "connect_timeout": float(config.store.connect_timeout),
+        "max_connections": config.store.max_connections,
+    }
+    if url.startswith("redis+cluster://") or config.store.cluster:
+        hosts = url.split("://", 1)[1].split("/")[0].split("@")[-1]
+        nodes = []
+        for hp in hosts.split(","):
+            host, _, port = hp.rpartition(":")
+            nodes.append(coredis.connection.TCPLocation(host, int(port)))  # type: ignore[attr-defined]
+        return coredis.RedisCluster(startup_nodes=nodes, **kwargs)
+    return coredis.Redis.from_url(url, **kwargs)
 
 
 @asynccontextmanager
 async def connect(config: Config, url: str) -> AsyncIterator[Store]:
-    """Open the pool to ``url``, load the scripts, check the shard count; close on exit."""
-    yield Store(config, url)
+    """Open the pool to ``url``; close it on exit. Does not wait for the store to answer."""
+    client = _client_for(config, url)
+    async with client:
+        yield Store(config, client, url)

@@ -1,0 +1,28 @@
+"""Retry delays: fixed, linear, exponential and the two AWS-style jittered variants."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from codeqd.config import BackoffPolicy
+
+
+def retry_delay(
+    policy: BackoffPolicy, attempts: int, rand: Callable[[], float] = random.random
+) -> float:
+    """Seconds to wait before the next attempt, after ``attempts`` (≥ 1) have run."""
+    base, cap = float(policy.base), float(policy.max)
+    n = max(1, attempts)
+    match policy.policy:
+        case "fixed":
+            return min(cap, base)
+        case "linear":
+            return min(cap, base * n)
+        case "exponential":
+            return min(cap, base * 2 ** min(n - 1, 62))
+        case "exp_equal_jitter":
+            ceiling = min(cap, base * 2 ** min(n - 1, 62))
+            return ceiling / 2 + rand() * ceiling / 2
+        case _:  # exp_full_jitter
+            return rand() * min(cap, base * 2 ** min(n - 1, 62))

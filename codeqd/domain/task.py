@@ -1,0 +1,209 @@
+"""Tasks on the wire: validation of what clients send, rendering of what they get.
+
+Times are kept as integer milliseconds in the store and rendered as RFC 3339
+UTC; payloads and results are kept as the JSON text the client sent and
+embedded unparsed (``orjson.Fragment``) when rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from codeqd.domain.errors import BadRequest, ValidationError
+
+COMMAND_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+STATUSES = ("PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED")
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+MAX_WAIT_SECONDS = 30
+MAX_WEBHOOK_LEN = 2048
+MAX_IDEMPOTENCY_KEY_LEN = 256
+MAX_REASON_LEN = 4096
+
+
+def rfc3339(ms: int | float | None) -> str | None:
+    if ms is None:
+        return None
+    ms = int(ms)
+    dt = datetime.fromtimestamp(ms // 1000, UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def parse_rfc3339(value: str, field: str) -> int:
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise ValidationError(field, "expected an RFC 3339 timestamp") from None
+    if dt.tzinfo is None:
+        raise ValidationError(field, "timestamp needs a timezone (e.g. 'Z')")
+    return int(dt.timestamp() * 1000)
+
+
+def require_object(body: Any, what: str = "body") -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return body
+
+
+def get_int(
+    body: dict[str, Any], name: str, default: int | None, lo: int, hi: int
+) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(name, f"expected an integer, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValidationError(name, "expected an integer")
+        value = int(value)
+    if not lo <= value <= hi:
+        raise ValidationError(name, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def get_str(body: dict[str, Any], name: str, max_len: int, *, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ValidationError(name, "is required")
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(name, f"expected a string, got {type(value).__name__}")
+    if len(value) > max_len:
+        raise ValidationError(name, f"longer than {max_len} characters")
+    return value
+
+
+def check_command(value: Any, name: str = "command") -> str:
+    if not isinstance(value, str):
+        raise ValidationError(name, "expected a string")
+    if not COMMAND_RE.match(value):
+        raise ValidationError(name, "must be 1-128 characters of [A-Za-z0-9_.:-]")
+    return value
+
+
+def get_commands(body: dict[str, Any]) -> list[str] | None:
+    value = body.get("commands")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ValidationError("commands", "expected a non-empty list of command names")
+    if len(value) > 256:
+        raise ValidationError("commands", "at most 256 commands")
+    return list(dict.fromkeys(check_command(v, "commands") for v in value))
+
+
+def json_depth_ok(value: Any, max_depth: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return True
+
+
+def check_webhook(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
+        raise ValidationError("webhook", "must be an absolute http:// or https:// URL")
+    return value
+
+
+@dataclass(frozen=True)
+class NewTask:
+    command: str
+    payload: bytes
+    priority: int
+    max_attempts: int
+    run_at_ms: int
+    webhook: str | None
+    idempotency_key: str | None
+
+
+def parse_new_task(
+    body: Any, *, now_ms: int, default_max_attempts: int, max_depth: int
+) -> NewTask:
+    """Validate a create body (SPEC §2); raises ValidationError naming the field."""
+    body = require_object(body)
+    command = check_command(body.get("command"), "command") if "command" in body else None
+    if command is None:
+        raise ValidationError("command", "is required")
+    payload = body.get("payload")
+    if "payload" not in body:
+        raise ValidationError("payload", "is required")
+    if not isinstance(payload, dict):
+        raise ValidationError("payload", f"must be a JSON object, got {type(payload).__name__}")
+    if not json_depth_ok(payload, max_depth):
+        raise ValidationError("payload", f"nested deeper than {max_depth} levels")
+    priority = get_int(body, "priority", 0, 0, 9)
+    max_attempts = get_int(body, "maxAttempts", default_max_attempts, 1, 1000)
+    run_at = now_ms
+    delay = get_int(body, "delaySeconds", None, 0, 365 * 86400)
+    if delay is not None:
+        run_at = now_ms + delay * 1000
+    if body.get("runAt") is not None:
+        raw = body["runAt"]
+        if not isinstance(raw, str):
+            raise ValidationError("runAt", "expected an RFC 3339 timestamp string")
+        run_at = max(now_ms, parse_rfc3339(raw, "runAt"))
+    return NewTask(
+        command=command,
+        payload=orjson.dumps(payload),
+        priority=priority or 0,
+        max_attempts=max_attempts or default_max_attempts,
+        run_at_ms=run_at,
+        webhook=check_webhook(get_str(body, "webhook", MAX_WEBHOOK_LEN)),
+        idempotency_key=get_str(body, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LEN),
+    )
+
+
+_TIME_FIELDS = ("leaseUntil", "runAt", "createdAt", "updatedAt")
+
+
+def task_to_wire(meta: dict[str, Any], payload: str | bytes | None) -> dict[str, Any]:
+    """The SPEC Task object; ``payload`` is embedded as the stored JSON text."""
+    out: dict[str, Any] = {
+        "id": meta["id"],
+        "command": meta["command"],
+        "payload": orjson.Fragment(payload or b"{}"),
+        "priority": meta.get("priority", 0),
+        "status": meta["status"],
+        "attempts": meta.get("attempts", 0),
+        "maxAttempts": meta.get("maxAttempts"),
+        "tenantId": meta.get("tenantId"),
+    }
+    for key in ("workerId", "leaseId", "webhook", "idempotencyKey", "error"):
+        if meta.get(key) is not None:
+            out[key] = meta[key]
+    for key in _TIME_FIELDS:
+        if meta.get(key) is not None:
+            out[key] = rfc3339(meta[key])
+    if meta["status"] != "IN_PROGRESS":
+        out.pop("leaseId", None)
+    if meta.get("deadLettered"):
+        out["deadLettered"] = True
+    return out
+
+
+def synthesized_result(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """A Result for a task that became terminal without a worker's report."""
+    if meta["status"] not in ("FAILED", "CANCELLED"):
+        return None
+    return {
+        "taskId": meta["id"],
+        "status": meta["status"],
+        "result": None,
+        "error": meta.get("error") or meta["status"],
+        "artifacts": [],
+        "completedAt": rfc3339(meta.get("updatedAt")),
+    }

@@ -1,0 +1,129 @@
+"""The Quart-Trio app: request ids, body limits, JSON parsing and the one error mapper.
+
+Every error a request can meet leaves here as ``{"error", "code", "details"}``
+with the status of its ``CodeqError`` class; anything unexpected is logged with
+its traceback and answered 500 without one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+import structlog
+from quart import Response, g, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from codeqd.context import Context
+from codeqd.domain.errors import BadRequest, CodeqError, PayloadTooLarge, UnsupportedMediaType
+
+log = structlog.get_logger("codeqd.http")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PREFIX = "/v1/codeq"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status=status, headers=headers,
+                    content_type="application/json")
+
+
+def error_response(err: CodeqError) -> Response:
+    return json_response(err.body(), err.status, err.headers())
+
+
+def app_context() -> Context:
+    from quart import current_app
+
+    return current_app.codeqd  # type: ignore[attr-defined,no-any-return]
+
+
+async def json_body(*, allow_empty: bool = True) -> Any:
+    """The request's JSON body; 415 for a non-JSON content type, 413 past the limit."""
+    try:
+        data = await request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"request body larger than {app_context().config.limits.body_bytes} bytes"
+        ) from None
+    if not data or not data.strip():
+        if allow_empty:
+            return {}
+        raise BadRequest("request body is required")
+    ctype = (request.mimetype or "").lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(
+            f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}"
+        )
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"malformed JSON: {e}", code="malformed_json") from None
+
+
+def create_app(ctx: Context) -> QuartTrio:
+    from codeqd.http import admin, health, producer, worker
+
+    app = QuartTrio("codeqd")
+    app.codeqd = ctx  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    for bp in (health.bp, producer.bp, worker.bp, admin.bp):
+        app.register_blueprint(bp)
+
+    @app.before_request
+    async def _start() -> None:
+        rid = request.headers.get("X-Request-Id", "")
+        g.request_id = rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+        g.principal = None
+        g.task_id = request.view_args.get("task_id") if request.view_args else None
+
+    @app.after_request
+    async def _finish(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        principal = g.get("principal")
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        if rule not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "http.request", method=request.method, route=rule, status=response.status_code,
+                duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter()))
+                                  * 1000, 2),
+                request_id=g.get("request_id"), tenant=principal.tenant if principal else None,
+                task_id=g.get("task_id"),
+            )
+        return response
+
+    @app.errorhandler(CodeqError)
+    async def _codeq_error(err: CodeqError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(err: HTTPException) -> Response:
+        code = err.code or 500
+        if isinstance(err, RequestEntityTooLarge):
+            return error_response(PayloadTooLarge(
+                f"request body larger than {ctx.config.limits.body_bytes} bytes"))
+        names = {404: "route_not_found", 405: "method_not_allowed"}
+        message = {404: f"no route {request.method} {request.path}",
+                   405: f"method {request.method} not allowed on {request.path}"}
+        return json_response(
+            {"error": message.get(code, err.description or err.name),
+             "code": names.get(code, "http_error"), "details": {}},
+            code,
+        )
+
+    @app.errorhandler(Exception)
+    async def _unexpected(err: Exception) -> Response:
+        log.exception("http.unhandled_error", request_id=g.get("request_id"),
+                      route=request.url_rule.rule if request.url_rule else None)
+        return json_response(
+            {"error": "internal error; see the server log for request id "
+                      f"{g.get('request_id', '')}", "code": "internal", "details": {}},
+            500,
+        )
+
+    return app

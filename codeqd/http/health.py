@@ -1,0 +1,24 @@
+"""Liveness and readiness: no auth, no store round trip for liveness."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+
+from codeqd.http._app import app_context, json_response
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+async def readyz() -> Response:
+    ctx = app_context()
+    if ctx.shutting_down.is_set():
+        return json_response({"status": "stopping"}, 503, {"Retry-After": "1"})
+    if await ctx.store.ping():
+        return json_response({"status": "ready"})
+    return json_response({"status": "store_unavailable"}, 503, {"Retry-After": "1"})

@@ -1,0 +1,89 @@
+"""Producer routes: create, read, wait for the result, cancel."""
+
+from __future__ import annotations
+
+import orjson
+import trio
+from quart import Blueprint, Response, request
+
+from codeqd.auth import Principal
+from codeqd.domain.errors import ValidationError
+from codeqd.domain.task import (
+    MAX_WAIT_SECONDS,
+    TERMINAL,
+    parse_new_task,
+    synthesized_result,
+    task_to_wire,
+)
+from codeqd.http._app import PREFIX, app_context, json_body, json_response
+from codeqd.http.deps import requires
+from codeqd.store._keys import escape_tenant
+from codeqd.store._store import now_ms
+
+bp = Blueprint("producer", __name__, url_prefix=PREFIX)
+
+
+@bp.post("/tasks")
+@requires("producer")
+async def create_task(principal: Principal) -> Response:
+    ctx = app_context()
+    task = parse_new_task(
+        await json_body(allow_empty=False), now_ms=now_ms(),
+        default_max_attempts=ctx.config.tasks.default_max_attempts,
+        max_depth=ctx.config.limits.max_payload_depth,
+    )
+    meta, payload, _created = await ctx.store.create(principal.tenant, task)
+    return json_response(task_to_wire(meta, payload), 202)
+
+
+@bp.get("/tasks/<task_id>")
+@requires("any")
+async def get_task(principal: Principal, task_id: str) -> Response:
+    meta, payload = await app_context().store.get(principal.tenant, task_id)
+    return json_response(task_to_wire(meta, payload))
+
+
+def _wait_seconds() -> int:
+    raw = request.args.get("waitSeconds")
+    if raw is None or raw == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError("waitSeconds", "expected an integer") from None
+    if not 0 <= value <= MAX_WAIT_SECONDS:
+        raise ValidationError("waitSeconds", f"must be between 0 and {MAX_WAIT_SECONDS}")
+    return value
+
+
+@bp.get("/tasks/<task_id>/result")
+@requires("any")
+async def get_result(principal: Principal, task_id: str) -> Response:
+    """Wait up to ``waitSeconds`` for the task to become terminal (woken by the store)."""
+    ctx = app_context()
+    wait = _wait_seconds()
+    deadline = trio.current_time() + wait
+    ten = escape_tenant(principal.tenant)
+    while True:
+        with ctx.hub.done_waiter(ten, task_id) as waiter:
+            meta, payload, result = await ctx.store.get_with_result(principal.tenant, task_id)
+            if (meta["status"] in TERMINAL or trio.current_time() >= deadline
+                    or ctx.shutting_down.is_set()):
+                break
+            with trio.move_on_at(min(deadline, trio.current_time()
+                                     + float(ctx.config.actors.ingress.poll_fallback))):
+                await waiter.event.wait()
+    body = {
+        "task": task_to_wire(meta, payload),
+        "result": orjson.Fragment(result) if result else synthesized_result(meta),
+    }
+    return json_response(body)
+
+
+@bp.delete("/tasks/<task_id>")
+@requires("producer")
+async def cancel_task(principal: Principal, task_id: str) -> Response:
+    ctx = app_context()
+    meta = await ctx.store.cancel(principal.tenant, task_id)
+    _, payload = await ctx.store.get(principal.tenant, task_id)
+    return json_response(task_to_wire(meta, payload))

@@ -1,0 +1,140 @@
+"""Every key name, in one place.
+
+Layout (``T`` = ``<prefix>:{<shard>}``, the hash tag that keeps a shard's keys in
+one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
+``{`` or ``}``):
+
+    T:task      hash  ten|id -> task metadata (JSON, edited by the scripts)
+    T:payload   hash  ten|id -> payload JSON, as the producer sent it
+    T:result    hash  ten|id -> Result JSON
+    T:seq       counter giving FIFO order within a priority
+    T:delayed   zset  ten|cmd|id by runAt         (promoter's index)
+    T:leases    zset  ten|cmd|id by lease expiry  (reaper's index)
+    T:done      zset  ten|cmd|id by finish time   (janitor's retention index)
+    T:outbox    zset  ten|cmd|id by due time      (result callbacks to send)
+    T:counts    hash  ten|cmd|delayed, ten|cmd|inprog -> int
+    T:queues    set   ten|cmd of every queue on the shard
+    T:paused    set   ten|cmd of paused queues
+    T:cmds:ten  set   commands the tenant has used
+    T:q:ten:cmd:ready  zset id by (9 - priority) * 1e14 + seq
+    T:q:ten:cmd:dlq    zset id by dead-letter time
+    T:idem:ten:key     string -> task id, expires after the idempotency window
+
+Task metadata lives in per-shard hashes rather than a key per task so that
+every script touches only keys it is given in KEYS, even when the caller knows
+nothing but the task id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+
+@lru_cache(maxsize=4096)
+def escape_tenant(tenant: str) -> str:
+    """Injective and free of ``: | { }``; plain tenants stay readable."""
+    if _SAFE.fullmatch(tenant):
+        return tenant
+    return "~" + "".join(
+        c if (c.isascii() and (c.isalnum() or c in "_.-")) else f"%{ord(c):x};" for c in tenant
+    )[:200] + "~" + hashlib.sha256(tenant.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ShardKeys:
+    tag: str
+
+    @property
+    def task(self) -> str:
+        return f"{self.tag}:task"
+
+    @property
+    def payload(self) -> str:
+        return f"{self.tag}:payload"
+
+    @property
+    def result(self) -> str:
+        return f"{self.tag}:result"
+
+    @property
+    def seq(self) -> str:
+        return f"{self.tag}:seq"
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.tag}:delayed"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.tag}:leases"
+
+    @property
+    def done(self) -> str:
+        return f"{self.tag}:done"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.tag}:outbox"
+
+    @property
+    def counts(self) -> str:
+        return f"{self.tag}:counts"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.tag}:queues"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.tag}:paused"
+
+    def cmds(self, ten: str) -> str:
+        return f"{self.tag}:cmds:{ten}"
+
+    def ready(self, ten: str, cmd: str) -> str:
+        return f"{self.tag}:q:{ten}:{cmd}:ready"
+
+    def dlq(self, ten: str, cmd: str) -> str:
+        return f"{self.tag}:q:{ten}:{cmd}:dlq"
+
+    def idem(self, ten: str, key: str) -> str:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+        return f"{self.tag}:idem:{ten}:{digest}"
+
+
+class Keys:
+    def __init__(self, prefix: str, shards: int) -> None:
+        self.prefix = prefix
+        self.shards = shards
+        self._shards = [ShardKeys(f"{prefix}:{{{prefix}:{s}}}") for s in range(shards)]
+        self.meta = f"{prefix}:{{{prefix}:meta}}"
+        self.wake_channel = f"{prefix}:wake"
+        self.done_channel = f"{prefix}:done"
+
+    def shard(self, s: int) -> ShardKeys:
+        return self._shards[s]
+
+    def all(self) -> list[ShardKeys]:
+        return self._shards
+
+
+def field(ten: str, task_id: str) -> str:
+    return f"{ten}|{task_id}"
+
+
+def member(ten: str, cmd: str, task_id: str) -> str:
+    return f"{ten}|{cmd}|{task_id}"
+
+
+def qname(ten: str, cmd: str) -> str:
+    return f"{ten}|{cmd}"
+
+
+def split_member(value: str) -> tuple[str, str, str]:
+    ten, cmd, task_id = value.split("|", 2)
+    return ten, cmd, task_id

@@ -1,0 +1,25 @@
+-- replay: move dead-lettered tasks of one queue back to ready with fresh attempts.
+-- KEYS: 1 task, 2 dlq(queue), 3 ready(queue), 4 seq
+-- ARGV: 1 now, 2 tenant, 3 qname, 4 wake channel, 5.. ids
+local now, ten = tonumber(ARGV[1]), ARGV[2]
+local replayed, missing = {}, {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local raw = redis.call('HGET', KEYS[1], ten .. '|' .. id)
+  if redis.call('ZREM', KEYS[2], id) == 1 and raw then
+    local meta = cjson.decode(raw)
+    meta.status = 'PENDING'
+    meta.attempts = 0
+    meta.deadLettered = nil
+    meta.runAt = now
+    meta.updatedAt = now
+    redis.call('HSET', KEYS[1], ten .. '|' .. id, cjson.encode(meta))
+    local seq = redis.call('INCR', KEYS[4])
+    redis.call('ZADD', KEYS[3], (9 - (meta.priority or 0)) * 1e14 + seq, id)
+    replayed[#replayed + 1] = id
+  else
+    missing[#missing + 1] = id
+  end
+end
+if #replayed > 0 then redis.call('PUBLISH', ARGV[4], #replayed .. ':' .. ARGV[3]) end
+return {replayed, missing}

@@ -1,0 +1,26 @@
+-- result: the lease holder reports COMPLETED or FAILED; the task becomes terminal,
+-- its result is stored and, when it has a webhook, a callback enters the outbox.
+-- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox
+-- ARGV: 1 field, 2 worker, 3 lease id, 4 now, 5 status, 6 result json, 7 error, 8 done channel,
+--       9 tenant
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return {'NOT_FOUND'} end
+local meta = cjson.decode(raw)
+if meta.status ~= 'IN_PROGRESS' then return {'NOT_IN_PROGRESS', meta.status} end
+if meta.workerId ~= ARGV[2] then return {'NOT_OWNER'} end
+if ARGV[3] ~= '' and meta.leaseId ~= ARGV[3] then return {'LEASE_LOST'} end
+local now = tonumber(ARGV[4])
+local qname = ARGV[9] .. '|' .. meta.command
+local member = qname .. '|' .. meta.id
+meta.status = ARGV[5]
+meta.updatedAt = now
+if ARGV[7] ~= '' then meta.error = ARGV[7] else meta.error = nil end
+raw = cjson.encode(meta)
+redis.call('HSET', KEYS[1], ARGV[1], raw)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[6])
+redis.call('ZREM', KEYS[3], member)
+redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -1)
+redis.call('ZADD', KEYS[4], now, member)
+if meta.webhook then redis.call('ZADD', KEYS[6], now, member) end
+redis.call('PUBLISH', ARGV[8], ARGV[1])
+return {'OK', raw}

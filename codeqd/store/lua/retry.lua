@@ -1,0 +1,48 @@
+-- retry: nack, abandon or lease expiry. Requeues (now or after a delay) or, when a
+-- nack/expiry finds attempts >= maxAttempts, dead-letters the task (FAILED, MAX_ATTEMPTS).
+-- KEYS: 1 task, 2 leases, 3 delayed, 4 counts, 5 ready(queue), 6 dlq(queue), 7 seq, 8 outbox
+-- ARGV: 1 field, 2 member, 3 qname, 4 now, 5 mode (nack|abandon|expire), 6 worker,
+--       7 lease id ('' = not sent), 8 delay ms, 9 reason, 10 wake channel, 11 done channel, 12 id
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return {'NOT_FOUND'} end
+local meta = cjson.decode(raw)
+local mode, now = ARGV[5], tonumber(ARGV[4])
+if meta.status ~= 'IN_PROGRESS' then return {'NOT_IN_PROGRESS', meta.status} end
+if mode == 'expire' then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[2])
+  if (not score) or tonumber(score) > now or meta.leaseId ~= ARGV[7] then
+    return {'NOT_EXPIRED'}
+  end
+else
+  if meta.workerId ~= ARGV[6] then return {'NOT_OWNER'} end
+  if ARGV[7] ~= '' and meta.leaseId ~= ARGV[7] then return {'LEASE_LOST'} end
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|inprog', -1)
+meta.updatedAt = now
+if ARGV[9] ~= '' then meta.error = ARGV[9] end
+if mode ~= 'abandon' and (meta.attempts or 0) >= (meta.maxAttempts or 1) then
+  meta.status = 'FAILED'
+  meta.error = 'MAX_ATTEMPTS'
+  meta.deadLettered = true
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))
+  redis.call('ZADD', KEYS[6], now, ARGV[12])
+  if meta.webhook then redis.call('ZADD', KEYS[8], now, ARGV[2]) end
+  redis.call('PUBLISH', ARGV[11], ARGV[1])
+  return {'DEAD'}
+end
+meta.status = 'PENDING'
+local delay = tonumber(ARGV[8])
+if delay > 0 then
+  meta.runAt = now + delay
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))
+  redis.call('ZADD', KEYS[3], now + delay, ARGV[2])
+  redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|delayed', 1)
+else
+  meta.runAt = now
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))
+  local seq = redis.call('INCR', KEYS[7])
+  redis.call('ZADD', KEYS[5], (9 - (meta.priority or 0)) * 1e14 + seq, ARGV[12])
+  redis.call('PUBLISH', ARGV[10], '1:' .. ARGV[3])
+end
+return {'REQUEUED', tostring(delay)}
