@@ -306,7 +306,7 @@ class Store:
 
     async def _retry(
         self, s: int, ten: str, meta: Meta, mode: Literal["nack", "abandon", "expire"],
-        worker_id: str, lease_id: str, delay_ms: int, reason: str,
+        worker_id: str, lease_id: str, delay_ms: int, reason: str, now: int | None = None,
     ) -> list[Any]:
         k = self.keys.shard(s)
         cmd, task_id = meta["command"], meta["id"]
@@ -314,7 +314,8 @@ class Store:
             "retry",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.dlq(ten, cmd), k.seq,
              k.outbox],
-            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd), now_ms(), mode,
+            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd),
+             now_ms() if now is None else now, mode,
              worker_id, lease_id, delay_ms, reason, self.keys.wake_channel,
              self.keys.done_channel, task_id],
         )
@@ -403,7 +404,7 @@ class Store:
                 if meta.get("status") != "IN_PROGRESS":
                     continue
                 out = await self._retry(s, ten, meta, "expire", "", meta.get("leaseId", ""),
-                                        self.backoff_ms(meta), "LEASE_EXPIRED")
+                                        self.backoff_ms(meta), "LEASE_EXPIRED", now)
                 if out[0] in ("REQUEUED", "DEAD"):
                     reaped += 1
             # Members whose task vanished cannot be retried; drop them from the index.

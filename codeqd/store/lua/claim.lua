@@ -11,8 +11,8 @@ for i = 6, #KEYS do
     queues[#queues + 1] = {KEYS[i], cmd}
   end
 end
-local out = {}
-while #out < max do
+local out, n = {}, 0
+while n < max do
   local best, best_score
   for _, q in ipairs(queues) do
     local head = redis.call('ZRANGE', q[1], 0, 0, 'WITHSCORES')
@@ -30,7 +30,7 @@ while #out < max do
       meta.status = 'IN_PROGRESS'
       meta.attempts = (meta.attempts or 0) + 1
       meta.workerId = ARGV[3]
-      meta.leaseId = ARGV[4] .. '-' .. #out
+      meta.leaseId = ARGV[4] .. '-' .. n
       meta.leaseUntil = now + lease_ms
       meta.updatedAt = now
       meta.error = nil
@@ -38,6 +38,7 @@ while #out < max do
       redis.call('HSET', KEYS[1], field, raw)
       redis.call('ZADD', KEYS[3], now + lease_ms, ten .. '|' .. best[2] .. '|' .. best[3])
       redis.call('HINCRBY', KEYS[5], ten .. '|' .. best[2] .. '|inprog', 1)
+      n = n + 1
       out[#out + 1] = raw
       out[#out + 1] = redis.call('HGET', KEYS[2], field) or '{}'
     end

@@ -1,0 +1,153 @@
+"""Each Lua transition against the real store, including races between claimers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import trio
+
+from codeqd.config import BackoffConfig, Duration
+from codeqd.domain.errors import InvalidState, LeaseLost, TaskNotFound
+from codeqd.domain.task import NewTask, parse_new_task
+from codeqd.store import Store
+from codeqd.store._store import now_ms
+
+
+def new(command: str = "c", **fields: Any) -> NewTask:
+    return parse_new_task({"command": command, "payload": {"v": 1}, **fields}, now_ms=now_ms(),
+                          default_max_attempts=3, max_depth=32)
+
+
+async def test_fifty_concurrent_claimers_each_task_claimed_once(store: Store) -> None:
+    ids = {(await store.create("t", new()))[0]["id"] for _ in range(20)}
+    claimed: list[str] = []
+
+    async def claimer(i: int) -> None:
+        for task in await store.claim("t", f"w{i}", ["c"], 30):
+            claimed.append(task.meta["id"])
+
+    async with trio.open_nursery() as n:
+        for i in range(50):
+            n.start_soon(claimer, i)
+    assert sorted(claimed) == sorted(ids)
+    assert (await store.queue_stats("t", "c")).in_progress == 20
+
+
+async def test_delayed_task_is_promoted_only_when_due(store: Store) -> None:
+    meta, _, _ = await store.create("t", new(delaySeconds=60))
+    assert (await store.queue_stats("t", "c")).delayed == 1
+    assert await store.promote_due(now_ms()) == 0
+    assert await store.claim("t", "w", ["c"], 30) == []
+    assert await store.promote_due(now_ms() + 61_000) == 1
+    assert await store.promote_due(now_ms() + 61_000) == 0  # no double promotion
+    stats = await store.queue_stats("t", "c")
+    assert (stats.ready, stats.delayed) == (1, 0)
+    assert (await store.claim("t", "w", ["c"], 30))[0].meta["id"] == meta["id"]
+
+
+async def test_expired_lease_is_retried_then_dead_lettered(store: Store) -> None:
+    store.config = dataclasses.replace(
+        store.config, backoff=BackoffConfig(policy="fixed", base=Duration(0)))
+    meta, _, _ = await store.create("t", new(maxAttempts=2))
+    await store.claim("t", "w", ["c"], 1)
+    assert await store.reap_expired(now_ms()) == 0  # not yet expired
+    assert await store.reap_expired(now_ms() + 2_000) == 1
+    again, _ = await store.get("t", meta["id"])
+    assert again["status"] == "PENDING" and again["error"] == "LEASE_EXPIRED"
+    await store.claim("t", "w2", ["c"], 1)
+    assert await store.reap_expired(now_ms() + 2_000) == 1
+    dead, _ = await store.get("t", meta["id"])
+    assert dead["status"] == "FAILED" and dead["error"] == "MAX_ATTEMPTS"
+    assert (await store.queue_stats("t", "c")).dlq == 1
+
+
+async def test_two_reapers_race_without_double_retry(store: Store) -> None:
+    for _ in range(30):
+        await store.create("t", new())
+    await store.claim("t", "w", ["c"], 1, max_tasks=30)
+    counts: list[int] = []
+
+    async def reap() -> None:
+        counts.append(await store.reap_expired(now_ms() + 5_000))
+
+    async with trio.open_nursery() as n:
+        n.start_soon(reap)
+        n.start_soon(reap)
+    assert sum(counts) == 30
+    stats = await store.queue_stats("t", "c")
+    assert stats.in_progress == 0 and stats.ready + stats.delayed == 30
+
+
+async def test_heartbeat_keeps_lease_from_reaper(store: Store) -> None:
+    meta, _, _ = await store.create("t", new())
+    (task,) = await store.claim("t", "w", ["c"], 1)
+    await store.heartbeat("t", meta["id"], "w", task.meta["leaseId"], 600)
+    assert await store.reap_expired(now_ms() + 5_000) == 0
+
+
+async def test_idempotency_key_returns_first_task(store: Store) -> None:
+    a, _, created_a = await store.create("t", new(idempotencyKey="k1"))
+    b, _, created_b = await store.create("t", new(idempotencyKey="k1"))
+    c, _, _ = await store.create("other-tenant", new(idempotencyKey="k1"))
+    assert created_a and not created_b and a["id"] == b["id"]
+    assert c["id"] != a["id"]
+    assert (await store.queue_stats("t", "c")).ready == 1
+
+
+async def test_tenants_cannot_see_each_other(store: Store) -> None:
+    meta, _, _ = await store.create("alice", new())
+    with pytest.raises(TaskNotFound):
+        await store.get("bob", meta["id"])
+    assert await store.claim("bob", "w", ["c"], 30) == []
+    with pytest.raises(TaskNotFound):
+        await store.cancel("bob", meta["id"])
+
+
+async def test_cancel_pending_delayed_and_in_progress(store: Store) -> None:
+    pending, _, _ = await store.create("t", new())
+    delayed, _, _ = await store.create("t", new(delaySeconds=100))
+    await store.cancel("t", pending["id"])
+    await store.cancel("t", delayed["id"])
+    running, _, _ = await store.create("t", new())
+    (task,) = await store.claim("t", "w", ["c"], 30)
+    await store.cancel("t", running["id"])
+    with pytest.raises(InvalidState):
+        await store.report("t", running["id"], "w", task.meta["leaseId"], "COMPLETED", {}, None, [])
+    stats = await store.queue_stats("t", "c")
+    assert (stats.ready, stats.delayed, stats.in_progress) == (0, 0, 0)
+    assert await store.promote_due(now_ms() + 200_000) == 0
+
+
+async def test_stale_lease_cannot_report(store: Store) -> None:
+    meta, _, _ = await store.create("t", new())
+    (first,) = await store.claim("t", "pool", ["c"], 30)
+    await store.abandon("t", meta["id"], "pool", first.meta["leaseId"])
+    (second,) = await store.claim("t", "pool", ["c"], 30)
+    assert second.meta["leaseId"] != first.meta["leaseId"]
+    with pytest.raises(LeaseLost):
+        await store.report("t", meta["id"], "pool", first.meta["leaseId"], "COMPLETED", {}, None,
+                           [])
+    await store.report("t", meta["id"], "pool", second.meta["leaseId"], "COMPLETED", {}, None, [])
+
+
+async def test_paused_queue_hands_out_nothing(store: Store) -> None:
+    await store.create("t", new())
+    await store.set_paused("t", "c", True)
+    assert await store.claim("t", "w", ["c"], 30) == []
+    assert (await store.queue_stats("t", "c")).paused
+    await store.set_paused("t", "c", False)
+    assert len(await store.claim("t", "w", ["c"], 30)) == 1
+
+
+async def test_cleanup_removes_only_old_terminal_tasks(store: Store) -> None:
+    meta, _, _ = await store.create("t", new())
+    live, _, _ = await store.create("t", new())
+    await store.claim("t", "w", ["c"], 30)
+    await store.report("t", meta["id"], "w", None, "COMPLETED", {}, None, [])
+    assert await store.cleanup(now_ms() - 60_000, 100) == 0
+    assert await store.cleanup(now_ms() + 1, 100) == 1
+    with pytest.raises(TaskNotFound):
+        await store.get("t", meta["id"])
+    await store.get("t", live["id"])
