@@ -71,6 +71,10 @@ class PayloadTooLarge(CodeqError):
     status = 413
     code = "payload_too_large"
 
+    def headers(self) -> dict[str, str]:
+        # The unread rest of the body would poison a kept-alive connection.
+        return {"Connection": "close"}
+
 
 class UnsupportedMediaType(CodeqError):
     status = 415

@@ -37,10 +37,6 @@ from codeqd.domain.task import NewTask
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 Meta = dict[str, Any]
-SCRIPTS = (
-    "create", "claim", "heartbeat", "result", "retry", "promote", "cancel", "replay",
-    "cleanup", "stats",
-)
 _UNAVAILABLE = (cx.ConnectionError, cx.ClusterDownError, cx.TryAgainError,
                 OSError, trio.TooSlowError, TimeoutError)
 
@@ -96,24 +92,27 @@ class Store:
         self.keys = Keys(config.store.prefix, config.store.shards)
         self.shards = config.store.shards
         self._timeout = float(config.store.command_timeout)
-        self._scripts = {
-            name: client.register_script(
-                resources.files("codeqd.store").joinpath(f"lua/{name}.lua").read_text()
-            )
-            for name in SCRIPTS
-        }
+        self._scripts: dict[str, Any] = {}
         self._next_shard = 0
 
     # ------------------------------------------------------------ plumbing
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _script(self, name: str) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            source = resources.files("codeqd.store").joinpath(f"lua/{name}.lua").read_text()
+            script = self._scripts[name] = self.client.register_script(source)
+        return script
+
+    async def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it)."""
         try:
             with trio.fail_after(self._timeout):
-                return await self._scripts[name](keys=list(keys), args=list(args))
+                return await self._script(name)(keys=list(keys), args=list(args))
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
 
-    async def _cmd(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             with trio.fail_after(self._timeout):
                 return await coro_fn(*args, **kwargs)
@@ -135,8 +134,8 @@ class Store:
 
     async def init_keyspace(self) -> None:
         """Record the shard count at first start; refuse a different one later."""
-        await self._cmd(self.client.hsetnx, self.keys.meta, "shards", str(self.shards))
-        recorded = await self._cmd(self.client.hget, self.keys.meta, "shards")
+        await self.command(self.client.hsetnx, self.keys.meta, "shards", str(self.shards))
+        recorded = await self.command(self.client.hget, self.keys.meta, "shards")
         if recorded is not None and int(recorded) != self.shards:
             raise RuntimeError(
                 f"store.shards = {self.shards}, but this keyspace (prefix "
@@ -151,7 +150,7 @@ class Store:
             raise TaskNotFound(task_id)
         s = shard_of(task_id, self.shards)
         ten = escape_tenant(tenant)
-        raw = await self._cmd(self.client.hget, self.keys.shard(s).task, field(ten, task_id))
+        raw = await self.command(self.client.hget, self.keys.shard(s).task, field(ten, task_id))
         if raw is None:
             raise TaskNotFound(task_id)
         return s, ten, orjson.loads(raw)
@@ -219,7 +218,7 @@ class Store:
         meta_json = orjson.dumps(meta)
         idem_ttl = int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
         q = qname(ten, task.command)
-        out = await self._run(
+        out = await self.run_script(
             "create",
             [k.task, k.payload, k.seq, k.ready(ten, task.command), k.delayed, k.counts,
              k.queues, k.cmds(ten), k.idem(ten, task.idempotency_key or "")],
@@ -236,7 +235,7 @@ class Store:
         ten = escape_tenant(tenant)
         found: set[str] = set()
         for k in self.keys.all():
-            found.update(await self._cmd(self.client.smembers, k.cmds(ten)))
+            found.update(await self.command(self.client.smembers, k.cmds(ten)))
         return sorted(found)
 
     async def claim(
@@ -251,7 +250,7 @@ class Store:
         start = self._pick_shard()
         for i in range(self.shards):
             k = self.keys.shard((start + i) % self.shards)
-            raw = await self._run(
+            raw = await self.run_script(
                 "claim",
                 [k.task, k.payload, k.leases, k.paused, k.counts,
                  *(k.ready(ten, c) for c in commands)],
@@ -272,7 +271,7 @@ class Store:
             raise TaskNotFound(task_id)
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
-        out = await self._run(
+        out = await self.run_script(
             "heartbeat", [k.task, k.leases],
             [field(ten, task_id), worker_id, lease_id or "", now_ms(), extend_seconds * 1000, ten],
         )
@@ -295,7 +294,7 @@ class Store:
         now = now_ms()
         doc = {"taskId": task_id, "status": status, "result": result, "error": error,
                "artifacts": artifacts, "completedAt": rfc3339(now)}
-        out = await self._run(
+        out = await self.run_script(
             "result", [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
             [field(ten, task_id), worker_id, lease_id or "", now, status, orjson.dumps(doc),
              error or "", self.keys.done_channel, ten],
@@ -310,7 +309,7 @@ class Store:
     ) -> list[Any]:
         k = self.keys.shard(s)
         cmd, task_id = meta["command"], meta["id"]
-        return await self._run(  # type: ignore[no-any-return]
+        return await self.run_script(  # type: ignore[no-any-return]
             "retry",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.dlq(ten, cmd), k.seq,
              k.outbox],
@@ -354,7 +353,7 @@ class Store:
         s, ten, meta = await self._lookup(tenant, task_id)
         k = self.keys.shard(s)
         cmd = meta["command"]
-        out = await self._run(
+        out = await self.run_script(
             "cancel",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.done, k.outbox],
             [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd), now_ms(), task_id,
@@ -371,13 +370,13 @@ class Store:
         now = now_ms() if now is None else now
         moved = 0
         for k in self.keys.all():
-            due = await self._cmd(
+            due = await self.command(
                 self.client.zrangebyscore, k.delayed, "-inf", now, offset=0, count=limit
             )
             if not due:
                 continue
             ready = [k.ready(ten, cmd) for ten, cmd, _ in map(split_member, due)]
-            moved += await self._run(
+            moved += await self.run_script(
                 "promote", [k.task, k.delayed, k.counts, k.seq, *ready],
                 [now, self.keys.wake_channel, *due],
             )
@@ -388,13 +387,13 @@ class Store:
         now = now_ms() if now is None else now
         reaped = 0
         for s, k in enumerate(self.keys.all()):
-            expired = await self._cmd(
+            expired = await self.command(
                 self.client.zrangebyscore, k.leases, "-inf", now, offset=0, count=limit
             )
             if not expired:
                 continue
             parsed = [split_member(m) for m in expired]
-            metas = await self._cmd(
+            metas = await self.command(
                 self.client.hmget, k.task, [field(ten, tid) for ten, _, tid in parsed]
             )
             for (ten, _, _), raw in zip(parsed, metas, strict=True):
@@ -410,18 +409,18 @@ class Store:
             # Members whose task vanished cannot be retried; drop them from the index.
             stale = [m for m, raw in zip(expired, metas, strict=True) if raw is None]
             if stale:
-                await self._cmd(self.client.zrem, k.leases, stale)
+                await self.command(self.client.zrem, k.leases, stale)
         return reaped
 
     async def cleanup(self, before_ms: int, limit: int) -> int:
         """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard."""
         deleted = 0
         for k in self.keys.all():
-            old = await self._cmd(
+            old = await self.command(
                 self.client.zrangebyscore, k.done, "-inf", f"({before_ms}", offset=0, count=limit
             )
             if old:
-                deleted += await self._run(
+                deleted += await self.run_script(
                     "cleanup", [k.task, k.payload, k.result, k.done], [before_ms, *old]
                 )
         return deleted
@@ -433,7 +432,7 @@ class Store:
         q = qname(ten, command)
         totals = [0, 0, 0, 0, 0]
         for k in self.keys.all():
-            out = await self._run(
+            out = await self.run_script(
                 "stats", [k.ready(ten, command), k.dlq(ten, command), k.counts, k.paused], [q]
             )
             totals = [a + int(b) for a, b in zip(totals, out, strict=True)]
@@ -447,12 +446,12 @@ class Store:
         q = qname(ten, command)
         for k in self.keys.all():
             if paused:
-                await self._cmd(self.client.sadd, k.paused, [q])
-                await self._cmd(self.client.sadd, k.cmds(ten), [command])
+                await self.command(self.client.sadd, k.paused, [q])
+                await self.command(self.client.sadd, k.cmds(ten), [command])
             else:
-                await self._cmd(self.client.srem, k.paused, [q])
+                await self.command(self.client.srem, k.paused, [q])
         if not paused:
-            await self._cmd(self.client.publish, self.keys.wake_channel, f"1000000:{q}")
+            await self.command(self.client.publish, self.keys.wake_channel, f"1000000:{q}")
 
     async def dlq_page(
         self, tenant: str, command: str, limit: int, cursor: int
@@ -462,11 +461,11 @@ class Store:
         items: list[tuple[Meta, str]] = []
         offset = cursor
         for k in self.keys.all():
-            size = await self._cmd(self.client.zcard, k.dlq(ten, command))
+            size = await self.command(self.client.zcard, k.dlq(ten, command))
             if offset >= size:
                 offset -= size
                 continue
-            ids = await self._cmd(
+            ids = await self.command(
                 self.client.zrange, k.dlq(ten, command), offset, offset + limit - len(items) - 1
             )
             offset = 0
@@ -497,14 +496,14 @@ class Store:
             for s, k in enumerate(self.keys.all()):
                 if remaining <= 0:
                     break
-                got = await self._cmd(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
+                got = await self.command(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
                 if got:
                     by_shard[s] = list(got)
                     remaining -= len(got)
         replayed: list[str] = []
         for s, shard_ids in by_shard.items():
             k = self.keys.shard(s)
-            ok, gone = await self._run(
+            ok, gone = await self.run_script(
                 "replay", [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
                 [now_ms(), ten, qname(ten, command), self.keys.wake_channel, *shard_ids],
             )
