@@ -7,9 +7,11 @@ store, and ``shutting_down`` which the supervisor sets when a stop begins.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
+from codeqd.actors._live import Live
 from codeqd.auth import Authenticator
 from codeqd.config import Config
 from codeqd.store import Store, WakeHub
@@ -22,3 +24,10 @@ class Context:
     hub: WakeHub
     auth: Authenticator
     shutting_down: trio.Event = field(default_factory=trio.Event)
+    #: Each actor's live config section (set by the supervisor; SIGHUP updates them).
+    lives: dict[str, Live[Any]] = field(default_factory=dict)
+
+    def actor_config(self, name: str) -> Any:
+        """An actor's config section as it is now (after any SIGHUP reload)."""
+        live = self.lives.get(name)
+        return live.value if live is not None else getattr(self.config.actors, name)

@@ -71,7 +71,7 @@ async def get_result(principal: Principal, task_id: str) -> Response:
                     or ctx.shutting_down.is_set()):
                 break
             with trio.move_on_at(min(deadline, trio.current_time()
-                                     + float(ctx.config.actors.ingress.poll_fallback))):
+                                     + float(ctx.actor_config("ingress").poll_fallback))):
                 await waiter.event.wait()
     body = {
         "task": task_to_wire(meta, payload),

@@ -69,11 +69,11 @@ async def claim_tasks(principal: Principal, body: dict[str, Any], max_tasks: int
 
     if wait == 0 or ctx.shutting_down.is_set():
         return await attempt()
-    if ctx.hub.waiting >= cfg.actors.ingress.max_waiters:
+    if ctx.hub.waiting >= ctx.actor_config("ingress").max_waiters:
         raise RateLimited("too many long-polling claims are waiting; retry later",
                           retry_after=1, scope="ingress", operation="claim")
     deadline = trio.current_time() + wait
-    fallback = float(cfg.actors.ingress.poll_fallback)
+    fallback = float(ctx.actor_config("ingress").poll_fallback)
     while True:
         # Register before looking, so a wake-up between the look and the wait is kept.
         with ctx.hub.claim_waiter(ten, commands) as waiter:

@@ -1,0 +1,201 @@
+"""The store actor: runs the embedded redis-server child, or watches an external store.
+
+Embedded: ``redis-server`` (``store.server_bin``) with its data, AOF, pidfile
+and log under ``<state_dir>/store``, listening on a unix socket there (or a
+loopback port when the path is too long for a socket). The child is spawned
+from the main thread with ``PR_SET_PDEATHSIG`` so a ``kill -9`` of codeqd takes
+it down too; a child left over anyway (found through its pidfile) is stopped
+cleanly before a new one starts. If the child dies it is restarted on the same
+address. On shutdown it gets SIGTERM (a clean AOF flush) and is reaped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+import structlog
+import trio
+
+from codeqd.actors._live import Live
+from codeqd.config import Config, StoreActorConfig
+from codeqd.context import Context
+
+log = structlog.get_logger("codeqd.store")
+
+_PR_SET_PDEATHSIG = 1
+_MAX_UNIX_PATH = 100
+
+
+def store_dir(config: Config) -> Path:
+    return (config.state_path / "store").absolute()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def embedded_url(config: Config) -> str:
+    """The address the embedded store will listen on; stable for the daemon's life."""
+    sock = store_dir(config) / "redis.sock"
+    if len(str(sock)) <= _MAX_UNIX_PATH:
+        return f"unix://{sock}"
+    return f"redis://127.0.0.1:{_free_port()}"
+
+
+def store_url(config: Config) -> str:
+    return config.store.url if config.store.mode == "external" else embedded_url(config)
+
+
+def _set_pdeathsig() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _server_args(config: Config, url: str) -> list[str]:
+    d = store_dir(config)
+    args = [config.store.server_bin, "--dir", str(d), "--daemonize", "no",
+            "--appendonly", "yes", "--appendfsync", config.store.appendfsync,
+            "--save", "", "--pidfile", str(d / "redis.pid"),
+            "--logfile", str(d / "redis.log"), "--loglevel", "notice", "--databases", "1"]
+    if url.startswith("unix://"):
+        args += ["--port", "0", "--unixsocket", url[len("unix://"):], "--unixsocketperm", "700"]
+    else:
+        args += ["--port", url.rsplit(":", 1)[1], "--bind", "127.0.0.1",
+                 "--protected-mode", "yes"]
+    return args
+
+
+def _alive_store_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"redis" in cmdline or b"kvrocks" in cmdline else None
+
+
+async def _stop_leftover(config: Config) -> None:
+    """A child of an earlier codeqd still holding the data dir: stop it cleanly."""
+    pid = _alive_store_pid(store_dir(config) / "redis.pid")
+    if pid is None:
+        return
+    log.warning("store.leftover_found", pid=pid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with trio.move_on_after(15):
+        while _alive_store_pid(store_dir(config) / "redis.pid") == pid:
+            await trio.sleep(0.05)  # not our child: no pidfd to wait on
+        return
+    os.kill(pid, signal.SIGKILL)
+
+
+async def _wait_exit(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for the child without a thread: its pidfd becomes readable when it exits."""
+    fd = os.pidfd_open(proc.pid)
+    try:
+        await trio.lowlevel.wait_readable(fd)
+    finally:
+        os.close(fd)
+    return proc.wait()
+
+
+async def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(grace):
+            await _wait_exit(proc)
+            return
+        log.error("store.kill", pid=proc.pid, reason=f"no exit {grace}s after SIGTERM")
+        proc.kill()
+        await _wait_exit(proc)
+
+
+async def run(
+    ctx: Context, live: Live[StoreActorConfig], *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Report started once the store answers PING; run until cancelled.
+
+    Cancellation stops the embedded child cleanly (shielded, bounded by
+    ``start_timeout``) before this returns.
+    """
+    if ctx.config.store.mode == "external":
+        await _watch_external(ctx, live, task_status)
+        return
+    config = ctx.config
+    store_dir(config).mkdir(parents=True, exist_ok=True, mode=0o700)
+    await _stop_leftover(config)
+    started = False
+    delay = 0.2
+    while True:
+        # Spawned from this (the main) thread: PDEATHSIG follows the spawning thread.
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            _server_args(config, ctx.store.url), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, preexec_fn=_set_pdeathsig, start_new_session=True,
+        )
+        log.info("store.started", pid=proc.pid, url=ctx.store.url,
+                 appendfsync=config.store.appendfsync)
+        try:
+            with trio.move_on_after(float(live.value.start_timeout)) as waiting:
+                while not await ctx.store.ping():
+                    if proc.poll() is not None:
+                        break
+                    await trio.sleep(0.05)
+            if proc.poll() is None and not waiting.cancelled_caught:
+                if not started:
+                    task_status.started()
+                    started = True
+                delay = 0.2
+                code = await _wait_exit(proc)
+            else:
+                code = proc.poll()
+            log.error("store.exited", pid=proc.pid, code=code,
+                      log=str(store_dir(config) / "redis.log"), restart_in=delay)
+        finally:
+            await _terminate(proc, float(live.value.start_timeout))
+        if not started:
+            what = "did not answer in time" if code is None else f"exited with {code}"
+            raise RuntimeError(
+                f"embedded store {config.store.server_bin!r} {what}; "
+                f"see {store_dir(config) / 'redis.log'}"
+            )
+        await trio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+async def _watch_external(
+    ctx: Context, live: Live[StoreActorConfig], task_status: trio.TaskStatus[None]
+) -> None:
+    """External store: started once it answers; afterwards log outages and recoveries."""
+    with trio.fail_after(float(live.value.start_timeout)):
+        while not await ctx.store.ping():
+            await trio.sleep(0.2)
+    task_status.started()
+    up = True
+    while True:
+        await trio.sleep(float(live.value.interval))
+        ok = await ctx.store.ping()
+        if ok != up:
+            (log.info if ok else log.error)("store.up" if ok else "store.down",
+                                             url=_redact(ctx.store.url))
+            up = ok
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest

@@ -1,0 +1,240 @@
+"""The supervisor: starts the actors in order, restarts the ones that fail, stops them all.
+
+Order: the ``store`` actor first (its child must answer before anything else
+runs), then the keyspace check, then every other enabled actor. A failing
+actor is restarted one-for-one with exponential backoff; more than
+``supervisor.max_restarts`` restarts within ``supervisor.window_seconds`` stop
+the daemon with exit code 1 so systemd restarts it. SIGTERM/SIGINT: set
+``ctx.shutting_down`` (ingress drains, long-polls answer at once, batch actors
+finish their step), cancel whatever is left after ``shutdown.grace_seconds``,
+then stop the store last. A second signal cancels at once. SIGHUP reloads
+the tunables (see :meth:`Supervisor.reload`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from codeqd import config as cfgmod
+from codeqd import sdnotify
+from codeqd.actors import Live
+from codeqd.auth import Authenticator
+from codeqd.context import Context
+from codeqd.store import WakeHub, connect
+
+log = structlog.get_logger("codeqd.supervisor")
+
+EXIT_OK = 0
+EXIT_GAVE_UP = 1
+EXIT_CONFIG = 2
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """An actor known by name: its module (exposing ``run``) and its config section."""
+
+    name: str
+    module: str
+    section: Callable[[cfgmod.Config], Any]
+
+    def runner(self) -> Callable[..., Any]:
+        return importlib.import_module(self.module).run  # type: ignore[no-any-return]
+
+
+def _actor(name: str) -> ActorSpec:
+    return ActorSpec(name, f"codeqd.actors.{name}", lambda c: getattr(c.actors, name))
+
+
+STORE = _actor("store")
+#: Started after the store answers, in this order; stopped together.
+SERVICES: list[ActorSpec] = [_actor("promoter"), _actor("reaper"), _actor("ingress")]
+
+
+class GaveUp(Exception):
+    """An actor failed more often than the restart intensity allows."""
+
+
+class Supervisor:
+    def __init__(self, config: cfgmod.Config, *, services: list[ActorSpec] | None = None) -> None:
+        self.config = config
+        self.services = SERVICES if services is None else services
+        self.lives: dict[str, Live[Any]] = {
+            spec.name: Live(spec.section(config)) for spec in [STORE, *self.services]
+        }
+        self.restarts: dict[str, int] = {}
+        self._restart_times: deque[float] = deque()
+        self.ctx: Context | None = None
+        self.addresses: list[str] = []
+        self.ready = trio.Event()
+        self._services_scope: trio.CancelScope | None = None
+
+    # ------------------------------------------------------------ running
+
+    async def run(self) -> int:
+        """Run until a signal (exit 0) or a give-up (exit 1)."""
+        from codeqd.actors.store import store_url
+
+        config = self.config
+        code = EXIT_OK
+        try:
+            async with connect(config, store_url(config)) as store:
+                self.ctx = ctx = Context(config=config, store=store, hub=WakeHub(),
+                                         auth=Authenticator(config), lives=self.lives)
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
+                                               signal.SIGHUP) as signals:
+                    async with trio.open_nursery() as root:
+                        root.start_soon(self._on_signals, signals)
+                        await root.start(self._supervise, STORE)
+                        await store.init_keyspace()
+                        await self._run_services(ctx)
+                        root.cancel_scope.cancel()  # stops the store actor and the signal loop
+        except* GaveUp as group:
+            log.error("supervisor.gave_up", reason=str(group.exceptions[0]))
+            sdnotify.notify("STOPPING=1")
+            code = EXIT_GAVE_UP
+        except* cfgmod.ConfigError as group:
+            log.error("supervisor.config_error", error=str(group.exceptions[0]))
+            code = EXIT_CONFIG
+        log.info("supervisor.stopped", exit_code=code)
+        return code
+
+    async def _run_services(self, ctx: Context) -> None:
+        async with trio.open_nursery() as services:
+            self._services_scope = services.cancel_scope
+            for spec in self.services:
+                started = await services.start(self._supervise, spec)
+                if spec.name == "ingress" and started:
+                    self.addresses = list(started)
+            log.info("supervisor.ready", addresses=self.addresses,
+                     actors=[s.name for s in self.services])
+            sdnotify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.addresses) or '-'}")
+            self.ready.set()
+            await ctx.shutting_down.wait()
+            sdnotify.notify("STOPPING=1\nSTATUS=stopping")
+            grace = float(self.config.shutdown.grace_seconds)
+            # Ingress drains within the grace itself; this is the backstop for the rest.
+            services.cancel_scope.deadline = trio.current_time() + grace + 1
+
+    async def _supervise(
+        self, spec: ActorSpec, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the actor; on failure log, back off and restart it until the intensity
+        limit. ``task_status.started`` carries the actor's first started value."""
+        assert self.ctx is not None
+        run = spec.runner()
+        first = True
+        failures = 0
+        while True:
+            try:
+                async with trio.open_nursery() as nursery:
+                    value = await nursery.start(run, self.ctx, self.lives[spec.name])
+                    if first:
+                        first = False
+                        task_status.started(value)
+                    failures = 0
+                return
+            except Exception as e:  # noqa: BLE001 - an actor's failure is the supervisor's business
+                if self.ctx.shutting_down.is_set() and spec is not STORE:
+                    log.warning("actor.failed_during_shutdown", actor=spec.name, exc_info=e)
+                    return
+                failures += 1
+                self._count_restart(spec.name, e)
+                delay = min(float(self.config.supervisor.backoff_base) * 2 ** (failures - 1),
+                            float(self.config.supervisor.backoff_max))
+                log.error("actor.crashed", actor=spec.name, restart_in=round(delay, 3),
+                          exc_info=e)
+                await trio.sleep(delay)
+
+    def _count_restart(self, name: str, error: BaseException) -> None:
+        now = time.monotonic()
+        window = float(self.config.supervisor.window_seconds)
+        self._restart_times.append(now)
+        while self._restart_times and self._restart_times[0] < now - window:
+            self._restart_times.popleft()
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        if len(self._restart_times) > self.config.supervisor.max_restarts:
+            raise GaveUp(
+                f"{len(self._restart_times)} actor restarts within {window:g}s "
+                f"(last: {name}: {type(error).__name__}: {error})"
+            ) from error
+
+    # ------------------------------------------------------------ signals
+
+    async def _on_signals(self, signals: Any) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                self.reload()
+                continue
+            assert self.ctx is not None
+            if self.ctx.shutting_down.is_set():
+                log.warning("supervisor.forced_stop", signal=signal.Signals(signum).name)
+                if self._services_scope is not None:
+                    self._services_scope.cancel()
+            else:
+                log.info("supervisor.stopping", signal=signal.Signals(signum).name,
+                         grace_seconds=float(self.config.shutdown.grace_seconds))
+                self.ctx.shutting_down.set()
+
+    def stop(self) -> None:
+        """What SIGTERM does, for embedding and tests."""
+        if self.ctx is not None:
+            self.ctx.shutting_down.set()
+
+    def reload(self) -> None:
+        """Re-read the config file; apply actor tunables and the log level live.
+
+        An invalid file is refused and the running config stays; keys that
+        cannot change without a restart are named in a warning and keep their
+        running values.
+        """
+        from codeqd import logsetup
+
+        try:
+            new = cfgmod.load(self.config.source or None)
+        except cfgmod.ConfigError as e:
+            log.error("config.reload_refused", error=str(e))
+            return
+        changed = _changed_keys(cfgmod.as_dict(self.config), cfgmod.as_dict(new))
+        for spec in [STORE, *self.services]:
+            section = spec.section(new)
+            if section != self.lives[spec.name].value:
+                self.lives[spec.name].update(section)
+        logsetup.configure(new.log)
+        restart = [k for k in changed if not _is_live(k)]
+        log.info("config.reloaded", source=new.source or None,
+                 applied=[k for k in changed if _is_live(k)])
+        if restart:
+            log.warning("config.restart_required", keys=restart)
+
+
+#: Keys under ``actors.`` that cannot change while the daemon runs.
+RESTART_ONLY = {"actors.ingress.bind", "actors.ingress.processes",
+                "actors.ingress.keep_alive_timeout", "actors.ingress.request_timeout",
+                "actors.ingress.enabled"}
+
+
+def _is_live(key: str) -> bool:
+    return (key.startswith("actors.") and key not in RESTART_ONLY) or key.startswith("log.")
+
+
+def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += _changed_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
+        return out
+    return [] if a == b else [prefix]
+
+
+async def serve(config: cfgmod.Config) -> int:
+    return await Supervisor(config).run()
