@@ -1,0 +1,5 @@
+import sys
+
+from codeqd.cli import main
+
+sys.exit(main())
