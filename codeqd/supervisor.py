@@ -41,14 +41,16 @@ EXIT_CONFIG = 2
 
 @dataclass(frozen=True)
 class ActorSpec:
-    """An actor known by name: its module (exposing ``run``) and its config section."""
+    """An actor known by name: where its ``run`` lives (``module`` or ``module:function``)
+    and which config section it reads."""
 
     name: str
     module: str
     section: Callable[[cfgmod.Config], Any]
 
     def runner(self) -> Callable[..., Any]:
-        return importlib.import_module(self.module).run  # type: ignore[no-any-return]
+        module, _, attr = self.module.partition(":")
+        return getattr(importlib.import_module(module), attr or "run")  # type: ignore[no-any-return]
 
 
 def _actor(name: str) -> ActorSpec:
@@ -99,11 +101,11 @@ class Supervisor:
                         await self._run_services(ctx)
                         root.cancel_scope.cancel()  # stops the store actor and the signal loop
         except* GaveUp as group:
-            log.error("supervisor.gave_up", reason=str(group.exceptions[0]))
+            log.error("supervisor.gave_up", reason=str(_leaf(group)))
             sdnotify.notify("STOPPING=1")
             code = EXIT_GAVE_UP
         except* cfgmod.ConfigError as group:
-            log.error("supervisor.config_error", error=str(group.exceptions[0]))
+            log.error("supervisor.config_error", error=str(_leaf(group)))
             code = EXIT_CONFIG
         log.info("supervisor.stopped", exit_code=code)
         return code
@@ -119,6 +121,8 @@ class Supervisor:
                      actors=[s.name for s in self.services])
             sdnotify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.addresses) or '-'}")
             self.ready.set()
+            if (every := sdnotify.watchdog_interval()) is not None:
+                services.start_soon(self._watchdog, ctx, every)
             await ctx.shutting_down.wait()
             sdnotify.notify("STOPPING=1\nSTATUS=stopping")
             grace = float(self.config.shutdown.grace_seconds)
@@ -154,6 +158,27 @@ class Supervisor:
                 log.error("actor.crashed", actor=spec.name, restart_in=round(delay, 3),
                           exc_info=e)
                 await trio.sleep(delay)
+
+    def stale_actors(self, now: float) -> list[str]:
+        """Actors that beat (batch loops) but have not within their allowance: a
+        wedged actor makes the watchdog stop pinging, so systemd restarts us."""
+        stale = []
+        for name, live in self.lives.items():
+            interval = float(getattr(live.value, "interval", 0) or 0)
+            allowance = max(3 * interval, 2 * float(self.config.store.command_timeout), 10.0)
+            if live.beat is not None and now - live.beat > allowance:
+                stale.append(name)
+        return stale
+
+    async def _watchdog(self, ctx: Context, every: float) -> None:
+        while not ctx.shutting_down.is_set():
+            stale = self.stale_actors(trio.current_time())
+            if stale:
+                log.error("supervisor.watchdog_withheld", stale=stale)
+            else:
+                sdnotify.notify("WATCHDOG=1")
+            with trio.move_on_after(every):
+                await ctx.shutting_down.wait()
 
     def _count_restart(self, name: str, error: BaseException) -> None:
         now = time.monotonic()
@@ -225,6 +250,12 @@ RESTART_ONLY = {"actors.ingress.bind", "actors.ingress.processes",
 
 def _is_live(key: str) -> bool:
     return (key.startswith("actors.") and key not in RESTART_ONLY) or key.startswith("log.")
+
+
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
