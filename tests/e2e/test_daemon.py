@@ -177,3 +177,18 @@ def test_cli_check_config_and_token(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert tok.returncode == 0 and tok.stdout.count(".") == 2
     assert (tmp_path / "dev_secret").exists()
+
+
+async def test_janitor_removes_terminal_tasks_past_retention(daemon_factory: Any) -> None:
+    d: Daemon = daemon_factory({"tasks": {"retention": "200ms"},
+                                "actors": {"janitor": {"interval": "100ms"}}})
+    async with httpx.AsyncClient(timeout=30) as http:
+        c = Client(d, http)
+        done = await c.create("old", {})
+        t = (await c.claim(commands=["old"])).json()
+        assert (await c.complete(t)).status_code == 200
+        pending = await c.create("old", {})
+        with trio.fail_after(10):
+            while (await c.call("GET", f"/tasks/{done['id']}", c.producer)).status_code != 404:
+                await trio.sleep(0.05)
+        assert (await c.get(pending["id"]))["status"] == "PENDING"
