@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from codeqd import config as cfgmod
-from codeqd import sdnotify
+from codeqd import metrics, sdnotify
 from codeqd.actors import Live
 from codeqd.auth import Authenticator
 from codeqd.context import Context
@@ -63,6 +63,7 @@ SERVICES: list[ActorSpec] = [
     _actor("promoter"),
     _actor("reaper"),
     _actor("janitor"),
+    _actor("metrics"),
     _actor("ingress"),
 ]
 
@@ -192,6 +193,7 @@ class Supervisor:
         while self._restart_times and self._restart_times[0] < now - window:
             self._restart_times.popleft()
         self.restarts[name] = self.restarts.get(name, 0) + 1
+        metrics.ACTOR_RESTARTS.labels(name).inc()
         if len(self._restart_times) > self.config.supervisor.max_restarts:
             raise GaveUp(
                 f"{len(self._restart_times)} actor restarts within {window:g}s "

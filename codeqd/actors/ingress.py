@@ -20,6 +20,7 @@ import structlog
 import trio
 
 import codeqd
+from codeqd import metrics
 from codeqd.actors._child import spawn, terminate, wait_exit
 from codeqd.actors._live import Live
 from codeqd.config import IngressConfig
@@ -123,6 +124,7 @@ async def _child(
                 watch.cancel_scope.cancel()
         finally:
             await terminate(proc, grace, f"ingress-{index}")
+        metrics.process_exited(proc.pid)
         if ctx.shutting_down.is_set():
             return
         failures += 0 if ready else 1

@@ -22,6 +22,7 @@ import coredis.exceptions as cx
 import orjson
 import trio
 
+from codeqd import metrics
 from codeqd.config import Config
 from codeqd.domain.backoff import retry_delay
 from codeqd.domain.errors import (
@@ -106,11 +107,14 @@ class Store:
 
     async def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it)."""
+        started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout):
                 return await self._script(name)(keys=list(keys), args=list(args))
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+        finally:
+            metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
 
     async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -228,6 +232,7 @@ class Store:
         )
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
+        metrics.TASK_CREATED.labels(task.command).inc()
         return meta, task.payload.decode(), True
 
     async def commands_of(self, tenant: str) -> list[str]:
@@ -258,7 +263,9 @@ class Store:
                  max_tasks - len(out), *commands],
             )
             for j in range(0, len(raw), 2):
-                out.append(ClaimedTask(orjson.loads(raw[j]), raw[j + 1]))
+                claimed = ClaimedTask(orjson.loads(raw[j]), raw[j + 1])
+                metrics.TASK_CLAIMED.labels(claimed.meta["command"]).inc()
+                out.append(claimed)
             if len(out) >= max_tasks:
                 break
         return out
@@ -301,7 +308,11 @@ class Store:
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
-        return orjson.loads(out[1]), doc
+        meta = orjson.loads(out[1])
+        metrics.TASK_COMPLETED.labels(meta["command"], status).inc()
+        if "claimedAt" in meta:
+            metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
+        return meta, doc
 
     async def _retry(
         self, s: int, ten: str, meta: Meta, mode: Literal["nack", "abandon", "expire"],
@@ -309,7 +320,7 @@ class Store:
     ) -> list[Any]:
         k = self.keys.shard(s)
         cmd, task_id = meta["command"], meta["id"]
-        return await self.run_script(  # type: ignore[no-any-return]
+        out: list[Any] = await self.run_script(
             "retry",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.dlq(ten, cmd), k.seq,
              k.outbox],
@@ -318,6 +329,11 @@ class Store:
              worker_id, lease_id, delay_ms, reason, self.keys.wake_channel,
              self.keys.done_channel, task_id],
         )
+        if mode == "expire" and out[0] in ("REQUEUED", "DEAD"):
+            metrics.LEASE_EXPIRED.labels(cmd).inc()
+        if out[0] == "DEAD":
+            metrics.TASK_COMPLETED.labels(cmd, "FAILED").inc()
+        return out
 
     def backoff_ms(self, meta: Meta) -> int:
         policy = self.config.backoff.for_command(meta["command"])
@@ -361,6 +377,7 @@ class Store:
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
+        metrics.TASK_COMPLETED.labels(cmd, "CANCELLED").inc()
         return orjson.loads(out[1])  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ background work
@@ -427,8 +444,7 @@ class Store:
 
     # ------------------------------------------------------------ queues (admin)
 
-    async def queue_stats(self, tenant: str, command: str) -> QueueStats:
-        ten = escape_tenant(tenant)
+    async def _stats(self, ten: str, command: str) -> QueueStats:
         q = qname(ten, command)
         totals = [0, 0, 0, 0, 0]
         for k in self.keys.all():
@@ -437,6 +453,20 @@ class Store:
             )
             totals = [a + int(b) for a, b in zip(totals, out, strict=True)]
         return QueueStats(command, totals[0], totals[1], totals[2], totals[3], totals[4] > 0)
+
+    async def queue_stats(self, tenant: str, command: str) -> QueueStats:
+        return await self._stats(escape_tenant(tenant), command)
+
+    async def all_queue_stats(self, limit: int) -> list[QueueStats]:
+        """Stats of every queue of every tenant (at most ``limit`` queues), for metrics."""
+        queues: set[str] = set()
+        for k in self.keys.all():
+            queues.update(await self.command(self.client.smembers, k.queues))
+        out = []
+        for q in sorted(queues)[:limit]:
+            ten, _, command = q.partition("|")
+            out.append(await self._stats(ten, command))
+        return out
 
     async def list_queues(self, tenant: str) -> list[QueueStats]:
         return [await self.queue_stats(tenant, c) for c in await self.commands_of(tenant)]
