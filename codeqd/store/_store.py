@@ -508,11 +508,11 @@ class Store:
                 return items, cursor + limit
         return items, None
 
-    async def dlq_replay(
-        self, tenant: str, command: str, ids: list[str] | None, limit: int
-    ) -> tuple[list[str], list[str]]:
-        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
-        ten = escape_tenant(tenant)
+    async def _dlq_select(
+        self, ten: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[dict[int, list[str]], list[str]]:
+        """Chosen ids grouped by shard (malformed ids reported missing), or the oldest
+        ``limit`` dead tasks of the queue."""
         by_shard: dict[int, list[str]] = {}
         missing: list[str] = []
         if ids is not None:
@@ -521,15 +521,23 @@ class Store:
                     by_shard.setdefault(shard_of(tid, self.shards), []).append(tid)
                 else:
                     missing.append(tid)
-        else:
-            remaining = limit
-            for s, k in enumerate(self.keys.all()):
-                if remaining <= 0:
-                    break
-                got = await self.command(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
-                if got:
-                    by_shard[s] = list(got)
-                    remaining -= len(got)
+            return by_shard, missing
+        remaining = limit
+        for s, k in enumerate(self.keys.all()):
+            if remaining <= 0:
+                break
+            got = await self.command(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
+            if got:
+                by_shard[s] = list(got)
+                remaining -= len(got)
+        return by_shard, missing
+
+    async def dlq_replay(
+        self, tenant: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
+        ten = escape_tenant(tenant)
+        by_shard, missing = await self._dlq_select(ten, command, ids, limit)
         replayed: list[str] = []
         for s, shard_ids in by_shard.items():
             k = self.keys.shard(s)
@@ -540,6 +548,22 @@ class Store:
             replayed.extend(ok)
             missing.extend(gone)
         return replayed, missing
+
+    async def dlq_purge(
+        self, tenant: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Delete chosen dead tasks, or the oldest ``limit``; returns (purged, not_found)."""
+        ten = escape_tenant(tenant)
+        by_shard, missing = await self._dlq_select(ten, command, ids, limit)
+        purged: list[str] = []
+        for s, shard_ids in by_shard.items():
+            k = self.keys.shard(s)
+            ok, gone = await self.run_script(
+                "purge", [k.task, k.payload, k.result, k.dlq(ten, command)], [ten, *shard_ids]
+            )
+            purged.extend(ok)
+            missing.extend(gone)
+        return purged, missing
 
 
 def _client_for(config: Config, url: str) -> Any:
