@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+    except Exception as e:  # one line, never a traceback
         print(f"codeqd: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return int(code or 0)

@@ -58,7 +58,7 @@ LONG_POLL_WAITERS = Gauge("codeq_long_poll_waiters", "Requests waiting in a long
 def process_exited(pid: int) -> None:
     """A child that served metrics has gone: drop its live gauges."""
     if os.environ.get(_MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def render() -> bytes:

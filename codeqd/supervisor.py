@@ -13,7 +13,6 @@ the tunables (see :meth:`Supervisor.reload`).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import signal
 import time
@@ -153,7 +152,7 @@ class Supervisor:
                         task_status.started(value)
                     failures = 0
                 return
-            except Exception as e:  # noqa: BLE001 - an actor's failure is the supervisor's business
+            except Exception as e:  # an actor's failure is the supervisor's business
                 if self.ctx.shutting_down.is_set() and spec is not STORE:
                     log.warning("actor.failed_during_shutdown", actor=spec.name, exc_info=e)
                     return
