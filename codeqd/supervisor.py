@@ -175,13 +175,18 @@ class Supervisor:
                 stale.append(name)
         return stale
 
+    def status_line(self, ctx: Context) -> str:
+        restarts = sum(self.restarts.values())
+        return (f"serving on {', '.join(self.addresses) or '-'}; "
+                f"{ctx.hub.waiting} long-polls waiting; {restarts} actor restarts")
+
     async def _watchdog(self, ctx: Context, every: float) -> None:
         while not ctx.shutting_down.is_set():
             stale = self.stale_actors(trio.current_time())
             if stale:
                 log.error("supervisor.watchdog_withheld", stale=stale)
             else:
-                sdnotify.notify("WATCHDOG=1")
+                sdnotify.notify(f"WATCHDOG=1\nSTATUS={self.status_line(ctx)}")
             with trio.move_on_after(every):
                 await ctx.shutting_down.wait()
 

@@ -17,6 +17,8 @@ def test_ready_watchdog_and_stopping(daemon_factory: Any) -> None:
     ready = next(n for n in d.notifications if "READY=1" in n)
     assert f"STATUS=serving on {d.base}" in ready
     assert d.wait_notification("WATCHDOG=1", 5)
+    ping = next(n for n in d.notifications if "WATCHDOG=1" in n)
+    assert "STATUS=serving on" in ping and "0 long-polls waiting; 0 actor restarts" in ping
     assert d.stop() == 0
     assert d.wait_notification("STOPPING=1", 1)
 
