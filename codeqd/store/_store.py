@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -223,33 +223,35 @@ class Store:
             [k.task, k.payload, k.seq, k.ready(ten, task.command), k.delayed, k.counts,
              k.queues, k.cmds(ten), k.idem(ten, task.idempotency_key or "")],
             [field(ten, task_id), meta_json, task.payload, now, task.run_at_ms, task.priority,
-             idem_ttl, member(ten, task.command, task_id), q, task.command,
-             self.keys.wake_channel, task_id],
+             idem_ttl, member(ten, task.command, task_id), q, task.command, k.wake, task_id],
         )
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
         return meta, task.payload.decode(), True
 
-    async def commands_of(self, tenant: str) -> list[str]:
-        """Every command the tenant has used, across shards (for wildcard claims)."""
+    async def commands_of(self, tenant: str, shards: Collection[int] | None = None) -> list[str]:
+        """Every command the tenant has used on ``shards`` (default: all), for wildcard claims."""
         ten = escape_tenant(tenant)
         found: set[str] = set()
-        for k in self.keys.all():
-            found.update(await self.command(self.client.smembers, k.cmds(ten)))
+        for s in range(self.shards) if shards is None else shards:
+            found.update(await self.command(self.client.smembers, self.keys.shard(s).cmds(ten)))
         return sorted(found)
 
     async def claim(
         self, tenant: str, worker_id: str, commands: Sequence[str], lease_seconds: int,
-        max_tasks: int = 1,
+        max_tasks: int = 1, shards: Collection[int] | None = None,
     ) -> list[ClaimedTask]:
-        """Lease up to ``max_tasks`` tasks; visits shards starting at a rotating one."""
+        """Lease up to ``max_tasks`` tasks; visits ``shards`` (default: every shard,
+        starting at a rotating one so that none is starved), one script call each."""
         ten = escape_tenant(tenant)
         if not commands:
             return []
         out: list[ClaimedTask] = []
         start = self._pick_shard()
-        for i in range(self.shards):
-            k = self.keys.shard((start + i) % self.shards)
+        order = [(start + i) % self.shards for i in range(self.shards)] if shards is None \
+            else sorted(shards)
+        for s in order:
+            k = self.keys.shard(s)
             raw = await self.run_script(
                 "claim",
                 [k.task, k.payload, k.leases, k.paused, k.counts,
@@ -315,8 +317,7 @@ class Store:
              k.outbox],
             [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd),
              now_ms() if now is None else now, mode,
-             worker_id, lease_id, delay_ms, reason, self.keys.wake_channel,
-             self.keys.done_channel, task_id],
+             worker_id, lease_id, delay_ms, reason, k.wake, self.keys.done_channel, task_id],
         )
 
     def backoff_ms(self, meta: Meta) -> int:
@@ -378,7 +379,7 @@ class Store:
             ready = [k.ready(ten, cmd) for ten, cmd, _ in map(split_member, due)]
             moved += await self.run_script(
                 "promote", [k.task, k.delayed, k.counts, k.seq, *ready],
-                [now, self.keys.wake_channel, *due],
+                [now, k.wake, *due],
             )
         return moved
 
@@ -505,7 +506,7 @@ class Store:
             k = self.keys.shard(s)
             ok, gone = await self.run_script(
                 "replay", [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
-                [now_ms(), ten, qname(ten, command), self.keys.wake_channel, *shard_ids],
+                [now_ms(), ten, qname(ten, command), k.wake, *shard_ids],
             )
             replayed.extend(ok)
             missing.extend(gone)
