@@ -28,7 +28,10 @@ bp = Blueprint("worker", __name__, url_prefix=PREFIX)
 
 
 def _lease_id(body: dict[str, Any]) -> str | None:
-    value = body.get("leaseId", request.headers.get("X-Lease-Id"))
+    return parse_lease_id(body.get("leaseId", request.headers.get("X-Lease-Id")))
+
+
+def parse_lease_id(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 128:

@@ -33,7 +33,7 @@ from codeqd.domain.errors import (
     TaskNotFound,
 )
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
-from codeqd.domain.task import NewTask
+from codeqd.domain.task import NewTask, rfc3339
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 Meta = dict[str, Any]
@@ -63,6 +63,29 @@ class QueueStats:
     def to_wire(self) -> dict[str, Any]:
         return {"command": self.command, "ready": self.ready, "delayed": self.delayed,
                 "inProgress": self.in_progress, "dlq": self.dlq, "paused": self.paused}
+
+
+def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
+    """A new task's metadata as the create scripts store it."""
+    meta: Meta = {
+        "id": task_id, "command": task.command, "priority": task.priority,
+        "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
+        "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
+    }
+    if task.webhook:
+        meta["webhook"] = task.webhook
+    if task.idempotency_key is not None:
+        meta["idempotencyKey"] = task.idempotency_key
+    return meta
+
+
+def result_doc(
+    task_id: str, status: str, result: dict[str, Any] | None, error: str | None,
+    artifacts: list[dict[str, Any]], now: int,
+) -> dict[str, Any]:
+    """The SPEC Result a worker's report stores."""
+    return {"taskId": task_id, "status": status, "result": result, "error": error,
+            "artifacts": artifacts, "completedAt": rfc3339(now)}
 
 
 def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
@@ -198,25 +221,15 @@ class Store:
         """
         ten = escape_tenant(tenant)
         if task.idempotency_key is not None:
-            s = int.from_bytes(
-                orjson.dumps([ten, task.idempotency_key])[-8:], "big"
-            ) % self.shards if self.shards > 1 else 0
+            s = self.idempotency_shard(ten, task.idempotency_key)
         else:
             s = self._pick_shard()
         k = self.keys.shard(s)
         task_id = new_task_id(s)
         now = now_ms()
-        meta: Meta = {
-            "id": task_id, "command": task.command, "priority": task.priority,
-            "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
-            "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
-        }
-        if task.webhook:
-            meta["webhook"] = task.webhook
-        if task.idempotency_key is not None:
-            meta["idempotencyKey"] = task.idempotency_key
+        meta = new_meta(task_id, tenant, task, now)
         meta_json = orjson.dumps(meta)
-        idem_ttl = int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
+        idem_ttl = self.idempotency_ttl_ms(task)
         q = qname(ten, task.command)
         out = await self.run_script(
             "create",
@@ -228,6 +241,16 @@ class Store:
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
         return meta, task.payload.decode(), True
+
+    def idempotency_shard(self, ten: str, key: str) -> int:
+        """The shard a task with an idempotency key lives on: derived from the key, so
+        that every create with that key (single or batch) meets the first one."""
+        if self.shards == 1:
+            return 0
+        return int.from_bytes(orjson.dumps([ten, key])[-8:], "big") % self.shards
+
+    def idempotency_ttl_ms(self, task: NewTask) -> int:
+        return int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
 
     async def commands_of(self, tenant: str, shards: Collection[int] | None = None) -> list[str]:
         """Every command the tenant has used on ``shards`` (default: all), for wildcard claims."""
@@ -289,13 +312,10 @@ class Store:
         """The lease holder's result; the task becomes terminal. Returns (meta, Result)."""
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
-        from codeqd.domain.task import rfc3339
-
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
         now = now_ms()
-        doc = {"taskId": task_id, "status": status, "result": result, "error": error,
-               "artifacts": artifacts, "completedAt": rfc3339(now)}
+        doc = result_doc(task_id, status, result, error, artifacts, now)
         out = await self.run_script(
             "result", [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
             [field(ten, task_id), worker_id, lease_id or "", now, status, orjson.dumps(doc),
@@ -526,7 +546,7 @@ def _client_for(config: Config, url: str) -> Any:
         nodes = []
         for hp in hosts.split(","):
             host, _, port = hp.rpartition(":")
-            nodes.append(coredis.connection.TCPLocation(host, int(port)))  # type: ignore[attr-defined]
+            nodes.append(coredis.connection.TCPLocation(host, int(port)))
         return coredis.RedisCluster(startup_nodes=nodes, **kwargs)
     return coredis.Redis.from_url(url, **kwargs)
 

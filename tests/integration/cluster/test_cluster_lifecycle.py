@@ -20,6 +20,11 @@ from tests.integration.store.test_transitions import (  # noqa: F401
     test_tenants_cannot_see_each_other,
     test_two_reapers_race_without_double_retry,
 )
+from tests.integration.test_batch import (  # noqa: F401
+    test_claim_batch_then_report_batch_with_partial_failures,
+    test_create_batch_reports_each_item_in_order,
+    test_long_polls_are_woken_by_a_batch_create_and_results_by_a_batch_report,
+)
 from tests.integration.test_http_lifecycle import (  # noqa: F401
     test_create_claim_complete_and_read_result,
     test_heartbeat_nack_and_dead_letter,
