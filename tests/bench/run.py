@@ -370,6 +370,17 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+def report_profile(spy: subprocess.Popen[bytes] | None, workdir: Path, key: str) -> None:
+    if spy is None:
+        return
+    spy.wait()
+    raw = workdir / f"profile-{key}.txt"
+    if raw.exists():
+        summary = summarize_profile(raw)
+        (Path(__file__).parent / f"profile-{key}.txt").write_text(summary)
+        print(summary)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -406,8 +417,8 @@ async def amain(args: argparse.Namespace) -> None:
     res = Results()
     only = set(args.only.split(",")) if args.only else set("abcdef")
     secs = 3.0 if args.quick else args.seconds
-    with tempfile.TemporaryDirectory(prefix="codeqd-bench-") as tmp:
-        workdir = Path(tmp)
+    workdir = Path(tempfile.mkdtemp(prefix="codeqd-bench-"))
+    try:
         if "a" in only:
             print("a: bare endpoint", flush=True)
             await bare(res, workdir, secs, args.conns)
@@ -417,7 +428,10 @@ async def amain(args: argparse.Namespace) -> None:
                 await d.wait_ready("/healthz")
                 if "b" in only:
                     print("b: create", flush=True)
+                    spy = start_profile(d.pid, secs, workdir / "profile-b.txt") \
+                        if args.profile else None
                     await create_rate(res, d, secs, args.conns)
+                    report_profile(spy, workdir, "b")
                 for key, batch, prod, work, label in (
                         ("c", 1, 8, 24, "c  single-task lifecycle"),
                         ("d", 100, 2, 4, "d  batch lifecycle (batches of 100)")):
@@ -427,11 +441,7 @@ async def amain(args: argparse.Namespace) -> None:
                     spy = start_profile(d.pid, secs * 2, workdir / f"profile-{key}.txt") \
                         if args.profile else None
                     await lifecycle(res, d, secs * 2, batch, prod, work, key, label)
-                    if spy is not None:
-                        spy.wait()
-                        summary = summarize_profile(workdir / f"profile-{key}.txt")
-                        (Path(__file__).parent / f"profile-{key}.txt").write_text(summary)
-                        print(summary)
+                    report_profile(spy, workdir, key)
                 total = int(res.values.get("c_total", 0) + res.values.get("d_total", 0))
                 if total:
                     res.add("rss", f"   daemon RSS after {total:,} lifecycles",
@@ -450,6 +460,11 @@ async def amain(args: argparse.Namespace) -> None:
                 await claim_latency(res, d, levels, 500)
             finally:
                 d.stop()
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     text = table(res, started)
     print("\n" + text)
     if not args.only:
@@ -462,6 +477,7 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, raw profiles)")
     p.add_argument("--only", default="")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--conns", type=int, default=32)
