@@ -86,7 +86,7 @@ async def claim_tasks(principal: Principal, body: dict[str, Any], max_tasks: int
             tasks = await attempt(shards)
             if tasks or ctx.shutting_down.is_set() or trio.current_time() >= deadline:
                 return tasks
-            with trio.move_on_at(min(deadline, trio.current_time() + fallback)):
+            with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)):
                 await waiter.event.wait()
             # A wake-up names the shard that got work: look only there next time.
             shards = waiter.shards_to_check()

@@ -7,8 +7,11 @@ requests: a claim wake-up wakes at most N claim waiters of that queue (oldest
 first), so one new task does not stampede a thousand idle long-polls, and tells
 each woken waiter which shard to look at, so a woken claim costs one store
 round trip, not one per shard; a done wake-up wakes every waiter of that task.
-Wake-ups are hints: a waiter re-checks the store, and waits at most
-``poll_fallback`` between checks, so a lost message costs latency, never a task.
+Wake-ups are hints: a waiter re-checks the store when woken. While the
+subscription is up no message is lost (the store pushes each one on it), so a
+waiter sleeps until its deadline; when the subscription drops every waiter is
+woken, and until it is back waiters poll every ``poll_fallback``; the
+reconnect wakes them all again. A lost message costs latency, never a task.
 
 Cost: registering, unregistering and ``waiting`` are O(1) per key; a wake-up
 visits only the waiters it wakes (plus ones already woken but not yet gone).
@@ -132,6 +135,14 @@ class WakeHub:
         for waiter in self._done.get(key, {}):
             waiter.wake(None)
 
+    def wait_until(self, deadline: float, poll_fallback: float) -> float:
+        """When a waiter should look again without a wake-up: at ``deadline`` while the
+        subscription is up (1,000 idle long-polls then cost nothing), else after
+        ``poll_fallback``."""
+        if self.connected.is_set():
+            return deadline
+        return min(deadline, trio.current_time() + poll_fallback)
+
     def wake_all(self) -> None:
         for table in (self._claim, self._done):
             for bucket in table.values():
@@ -188,6 +199,7 @@ class WakeHub:
                 raise
             except Exception as e:  # the store went away: retry; a hint channel must not die
                 self.connected = trio.Event()
+                self.wake_all()  # waiters switch to polling until the reconnect
                 log.warning("wakeups.disconnected", error=f"{type(e).__name__}: {e}",
                             retry_in=delay)
                 if not started:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+import trio
+
 from codeqd.store import WakeHub
 from codeqd.store._keys import Keys
 
@@ -61,3 +63,11 @@ def test_closed_hub_wakes_current_and_future_waiters() -> None:
         assert before.event.is_set()
         with hub.claim_waiter("t", ["q"]) as after:
             assert after.event.is_set() and after.shards_to_check() is None
+
+
+async def test_waiters_poll_only_while_the_subscription_is_down() -> None:
+    hub = WakeHub()
+    now = trio.current_time()
+    assert hub.wait_until(now + 30, 5) <= now + 5.01  # not subscribed yet: poll
+    hub.connected.set()
+    assert hub.wait_until(now + 30, 5) == now + 30  # subscribed: no message is lost
