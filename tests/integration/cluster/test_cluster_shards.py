@@ -69,3 +69,17 @@ async def test_woken_long_poll_claims_from_the_named_shard_only(
         assert _script_calls(redis_cluster) == before + SHARDS + 2
 
 
+
+
+async def test_store_cluster_flag_with_a_plain_url(
+    store: Store, redis_cluster: RedisClusterServers
+) -> None:
+    url = f"redis://127.0.0.1:{redis_cluster.ports[1]}"  # one node is enough to find the rest
+    flagged = dataclasses.replace(store.config,
+                                  store=dataclasses.replace(store.config.store, cluster=True))
+    async with connect(flagged, url) as s:
+        assert type(s.client).__name__ == "RedisCluster"
+        await s.init_keyspace()
+        ids = {(await s.create("t", new()))[0]["id"] for _ in range(SHARDS)}
+        claimed = await s.claim("t", "w", ["c"], 30, max_tasks=SHARDS)
+        assert {t.meta["id"] for t in claimed} == ids
