@@ -22,7 +22,7 @@ import coredis.exceptions as cx
 import orjson
 import trio
 
-from codeqd.config import Config
+from codeqd.config import Config, ConfigError
 from codeqd.domain.backoff import retry_delay
 from codeqd.domain.errors import (
     CodeqError,
@@ -156,11 +156,12 @@ class Store:
             return False
 
     async def init_keyspace(self) -> None:
-        """Record the shard count at first start; refuse a different one later."""
+        """Record the shard count at first start; refuse a different one later
+        (``ConfigError``: the supervisor logs it and exits with the config-error code)."""
         await self.command(self.client.hsetnx, self.keys.meta, "shards", str(self.shards))
         recorded = await self.command(self.client.hget, self.keys.meta, "shards")
         if recorded is not None and int(recorded) != self.shards:
-            raise RuntimeError(
+            raise ConfigError(
                 f"store.shards = {self.shards}, but this keyspace (prefix "
                 f"{self.keys.prefix!r}) was initialised with {recorded} shards; "
                 "the number of shards cannot change"

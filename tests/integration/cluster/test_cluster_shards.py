@@ -9,6 +9,7 @@ import re
 import pytest
 import trio
 
+from codeqd.config import ConfigError
 from codeqd.domain.ids import shard_of
 from codeqd.store import Store, connect
 from tests.integration.cluster.conftest import SHARDS, RedisClusterServers, _command
@@ -31,7 +32,7 @@ async def test_a_different_shard_count_is_refused(store: Store, redis_url: str) 
     other = dataclasses.replace(store.config,
                                 store=dataclasses.replace(store.config.store, shards=2))
     async with connect(other, redis_url) as s:
-        with pytest.raises(RuntimeError, match="initialised with 4 shards"):
+        with pytest.raises(ConfigError, match="initialised with 4 shards"):
             await s.init_keyspace()
 
 
