@@ -106,11 +106,11 @@ class Supervisor:
                         await self._run_services(ctx)
                         root.cancel_scope.cancel()  # stops the store actor and the signal loop
         except* GaveUp as group:
-            log.error("supervisor.gave_up", reason=str(_leaf(group)))
+            log.error("supervisor.gave_up", reason=str(_first_leaf(group)))
             sdnotify.notify("STOPPING=1")
             code = EXIT_GAVE_UP
         except* cfgmod.ConfigError as group:
-            log.error("supervisor.config_error", error=str(_leaf(group)))
+            log.error("supervisor.config_error", error=str(_first_leaf(group)))
             code = EXIT_CONFIG
         log.info("supervisor.stopped", exit_code=code)
         return code
@@ -263,12 +263,6 @@ def _is_live(key: str) -> bool:
     return (key.startswith("actors.") and key not in RESTART_ONLY) or key.startswith("log.")
 
 
-def _leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
@@ -276,6 +270,13 @@ def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _changed_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
         return out
     return [] if a == b else [prefix]
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first real exception in (possibly nested) nursery exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def serve(config: cfgmod.Config) -> int:
