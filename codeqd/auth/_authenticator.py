@@ -64,7 +64,8 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 
-def _verifier(config: Config, provider: ProviderConfig, role: str) -> Verifier:
+def _verifier(config: Config, provider: ProviderConfig, role: str,
+              key_sets: dict[str, JwksKeys]) -> Verifier:
     skew = float(config.auth.clock_skew)
     if config.auth.mode == "dev" or provider.provider == "dev":
         return HS256Verifier(load_or_create_dev_secret(config), ClaimRules(leeway=skew))
@@ -73,9 +74,12 @@ def _verifier(config: Config, provider: ProviderConfig, role: str) -> Verifier:
         return HS256Verifier(provider.secret, rules)
     if provider.provider == "static":
         return StaticVerifier(provider.tokens, role, rules)
-    keys = JwksKeys(provider.jwks_url, ttl=float(provider.jwks_cache_ttl),
-                    cooldown=float(provider.jwks_refresh_cooldown),
-                    timeout=float(provider.jwks_timeout))
+    # Both roles often trust the same identity provider: one cache (and one fetch) per URL.
+    keys = key_sets.get(provider.jwks_url)
+    if keys is None:
+        keys = key_sets[provider.jwks_url] = JwksKeys(
+            provider.jwks_url, ttl=float(provider.jwks_cache_ttl),
+            cooldown=float(provider.jwks_refresh_cooldown), timeout=float(provider.jwks_timeout))
     return JwksVerifier(keys, provider.algorithms, rules)
 
 
@@ -92,11 +96,12 @@ class Authenticator:
         self._config = config
         self.clock = clock
         auth = config.auth
-        self.producer_verifier: Verifier = _verifier(config, auth.producer, "producer")
+        key_sets: dict[str, JwksKeys] = {}
+        self.producer_verifier: Verifier = _verifier(config, auth.producer, "producer", key_sets)
         dev = auth.mode == "dev"
         self.worker_verifier: Verifier = (
             self.producer_verifier if dev or _same_provider(auth.producer, auth.worker)
-            else _verifier(config, auth.worker, "worker")
+            else _verifier(config, auth.worker, "worker", key_sets)
         )
         self._worker_audience = (auth.worker.audience if not dev else "") or WORKER_AUDIENCE
 
@@ -150,6 +155,21 @@ class Authenticator:
         assert first is not None
         raise first
 
+    async def _verify_as(self, token: str, now: float, primary: Verifier, other: Verifier
+                         ) -> tuple[dict[str, Any], bool]:
+        """Verify with the route's provider; when it refuses, a token the other role's
+        provider accepts is a valid token of the wrong kind (403, not 401).
+        Returns (claims, verified by ``primary``)."""
+        try:
+            return await primary.verify(token, now), True
+        except Unauthorized as e:
+            if other is primary:
+                raise
+            try:
+                return await other.verify(token, now), False
+            except Unauthorized:
+                raise e from None
+
     async def authenticate(
         self, header: str | None, role: Literal["producer", "worker", "any"]
     ) -> Principal:
@@ -168,21 +188,14 @@ class Authenticator:
             is_worker = via_worker or self._is_worker_token(claims)
             return self._principal(claims, "worker" if is_worker else "producer", token_hash)
         if role == "producer":
-            claims = await self.producer_verifier.verify(token, now)
-            if self._is_worker_token(claims):
+            claims, own = await self._verify_as(token, now, self.producer_verifier,
+                                                self.worker_verifier)
+            if not own or self._is_worker_token(claims):
                 raise Forbidden("a producer token is required; this is a worker token")
             return self._principal(claims, "producer", token_hash)
-        try:
-            claims = await self.worker_verifier.verify(token, now)
-            from_producer = self.worker_verifier is self.producer_verifier \
-                and not self._is_worker_token(claims)
-        except Unauthorized:
-            if not self._config.auth.allow_producer_as_worker \
-                    or self.worker_verifier is self.producer_verifier:
-                raise
-            claims = await self.producer_verifier.verify(token, now)
-            from_producer = True
-        if not from_producer and self._is_worker_token(claims):
+        claims, own = await self._verify_as(token, now, self.worker_verifier,
+                                            self.producer_verifier)
+        if own and self._is_worker_token(claims):
             return self._principal(claims, "worker", token_hash)
         if not self._config.auth.allow_producer_as_worker:
             raise Forbidden(f"a worker token is required (audience {self._worker_audience!r})")

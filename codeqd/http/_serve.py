@@ -21,7 +21,8 @@ def hypercorn_config(ctx: Context) -> HyperConfig:
     cfg.graceful_timeout = float(ctx.config.shutdown.grace_seconds)
     cfg.keep_alive_timeout = float(ingress.keep_alive_timeout)
     cfg.read_timeout = float(ingress.request_timeout)
-    cfg.h11_max_incomplete_size = 16 * 1024
+    # Request line plus headers; past it hypercorn answers 400 and closes.
+    cfg.h11_max_incomplete_size = ctx.config.limits.header_bytes
     cfg.max_app_queue_size = 10
     return cfg
 
