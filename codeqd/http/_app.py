@@ -19,7 +19,13 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from codeqd.context import Context
-from codeqd.domain.errors import BadRequest, CodeqError, PayloadTooLarge, UnsupportedMediaType
+from codeqd.domain.errors import (
+    BadRequest,
+    CodeqError,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 log = structlog.get_logger("codeqd.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -71,6 +77,7 @@ def create_app(ctx: Context) -> QuartTrio:
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    header_limit = ctx.config.limits.header_bytes
     for bp in (health.bp, producer.bp, worker.bp, admin.bp):
         app.register_blueprint(bp)
 
@@ -81,6 +88,10 @@ def create_app(ctx: Context) -> QuartTrio:
         g.started = time.perf_counter()
         g.principal = None
         g.task_id = request.view_args.get("task_id") if request.view_args else None
+        # hypercorn bounds only headers still arriving; this bounds complete ones too.
+        size = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+        if size > header_limit:
+            raise HeadersTooLarge(f"request headers larger than {header_limit} bytes")
 
     @app.after_request
     async def _finish(response: Response) -> Response:
