@@ -94,3 +94,20 @@ async def test_lease_seconds_capped_by_config(
         r = await api.call("POST", f"/tasks/{claimed['id']}/heartbeat", api.worker,
                            {"extendSeconds": 601})
         assert r.status_code == 400 and "extendSeconds" in r.json()["error"]
+
+
+async def test_refused_request_with_unread_body_does_not_stall_the_connection(api: Api) -> None:
+    # Regression (found by the fuzz tests): a request refused before its body was read
+    # left the body on the kept-alive connection and the next request on it hung.
+    for _ in range(6):
+        with trio.fail_after(5):
+            r = await api.http.post(f"{api.base}/v1/codeq/admin/queues/q/pause",
+                                    content=b'{"a": 1}',
+                                    headers={"Authorization": f"Bearer {api.producer}"})
+        assert r.status_code == 403
+    big = b"x" * (100 * 1024)
+    for _ in range(3):
+        with trio.fail_after(5):
+            r = await api.http.post(f"{api.base}/v1/codeq/tasks/claim", content=big,
+                                    headers={"Authorization": f"Bearer {api.producer}"})
+        assert r.status_code == 403
