@@ -18,22 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codeqd.http._app import create_app
-from tests.conftest import RedisServer
-from tests.integration.auth.live import LiveServer
+from tests.integration.auth.live import LiveServer, live_fixture  # noqa: F401 - provides `live`
 from tests.integration.conftest import make_config
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(scope="module")
-def live(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[LiveServer]:
-    redis_server.flush()
-    config = make_config(tmp_path_factory.mktemp("fuzz"), limits={"body_bytes": 64 * 1024})
-    server = LiveServer(config, redis_server.url).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

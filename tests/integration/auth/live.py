@@ -4,8 +4,10 @@ synchronous property-based tests (hypothesis, schemathesis) that drive it over H
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import trio
 
 from codeqd import config as cfgmod
@@ -13,6 +15,8 @@ from codeqd.auth import Authenticator, load_or_create_dev_secret, mint_dev_token
 from codeqd.context import Context
 from codeqd.http import serve
 from codeqd.store import WakeHub, connect
+from tests.conftest import RedisServer
+from tests.integration.conftest import make_config
 
 
 class LiveServer:
@@ -61,3 +65,14 @@ class LiveServer:
         if self._token is not None and self._ctx is not None:
             self._token.run_sync_soon(self._ctx.shutting_down.set)
         self._thread.join(30)
+
+
+@pytest.fixture(scope="module", name="live")
+def live_fixture(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[LiveServer]:
+    """One daemon app per test module, on a flushed store, with a 64 KiB body limit."""
+    redis_server.flush()
+    config = make_config(tmp_path_factory.mktemp("live"), limits={"body_bytes": 64 * 1024})
+    server = LiveServer(config, redis_server.url).start()
+    yield server
+    server.stop()

@@ -127,7 +127,10 @@ async def test_admin_routes_are_scoped_to_the_admins_tenant(api: Api) -> None:
     admin_default = api.admin
     admin_other = api.token("admin", sub="adm-o", tenant="other")
     root = api.token("admin", sub="root", tenant="*")
-    names = lambda r: sorted(q["command"] for q in r.json())  # noqa: E731
+
+    def names(r: httpx.Response) -> list[str]:
+        return sorted(q["command"] for q in r.json())
+
     assert names(await api.call("GET", "/admin/queues", admin_default)) == ["q1"]
     assert names(await api.call("GET", "/admin/queues", admin_other)) == ["q2"]
     assert_error(await api.call("GET", "/admin/queues?tenant=other", admin_default), 403,

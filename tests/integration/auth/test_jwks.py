@@ -7,6 +7,7 @@ import base64
 import hmac
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -79,7 +80,7 @@ async def test_bad_tokens_get_401_naming_the_reason(
     head, payload, sig = good.split(".")
     forged_payload = b64(b'{"sub":"root","tenantId":"other","exp":9999999999,'
                          b'"iss":"https://idp.test","aud":["codeq-producer"]}')
-    none_token = jwt.encode(claims(), None, algorithm="none")
+    none_token = jwt.encode(claims(), None, algorithm="none")  # type: ignore[arg-type]
     hs_with_public_pem = hmac_token(pem, {"alg": "HS256", "typ": "JWT", "kid": "k1"}, payload)
     cases = [
         (key.sign(claims(ttl=-3600)), "token_expired", ["expired"]),
@@ -119,9 +120,10 @@ async def test_clock_skew_allowance(
     key = jwks.keys[0]
     async with serving(nursery, jwt_config(tmp_path, jwks), redis_url) as api:
         # Default 60 s: 30 s past exp or 30 s before nbf still pass; 90 s does not.
-        for extra, status in [({"ttl": -30}, 404), ({"ttl": -90}, 401),
+        cases: list[tuple[dict[str, Any], int]] = [({"ttl": -30}, 404), ({"ttl": -90}, 401),
                               ({"nbf": int(claims()["iat"]) + 30}, 404),
-                              ({"nbf": int(claims()["iat"]) + 90}, 401)]:
+                              ({"nbf": int(claims()["iat"]) + 90}, 401)]
+        for extra, status in cases:
             r = await api.call("GET", f"/tasks/{MISSING}", key.sign(claims(**extra)))
             assert r.status_code == status, (extra, r.text)
 

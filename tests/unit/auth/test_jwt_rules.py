@@ -60,7 +60,8 @@ async def test_hs256_refuses_none_confusion_and_wrong_secret() -> None:
     good = jwt.encode({"sub": "a", "exp": now + 60}, SECRET, algorithm="HS256")
     assert (await verifier.verify(good, now))["sub"] == "a"
     cases = {
-        jwt.encode({"sub": "a", "exp": now + 60}, None, algorithm="none"): "alg_not_allowed",
+        jwt.encode({"sub": "a", "exp": now + 60}, None,  # type: ignore[arg-type]
+                   algorithm="none"): "alg_not_allowed",
         jwt.encode({"sub": "a", "exp": now + 60}, "x" * 32, algorithm="HS256"):
             "invalid_signature",
         jwt.encode({"sub": "a", "exp": now + 60}, ec.generate_private_key(ec.SECP256R1()),
