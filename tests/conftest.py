@@ -1,15 +1,29 @@
-"""Fixtures shared by every test: a real redis-server on a free port."""
+"""Fixtures shared by every test: a real redis-server on a free port, and the real
+daemon (``python -m codeqd run``) as a child process."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from codeqd import logsetup
+from codeqd.config import LogConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# JSON lines: cheap to render, and captured per test for failure reports.
+logsetup.configure(LogConfig(level="info", format="json"))
 
 
 def free_port() -> int:
@@ -85,3 +99,170 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Just enough TOML for test configs: scalars, lists and nested tables."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            name = f"{prefix}{k}"
+            lines.append(f"\n[{name}]")
+            lines.append(to_toml(v, name + "."))
+    return "\n".join(lines)
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class Daemon:
+    """The real daemon as a child process, with its own config, state dir and port.
+
+    ``start`` returns once the daemon has told systemd's notify socket (one the
+    fixture listens on) READY=1, i.e. the store answers and the socket listens.
+    """
+
+    def __init__(self, workdir: Path, config: dict[str, Any] | None = None) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.state_dir = workdir / "state"
+        self.dev_secret = "test-dev-secret-0123456789abcdef-" + workdir.name
+        self.config = merge({
+            "state_dir": str(self.state_dir),
+            "auth": {"dev_secret": self.dev_secret},
+            "actors": {"ingress": {"bind": f"127.0.0.1:{self.port}"}},
+            "shutdown": {"grace_seconds": 5},
+        }, config or {})
+        self.config_path = workdir / "codeqd.toml"
+        self.log_path = workdir / "codeqd.log"
+        self.notify_path = workdir / "notify.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.notifications: list[str] = []
+        self._notify: socket.socket | None = None
+
+    def write_config(self, extra: dict[str, Any] | None = None) -> None:
+        self.config = merge(self.config, extra or {})
+        self.config_path.write_text(to_toml(self.config))
+
+    def token(self, role: str, **kw: Any) -> str:
+        from codeqd.auth import mint_dev_token
+
+        return mint_dev_token(self.dev_secret, role, **kw)  # type: ignore[arg-type]
+
+    def start(self, timeout: float = 20, env: dict[str, str] | None = None) -> None:
+        self.write_config()
+        if self._notify is None:
+            self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._notify.bind(str(self.notify_path))
+        self.notifications.clear()
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CODEQD_")}
+        environ.update({"PYTHONPATH": str(REPO), "NOTIFY_SOCKET": str(self.notify_path),
+                        "CODEQD_LOG__FORMAT": "json", **(env or {})})
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "codeqd", "run", "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=self.workdir,
+        )
+        log.close()
+        if not self.wait_notification("READY=1", timeout):
+            code = self.proc.poll()
+            self.stop(kill=True)
+            pytest.fail(f"codeqd did not become ready (exit {code}):\n{self.log()[-3000:]}")
+
+    def wait_notification(self, what: str, timeout: float) -> bool:
+        """Block (fixture code, outside trio) until a notify message contains ``what``."""
+        assert self._notify is not None
+        deadline = time.monotonic() + timeout
+        while not any(what in n for n in self.notifications):
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc is None or self.proc.poll() is not None):
+                self._drain()
+                return any(what in n for n in self.notifications)
+            self._notify.settimeout(min(left, 0.5))
+            try:
+                self.notifications.append(self._notify.recv(4096).decode())
+            except TimeoutError:
+                continue
+        return True
+
+    def _drain(self) -> None:
+        assert self._notify is not None
+        self._notify.setblocking(False)
+        try:
+            while True:
+                self.notifications.append(self._notify.recv(4096).decode())
+        except BlockingIOError:
+            pass
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, kill: bool = False, timeout: float = 30) -> int | None:
+        """SIGTERM (or SIGKILL) and reap; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        return code
+
+    def close(self) -> None:
+        self.stop(kill=True)
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
+        pidfile = self.state_dir / "store" / "redis.pid"
+        try:  # a store orphaned by a test's kill -9 must not outlive the test
+            pid = int(pidfile.read_text())
+            if b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def daemon_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``daemon_factory(config_dict)`` → a started Daemon; all stopped at teardown."""
+    made: list[Daemon] = []
+
+    def make(config: dict[str, Any] | None = None, start: bool = True) -> Daemon:
+        d = Daemon(tmp_path_factory.mktemp("codeqd"), config)
+        made.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+@pytest.fixture
+def daemon(daemon_factory: Any) -> Daemon:
+    """A started daemon with the embedded store and dev auth."""
+    return daemon_factory()  # type: ignore[no-any-return]

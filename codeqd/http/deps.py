@@ -12,7 +12,8 @@ from quart import g, request
 from codeqd.auth import ALL_TENANTS, Principal
 from codeqd.domain.errors import Forbidden, RateLimited, ValidationError
 from codeqd.http._app import app_context
-from codeqd.store._ratelimit import RATELIMIT_REJECTED, take
+from codeqd.metrics import RATELIMIT_REJECTED
+from codeqd.store._ratelimit import take
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -254,6 +254,13 @@ PATHS: dict[str, dict[str, Schema]] = {
                                   "notFound": {"type": "array", "items": STR}}, ("replayed",)))},
         body=obj({"ids": {"type": "array", "items": STR, "maxItems": 10000},
                   "limit": seconds(1, 10000)}), params=[CMD, TENANT])},
+    f"{P}/admin/queues/{{command}}/dlq/purge": {"post": op(
+        "Delete dead tasks for good (chosen ids, or the oldest limit)", "admin",
+        {"200": ("purged", obj({"purged": {"type": "integer"},
+                                "ids": {"type": "array", "items": STR},
+                                "notFound": {"type": "array", "items": STR}}, ("purged",)))},
+        body=obj({"ids": {"type": "array", "items": STR, "maxItems": 10000},
+                  "limit": seconds(1, 10000)}), params=[CMD, TENANT])},
     f"{P}/admin/queues/{{command}}/pause": {"post": op(
         "Stop handing out tasks of a queue", "admin",
         {"200": ("paused", obj({"command": STR, "paused": {"type": "boolean"}}))},

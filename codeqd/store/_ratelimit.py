@@ -12,24 +12,13 @@ from dataclasses import dataclass
 
 import coredis.exceptions as cx
 import structlog
-from prometheus_client import Counter
 
 from codeqd.config import RateBucket
 from codeqd.domain.errors import CodeqError
+from codeqd.metrics import RATELIMIT_STORE_ERRORS
 from codeqd.store._store import Store
 
 log = structlog.get_logger("codeqd.ratelimit")
-
-RATELIMIT_STORE_ERRORS = Counter(
-    "codeqd_ratelimit_store_errors_total",
-    "Rate-limit checks that failed open because the store did not answer.",
-    ["operation"],
-)
-RATELIMIT_REJECTED = Counter(
-    "codeqd_ratelimit_rejected_total", "Requests refused with 429 by a rate limit.",
-    ["scope", "operation"],
-)
-
 
 @dataclass(frozen=True)
 class Decision:

@@ -22,6 +22,7 @@ import coredis.exceptions as cx
 import orjson
 import trio
 
+from codeqd import metrics
 from codeqd.config import Config
 from codeqd.domain.backoff import retry_delay
 from codeqd.domain.errors import (
@@ -106,11 +107,14 @@ class Store:
 
     async def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it)."""
+        started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout):
                 return await self._script(name)(keys=list(keys), args=list(args))
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+        finally:
+            metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
 
     async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -228,6 +232,7 @@ class Store:
         )
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
+        metrics.TASK_CREATED.labels(task.command).inc()
         return meta, task.payload.decode(), True
 
     async def commands_of(self, tenant: str) -> list[str]:
@@ -258,7 +263,9 @@ class Store:
                  max_tasks - len(out), *commands],
             )
             for j in range(0, len(raw), 2):
-                out.append(ClaimedTask(orjson.loads(raw[j]), raw[j + 1]))
+                claimed = ClaimedTask(orjson.loads(raw[j]), raw[j + 1])
+                metrics.TASK_CLAIMED.labels(claimed.meta["command"]).inc()
+                out.append(claimed)
             if len(out) >= max_tasks:
                 break
         return out
@@ -301,7 +308,11 @@ class Store:
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
-        return orjson.loads(out[1]), doc
+        meta = orjson.loads(out[1])
+        metrics.TASK_COMPLETED.labels(meta["command"], status).inc()
+        if "claimedAt" in meta:
+            metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
+        return meta, doc
 
     async def _retry(
         self, s: int, ten: str, meta: Meta, mode: Literal["nack", "abandon", "expire"],
@@ -309,7 +320,7 @@ class Store:
     ) -> list[Any]:
         k = self.keys.shard(s)
         cmd, task_id = meta["command"], meta["id"]
-        return await self.run_script(  # type: ignore[no-any-return]
+        out: list[Any] = await self.run_script(
             "retry",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.dlq(ten, cmd), k.seq,
              k.outbox],
@@ -318,6 +329,11 @@ class Store:
              worker_id, lease_id, delay_ms, reason, self.keys.wake_channel,
              self.keys.done_channel, task_id],
         )
+        if mode == "expire" and out[0] in ("REQUEUED", "DEAD"):
+            metrics.LEASE_EXPIRED.labels(cmd).inc()
+        if out[0] == "DEAD":
+            metrics.TASK_COMPLETED.labels(cmd, "FAILED").inc()
+        return out
 
     def backoff_ms(self, meta: Meta) -> int:
         policy = self.config.backoff.for_command(meta["command"])
@@ -361,6 +377,7 @@ class Store:
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
+        metrics.TASK_COMPLETED.labels(cmd, "CANCELLED").inc()
         return orjson.loads(out[1])  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ background work
@@ -436,8 +453,7 @@ class Store:
 
     # ------------------------------------------------------------ queues (admin)
 
-    async def queue_stats(self, tenant: str, command: str) -> QueueStats:
-        ten = escape_tenant(tenant)
+    async def _stats(self, ten: str, command: str) -> QueueStats:
         q = qname(ten, command)
         totals = [0, 0, 0, 0, 0]
         for k in self.keys.all():
@@ -446,6 +462,20 @@ class Store:
             )
             totals = [a + int(b) for a, b in zip(totals, out, strict=True)]
         return QueueStats(command, totals[0], totals[1], totals[2], totals[3], totals[4] > 0)
+
+    async def queue_stats(self, tenant: str, command: str) -> QueueStats:
+        return await self._stats(escape_tenant(tenant), command)
+
+    async def all_queue_stats(self, limit: int) -> list[QueueStats]:
+        """Stats of every queue of every tenant (at most ``limit`` queues), for metrics."""
+        queues: set[str] = set()
+        for k in self.keys.all():
+            queues.update(await self.command(self.client.smembers, k.queues))
+        out = []
+        for q in sorted(queues)[:limit]:
+            ten, _, command = q.partition("|")
+            out.append(await self._stats(ten, command))
+        return out
 
     async def list_queues(self, tenant: str) -> list[QueueStats]:
         return [await self.queue_stats(tenant, c) for c in await self.commands_of(tenant)]
@@ -487,11 +517,11 @@ class Store:
                 return items, cursor + limit
         return items, None
 
-    async def dlq_replay(
-        self, tenant: str, command: str, ids: list[str] | None, limit: int
-    ) -> tuple[list[str], list[str]]:
-        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
-        ten = escape_tenant(tenant)
+    async def _dlq_select(
+        self, ten: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[dict[int, list[str]], list[str]]:
+        """Chosen ids grouped by shard (malformed ids reported missing), or the oldest
+        ``limit`` dead tasks of the queue."""
         by_shard: dict[int, list[str]] = {}
         missing: list[str] = []
         if ids is not None:
@@ -500,15 +530,23 @@ class Store:
                     by_shard.setdefault(shard_of(tid, self.shards), []).append(tid)
                 else:
                     missing.append(tid)
-        else:
-            remaining = limit
-            for s, k in enumerate(self.keys.all()):
-                if remaining <= 0:
-                    break
-                got = await self.command(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
-                if got:
-                    by_shard[s] = list(got)
-                    remaining -= len(got)
+            return by_shard, missing
+        remaining = limit
+        for s, k in enumerate(self.keys.all()):
+            if remaining <= 0:
+                break
+            got = await self.command(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
+            if got:
+                by_shard[s] = list(got)
+                remaining -= len(got)
+        return by_shard, missing
+
+    async def dlq_replay(
+        self, tenant: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
+        ten = escape_tenant(tenant)
+        by_shard, missing = await self._dlq_select(ten, command, ids, limit)
         replayed: list[str] = []
         for s, shard_ids in by_shard.items():
             k = self.keys.shard(s)
@@ -519,6 +557,22 @@ class Store:
             replayed.extend(ok)
             missing.extend(gone)
         return replayed, missing
+
+    async def dlq_purge(
+        self, tenant: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Delete chosen dead tasks, or the oldest ``limit``; returns (purged, not_found)."""
+        ten = escape_tenant(tenant)
+        by_shard, missing = await self._dlq_select(ten, command, ids, limit)
+        purged: list[str] = []
+        for s, shard_ids in by_shard.items():
+            k = self.keys.shard(s)
+            ok, gone = await self.run_script(
+                "purge", [k.task, k.payload, k.result, k.dlq(ten, command)], [ten, *shard_ids]
+            )
+            purged.extend(ok)
+            missing.extend(gone)
+        return purged, missing
 
 
 def _client_for(config: Config, url: str) -> Any:

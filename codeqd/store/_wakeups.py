@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 import trio
 
+from codeqd import metrics
+
 log = structlog.get_logger("codeqd.wakeups")
 
 
@@ -54,9 +56,11 @@ class WakeHub:
             waiter.event.set()
         for key in waiter.keys:
             table.setdefault(key, {})[waiter] = None
+        metrics.LONG_POLL_WAITERS.inc()
         try:
             yield waiter
         finally:
+            metrics.LONG_POLL_WAITERS.dec()
             for key in waiter.keys:
                 bucket = table.get(key)
                 if bucket is not None:

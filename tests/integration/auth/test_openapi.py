@@ -20,7 +20,6 @@ PENDING = {
     ("POST", "/v1/codeq/workers/subscriptions"),
     ("POST", "/v1/codeq/workers/subscriptions/{subscription_id}/heartbeat"),
     ("DELETE", "/v1/codeq/workers/subscriptions/{subscription_id}"),
-    ("GET", "/metrics"),
 }
 
 
