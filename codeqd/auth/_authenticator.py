@@ -23,6 +23,7 @@ from codeqd.auth._jwks import JwksKeys, JwksVerifier
 from codeqd.auth._jwt import ClaimRules, Clock
 from codeqd.auth._principal import ALL_TENANTS, ALL_WORKER_SCOPES, Principal, tenant_from_claims
 from codeqd.auth._static import StaticVerifier
+from codeqd.auth._token_cache import CachingVerifier
 from codeqd.config import Config, ProviderConfig
 from codeqd.domain.errors import Forbidden, Unauthorized
 
@@ -65,6 +66,12 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
 
 
 def _verifier(config: Config, provider: ProviderConfig, role: str,
+              key_sets: dict[str, JwksKeys]) -> Verifier:
+    skew = float(config.auth.clock_skew)
+    return CachingVerifier(_provider(config, provider, role, key_sets), ClaimRules(leeway=skew))
+
+
+def _provider(config: Config, provider: ProviderConfig, role: str,
               key_sets: dict[str, JwksKeys]) -> Verifier:
     skew = float(config.auth.clock_skew)
     if config.auth.mode == "dev" or provider.provider == "dev":

@@ -57,6 +57,8 @@ class JwksKeys:
         self._lock = trio.Lock()
         #: Fetches attempted so far (for tests and metrics).
         self.fetches = 0
+        #: Bumped whenever a fetch changes the key set (verified-token caches drop entries).
+        self.generation = 0
 
     async def _fetch(self) -> dict[str, dict[str, Any]]:
         # Cancellation: the fetch is abandoned with the request that started it;
@@ -105,6 +107,8 @@ class JwksKeys:
                 log.warning("auth.jwks_fetch_failed", url=self.url, reason=reason, error=str(e),
                             cached_keys=len(self._jwks))
                 return False
+            if jwks != self._jwks:
+                self.generation += 1
             self._jwks = jwks
             self._keys = {}
             self._fetched_at = self._clock()
@@ -160,6 +164,10 @@ class JwksVerifier:
         self.keys = keys
         self._algorithms = frozenset(algorithms)
         self._rules = rules
+
+    @property
+    def generation(self) -> int:
+        return self.keys.generation
 
     async def verify(self, token: str, now: float) -> dict[str, Any]:
         header = token_header(token)
