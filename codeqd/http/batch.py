@@ -41,7 +41,7 @@ def _item_error(err: CodeqError, **extra: Any) -> dict[str, Any]:
 
 
 @bp.post("/tasks/batch")
-@requires("producer")
+@requires("producer", rate="create")
 async def create_tasks(principal: Principal) -> Response:
     ctx = app_context()
     items = _items(await json_body(allow_empty=False), "tasks")
@@ -68,7 +68,7 @@ async def create_tasks(principal: Principal) -> Response:
 
 
 @bp.post("/tasks/claim/batch")
-@requires("worker", "codeq:claim")
+@requires("worker", "codeq:claim", rate="claim")
 async def claim_batch(principal: Principal) -> Response:
     body = require_object(await json_body(allow_empty=False))
     if body.get("maxTasks") is None:

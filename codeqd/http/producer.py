@@ -24,7 +24,7 @@ bp = Blueprint("producer", __name__, url_prefix=PREFIX)
 
 
 @bp.post("/tasks")
-@requires("producer")
+@requires("producer", rate="create")
 async def create_task(principal: Principal) -> Response:
     ctx = app_context()
     task = parse_new_task(

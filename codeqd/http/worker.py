@@ -95,7 +95,7 @@ async def claim_tasks(principal: Principal, body: dict[str, Any], max_tasks: int
 
 
 @bp.post("/tasks/claim")
-@requires("worker", "codeq:claim")
+@requires("worker", "codeq:claim", rate="claim")
 async def claim(principal: Principal) -> Response:
     body = require_object(await json_body())
     tasks = await claim_tasks(principal, body, 1)

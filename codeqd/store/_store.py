@@ -456,13 +456,22 @@ class Store:
                 await self.command(self.client.zrem, k.leases, stale)
         return reaped
 
-    async def cleanup(self, before_ms: int, limit: int) -> int:
-        """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard."""
+    async def cleanup(self, before_ms: int, limit: int, tenant: str | None = None) -> int:
+        """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard;
+        only ``tenant``'s when given (pages through the shared index, at most 100 pages)."""
         deleted = 0
+        mine = f"{escape_tenant(tenant)}|" if tenant is not None else ""
         for k in self.keys.all():
-            old = await self.command(
-                self.client.zrangebyscore, k.done, "-inf", f"({before_ms}", offset=0, count=limit
-            )
+            old: list[str] = []
+            for page in range(100 if tenant is not None else 1):
+                got = await self.command(
+                    self.client.zrangebyscore, k.done, "-inf", f"({before_ms}",
+                    offset=page * limit, count=limit,
+                )
+                old.extend(m for m in got if m.startswith(mine))
+                if len(got) < limit or len(old) >= limit:
+                    break
+            old = old[:limit]
             if old:
                 deleted += await self.run_script(
                     "cleanup", [k.task, k.payload, k.result, k.done], [before_ms, *old]
