@@ -18,7 +18,9 @@ from codeqd import config as cfgmod
 from codeqd._version import __version__
 
 #: Modules adding subcommands (``add_parser(subparsers)``), in help order.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = [
+    "codeqd._worker_cli",
+]
 
 
 def _load_config(args: argparse.Namespace) -> cfgmod.Config:

@@ -14,7 +14,7 @@ from codeqd.client import AsyncProducer, AsyncWorkerClient, RetryPolicy
 from tests.conftest import Daemon
 
 #: Commands whose retries wait a minute: a nacked task stays PENDING with its reason.
-SLOW_RETRY = ("shfail", "shslow", "pyfail")
+SLOW_RETRY = ("shfail", "shslow")
 
 FAST = {
     "actors": {"reaper": {"interval": "100ms"}, "promoter": {"interval": "100ms"}},
