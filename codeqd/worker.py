@@ -120,7 +120,6 @@ class _Job:
     task: Task
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     lost: bool = False
-    abandon: bool = False
 
 
 class Runner:
@@ -207,8 +206,7 @@ class Runner:
                 with self._grace, trio.move_on_after(self.grace_seconds):
                     await self._idle.wait()
                 for job in list(self._jobs):
-                    job.abandon = True
-                    job.scope.cancel()
+                    job.scope.cancel()  # its handler returns Outcome('abandon')
             outer.cancel_scope.cancel()
         log.info("worker.stopped %s", " ".join(f"{k}={v}" for k, v in self.stats.items()))
         if self._fatal is not None:

@@ -266,7 +266,7 @@ class NackOutcome:
 
     @classmethod
     def from_wire(cls, doc: Mapping[str, Any]) -> NackOutcome:
-        if doc.get("status") == "dead_lettered":
+        if doc.get("status") in ("dead_lettered", "dlq"):  # "dlq": the Go codeQ service
             return cls(status="dead_lettered")
         return cls(status="requeued", delay_seconds=_int(doc, "delaySeconds"))
 

@@ -77,7 +77,8 @@ def test_claim_and_result_clamp_the_wait() -> None:
     assert call.wait == 30
     assert calls.claim(None, None, 0).json == {}
     assert calls.interpret(call, answer(204)) is None
-    assert calls.interpret(call, answer(200, TASK)).lease_id == "L1"
+    claimed = calls.interpret(call, answer(200, TASK))
+    assert claimed is not None and claimed.lease_id == "L1"
     assert calls.result("t", 45).params == {"waitSeconds": "30"}
     assert calls.timeout_for(10, call).read == 40
 

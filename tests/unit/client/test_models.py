@@ -47,7 +47,7 @@ def test_task_tolerates_odd_values() -> None:
         }
     )
     assert task.payload == {} and task.attempts == 0 and task.lease_until is None
-    assert task.status == "NEW_STATE" and not task.done
+    assert str(task.status) == "NEW_STATE" and not task.done
     with pytest.raises(ValueError):
         Task.from_wire({"command": "c"})
 
@@ -99,6 +99,7 @@ def test_result_and_task_result() -> None:
 def test_nack_outcome() -> None:
     assert NackOutcome.from_wire({"status": "requeued", "delaySeconds": 5}).delay_seconds == 5
     assert NackOutcome.from_wire({"status": "dead_lettered"}).dead_lettered
+    assert NackOutcome.from_wire({"status": "dlq"}).dead_lettered
 
 
 def test_new_task_to_wire() -> None:
