@@ -90,16 +90,21 @@ def _is_async(fn: Any) -> bool:
     )
 
 
-async def call_handler(handler: Handler, task: Task) -> Any:
-    """Run one handler: on trio if async, else in a thread.
+async def call_handler(
+    handler: Handler, task: Task, limiter: trio.CapacityLimiter | None = None
+) -> Any:
+    """Run one handler: on trio if async, else in a thread (bounded by ``limiter``).
 
     A sync handler cannot be interrupted: on cancellation the runner stops
     waiting for its thread (``abandon_on_cancel``) and the thread runs on
-    until the function returns; its result is then discarded.
+    until the function returns, holding its ``limiter`` token; its result is
+    then discarded.
     """
     if _is_async(handler):
         return await handler(task)
-    value = await trio.to_thread.run_sync(functools.partial(handler, task), abandon_on_cancel=True)
+    value = await trio.to_thread.run_sync(
+        functools.partial(handler, task), abandon_on_cancel=True, limiter=limiter
+    )
     if inspect.isawaitable(value):  # e.g. a lambda returning a coroutine
         return await value
     return value
@@ -158,6 +163,8 @@ class Runner:
         #: None: claim whatever the token's eventTypes allow (a "*" handler).
         self.commands = None if "*" in self.handlers else sorted(self.handlers)
         self._slots = trio.Semaphore(concurrency)
+        #: Threads for sync handlers: one per slot (trio's default pool has 40).
+        self._threads = trio.CapacityLimiter(concurrency)
         self._jobs: set[_Job] = set()
         self._idle = trio.Event()
         self._idle.set()
@@ -290,7 +297,7 @@ class Runner:
             return Outcome("nack", reason=f"no handler for command {task.command!r}")
         with job.scope:
             try:
-                value = await call_handler(handler, task)
+                value = await call_handler(handler, task, self._threads)
                 return Outcome("complete", result=result_object(value))
             except Fail as e:
                 return Outcome("fail", reason=reason_of(e))

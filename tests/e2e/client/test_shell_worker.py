@@ -6,8 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-import trio
+import pytest
 
+from codeqd import cli
 from codeqd.client import AsyncProducer
 from tests.conftest import Daemon
 from tests.e2e.client.conftest import wait_until
@@ -88,26 +89,27 @@ async def test_shell_worker_succeeds_fails_and_times_out(
     assert "worker.stopped" in w.log()
 
 
-async def test_shell_worker_errors_are_one_line(shared_daemon: Daemon) -> None:
-    async def run(*args: str, token: str | None = "t") -> tuple[int, str]:
-        env = env_for(shared_daemon, token or "")
-        if token is None:
-            env.pop("CODEQD_TOKEN")
-        proc = await trio.run_process(
-            [sys.executable, "-m", "codeqd", "worker", *args],
-            env=env,
-            capture_stderr=True,
-            check=False,
-        )
-        return proc.returncode, proc.stderr.decode()
+def test_shell_worker_errors_are_one_line(
+    shared_daemon: Daemon, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CODEQD_TOKEN", raising=False)
+    monkeypatch.setenv("CODEQD_URL", shared_daemon.base)
 
-    code, err = await run("--events", "a", "--", "true", token=None)
-    assert code == 2 and err.strip().splitlines() == [
-        "codeqd worker: no token; pass --token or set CODEQD_TOKEN "
-        "(dev: codeqd token --role worker)"
-    ]
-    code, err = await run("--events", "a", "--", "/no/such/handler")
-    assert code == 2 and "not found or not executable" in err and "Traceback" not in err
-    code, err = await run("--events", "a", "--wait", "0", "--", "true", token="bad-token")
-    assert code == 1 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("codeqd worker: 401 ")
+    def run(*args: str) -> tuple[int, list[str]]:
+        code = cli.main(["worker", *args])
+        return code, capsys.readouterr().err.strip().splitlines()
+
+    assert run("--events", "a", "--", "true") == (
+        2,
+        [
+            "codeqd worker: no token; pass --token or set CODEQD_TOKEN "
+            "(dev: codeqd token --role worker)"
+        ],
+    )
+    assert run("--token", "t", "--", "/no/such/handler") == (
+        2,
+        ["codeqd worker: /no/such/handler: not found or not executable"],
+    )
+    code, err = run("--token", "bad-token", "--events", "a", "--wait", "0", "--", "true")
+    assert code == 1 and err[-1].startswith("codeqd worker: 401 ")
+    assert not any("Traceback" in line for line in err)
