@@ -10,29 +10,42 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from codeqd import config as cfgmod
 from codeqd._version import __version__
 
 #: Modules adding subcommands (``add_parser(subparsers)``), in help order.
-EXTENSIONS: list[str] = [
-    "codeqd._worker_cli",
-]
+EXTENSIONS: list[str] = ["codeqd._admin_cli", "codeqd._worker_cli"]
 
 
 def _load_config(args: argparse.Namespace) -> cfgmod.Config:
     return cfgmod.load(cfgmod.find_config_path(args.config))
 
 
+def _prepare_metrics_dir(state_dir: Path) -> None:
+    """Metrics shared by every process of the daemon; must run before anything imports
+    prometheus_client (it picks its storage at import)."""
+    path = state_dir.absolute() / "metrics"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import trio
 
-    from codeqd import logsetup, supervisor
+    from codeqd import logsetup
 
     config = _load_config(args)
+    _prepare_metrics_dir(config.state_path)
+    from codeqd import supervisor
+
     logsetup.configure(config.log)
     import structlog
 
@@ -121,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+    except Exception as e:  # one line, never a traceback
         print(f"codeqd: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return int(code or 0)

@@ -143,6 +143,17 @@ class ReaperConfig(LoopActorConfig):
 
 
 @dataclass(frozen=True)
+class JanitorConfig(LoopActorConfig):
+    interval: Duration = Duration(30)
+
+
+@dataclass(frozen=True)
+class MetricsConfig(LoopActorConfig):
+    interval: Duration = Duration(15)
+    batch: int = 1000
+
+
+@dataclass(frozen=True)
 class StoreActorConfig:
     interval: Duration = Duration(1)
     start_timeout: Duration = Duration(20)
@@ -154,6 +165,8 @@ class ActorsConfig:
     ingress: IngressConfig = field(default_factory=IngressConfig)
     promoter: PromoterConfig = field(default_factory=PromoterConfig)
     reaper: ReaperConfig = field(default_factory=ReaperConfig)
+    janitor: JanitorConfig = field(default_factory=JanitorConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True)
@@ -240,7 +253,7 @@ class Config:
     def validate(self) -> None:
         self.store.validate()
         self.actors.ingress.validate()
-        for name in ("promoter", "reaper"):
+        for name in ("promoter", "reaper", "janitor", "metrics"):
             actor = getattr(self.actors, name)
             _positive(f"actors.{name}.interval", actor.interval)
             if not 1 <= actor.batch <= 100_000:

@@ -13,7 +13,6 @@ the tunables (see :meth:`Supervisor.reload`).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import signal
 import time
@@ -26,7 +25,7 @@ import structlog
 import trio
 
 from codeqd import config as cfgmod
-from codeqd import sdnotify
+from codeqd import metrics, sdnotify
 from codeqd.actors import Live
 from codeqd.auth import Authenticator
 from codeqd.context import Context
@@ -41,14 +40,16 @@ EXIT_CONFIG = 2
 
 @dataclass(frozen=True)
 class ActorSpec:
-    """An actor known by name: its module (exposing ``run``) and its config section."""
+    """An actor known by name: where its ``run`` lives (``module`` or ``module:function``)
+    and which config section it reads."""
 
     name: str
     module: str
     section: Callable[[cfgmod.Config], Any]
 
     def runner(self) -> Callable[..., Any]:
-        return importlib.import_module(self.module).run  # type: ignore[no-any-return]
+        module, _, attr = self.module.partition(":")
+        return getattr(importlib.import_module(module), attr or "run")  # type: ignore[no-any-return]
 
 
 def _actor(name: str) -> ActorSpec:
@@ -57,7 +58,13 @@ def _actor(name: str) -> ActorSpec:
 
 STORE = _actor("store")
 #: Started after the store answers, in this order; stopped together.
-SERVICES: list[ActorSpec] = [_actor("promoter"), _actor("reaper"), _actor("ingress")]
+SERVICES: list[ActorSpec] = [
+    _actor("promoter"),
+    _actor("reaper"),
+    _actor("janitor"),
+    _actor("metrics"),
+    _actor("ingress"),
+]
 
 
 class GaveUp(Exception):
@@ -99,11 +106,11 @@ class Supervisor:
                         await self._run_services(ctx)
                         root.cancel_scope.cancel()  # stops the store actor and the signal loop
         except* GaveUp as group:
-            log.error("supervisor.gave_up", reason=str(group.exceptions[0]))
+            log.error("supervisor.gave_up", reason=str(_first_leaf(group)))
             sdnotify.notify("STOPPING=1")
             code = EXIT_GAVE_UP
         except* cfgmod.ConfigError as group:
-            log.error("supervisor.config_error", error=str(group.exceptions[0]))
+            log.error("supervisor.config_error", error=str(_first_leaf(group)))
             code = EXIT_CONFIG
         log.info("supervisor.stopped", exit_code=code)
         return code
@@ -119,6 +126,8 @@ class Supervisor:
                      actors=[s.name for s in self.services])
             sdnotify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.addresses) or '-'}")
             self.ready.set()
+            if (every := sdnotify.watchdog_interval()) is not None:
+                services.start_soon(self._watchdog, ctx, every)
             await ctx.shutting_down.wait()
             sdnotify.notify("STOPPING=1\nSTATUS=stopping")
             grace = float(self.config.shutdown.grace_seconds)
@@ -143,7 +152,7 @@ class Supervisor:
                         task_status.started(value)
                     failures = 0
                 return
-            except Exception as e:  # noqa: BLE001 - an actor's failure is the supervisor's business
+            except Exception as e:  # an actor's failure is the supervisor's business
                 if self.ctx.shutting_down.is_set() and spec is not STORE:
                     log.warning("actor.failed_during_shutdown", actor=spec.name, exc_info=e)
                     return
@@ -155,6 +164,32 @@ class Supervisor:
                           exc_info=e)
                 await trio.sleep(delay)
 
+    def stale_actors(self, now: float) -> list[str]:
+        """Actors that beat (batch loops) but have not within their allowance: a
+        wedged actor makes the watchdog stop pinging, so systemd restarts us."""
+        stale = []
+        for name, live in self.lives.items():
+            interval = float(getattr(live.value, "interval", 0) or 0)
+            allowance = max(3 * interval, 2 * float(self.config.store.command_timeout), 10.0)
+            if live.beat is not None and now - live.beat > allowance:
+                stale.append(name)
+        return stale
+
+    def status_line(self, ctx: Context) -> str:
+        restarts = sum(self.restarts.values())
+        return (f"serving on {', '.join(self.addresses) or '-'}; "
+                f"{ctx.hub.waiting} long-polls waiting; {restarts} actor restarts")
+
+    async def _watchdog(self, ctx: Context, every: float) -> None:
+        while not ctx.shutting_down.is_set():
+            stale = self.stale_actors(trio.current_time())
+            if stale:
+                log.error("supervisor.watchdog_withheld", stale=stale)
+            else:
+                sdnotify.notify(f"WATCHDOG=1\nSTATUS={self.status_line(ctx)}")
+            with trio.move_on_after(every):
+                await ctx.shutting_down.wait()
+
     def _count_restart(self, name: str, error: BaseException) -> None:
         now = time.monotonic()
         window = float(self.config.supervisor.window_seconds)
@@ -162,6 +197,7 @@ class Supervisor:
         while self._restart_times and self._restart_times[0] < now - window:
             self._restart_times.popleft()
         self.restarts[name] = self.restarts.get(name, 0) + 1
+        metrics.ACTOR_RESTARTS.labels(name).inc()
         if len(self._restart_times) > self.config.supervisor.max_restarts:
             raise GaveUp(
                 f"{len(self._restart_times)} actor restarts within {window:g}s "
@@ -234,6 +270,13 @@ def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _changed_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
         return out
     return [] if a == b else [prefix]
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first real exception in (possibly nested) nursery exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def serve(config: cfgmod.Config) -> int:

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
+from codeqd import logsetup
+from codeqd.config import LogConfig
+
 REPO = Path(__file__).resolve().parents[1]
+
+
+# JSON lines: cheap to render, and captured per test for failure reports.
+logsetup.configure(LogConfig(level="info", format="json"))
 
 
 def free_port() -> int:

@@ -24,6 +24,11 @@ class Live(Generic[T]):
     def __init__(self, value: T) -> None:
         self.value = value
         self.changed = trio.Event()
+        #: trio time of the actor's last sign of life; None for actors that don't beat.
+        self.beat: float | None = None
+
+    def alive(self) -> None:
+        self.beat = trio.current_time()
 
     def update(self, value: T) -> None:
         self.value = value
@@ -67,8 +72,10 @@ async def run_loop(
     while not stopping.is_set():
         cfg = live.value
         if not cfg.enabled:
+            live.beat = None
             await _wait_any(stopping, live.changed, None)
             continue
+        live.alive()
         try:
             done = await step(cfg)
         except StoreUnavailable as e:

@@ -1,25 +1,146 @@
-"""The ingress: the HTTP API, served by hypercorn's trio worker in this process.
+"""The ingress: the HTTP API, served by hypercorn's trio worker.
 
-Started reports the bound addresses; returns after a graceful drain once
-``ctx.shutting_down`` is set (long-polls answered at once, in-flight requests
-given ``shutdown.grace_seconds``).
+With ``processes = 1`` it serves in this process. With N > 1 (or ``"auto"``)
+this actor binds the listening socket itself and runs N child processes
+(``codeqd.actors._ingress_child``) that inherit it and serve on it; each
+child has its own store pool and wake-up listener, so a long-poll in one
+child is woken by a create handled in another (store pub/sub). A child that
+dies is restarted; on shutdown every child gets SIGTERM and drains.
+Started reports the bound addresses.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import structlog
 import trio
 
+import codeqd
+from codeqd import metrics
+from codeqd.actors._child import spawn, terminate, wait_exit
 from codeqd.actors._live import Live
 from codeqd.config import IngressConfig
 from codeqd.context import Context
 from codeqd.http import serve
+
+log = structlog.get_logger("codeqd.ingress")
+
+
+def process_count(cfg: IngressConfig) -> int:
+    return (os.cpu_count() or 1) if cfg.processes == "auto" else int(cfg.processes)
 
 
 async def run(
     ctx: Context, live: Live[IngressConfig], *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    if not live.value.enabled:
+    cfg = live.value
+    if not cfg.enabled:
         task_status.started([])
         return
-    await serve(ctx, task_status=task_status)
+    if process_count(cfg) == 1:
+        await serve(ctx, task_status=task_status)
+    else:
+        await _run_children(ctx, cfg, process_count(cfg), task_status)
+
+
+def _listen(bind: str) -> tuple[socket.socket, str]:
+    if bind.startswith("unix:"):
+        path = bind[len("unix:"):]
+        Path(path).unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        address = f"unix:{path}"
+    else:
+        host, _, port = bind.rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, int(port)))
+        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        address = f"http://{shown}:{sock.getsockname()[1]}"
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock, address
+
+
+async def _run_children(
+    ctx: Context, cfg: IngressConfig, count: int, task_status: trio.TaskStatus[list[str]]
+) -> None:
+    sock, address = _listen(cfg.bind)
+    with sock:
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                await nursery.start(_child, ctx, i, sock.fileno())
+            log.info("ingress.children_ready", processes=count, address=address)
+            task_status.started([address])
+
+
+async def _child(
+    ctx: Context, index: int, fd: int, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """Run one ingress child, restarting it when it dies; give up (raise, so the
+    supervisor decides) when it dies before ever becoming ready twice in a row."""
+    grace = float(ctx.config.shutdown.grace_seconds) + 2
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    root = str(Path(codeqd.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    started = False
+    failures = 0
+    while not ctx.shutting_down.is_set():
+        ready_r, ready_w = os.pipe()
+        args = [sys.executable, "-m", "codeqd.actors._ingress_child", "--fd", str(fd),
+                "--ready-fd", str(ready_w), "--store-url", ctx.store.url, "--index", str(index)]
+        if ctx.config.source:
+            args += ["--config", ctx.config.source]
+        proc = spawn(args, env=env, pass_fds=[fd, ready_w], stdout=None)
+        os.close(ready_w)
+        try:
+            with trio.move_on_after(float(ctx.actor_config("store").start_timeout)):
+                ready = await _read_ready(ready_r)
+        finally:
+            os.close(ready_r)
+        if ready:
+            failures = 0
+            log.info("ingress.child_started", index=index, pid=proc.pid)
+            if not started:
+                started = True
+                task_status.started()
+        else:
+            await terminate(proc, grace, f"ingress-{index}")
+        try:
+            async with trio.open_nursery() as watch:
+                async def stop_on_shutdown(child: subprocess.Popen[bytes]) -> None:
+                    await ctx.shutting_down.wait()
+                    await terminate(child, grace, f"ingress-{index}")
+
+                watch.start_soon(stop_on_shutdown, proc)
+                code = await wait_exit(proc)
+                watch.cancel_scope.cancel()
+        finally:
+            await terminate(proc, grace, f"ingress-{index}")
+        metrics.process_exited(proc.pid)
+        if ctx.shutting_down.is_set():
+            return
+        failures += 0 if ready else 1
+        log.error("ingress.child_exited", index=index, pid=proc.pid, code=code, ready=ready)
+        if failures >= 2:
+            raise RuntimeError(f"ingress child {index} exited with {code} before serving, twice")
+        await trio.sleep(min(0.2 * 2 ** failures, 5))
+
+
+async def _read_ready(fd: int) -> bool:
+    """The child writes one byte once it listens; EOF first means it died."""
+    os.set_blocking(fd, False)
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        try:
+            return os.read(fd, 1) == b"1"
+        except BlockingIOError:
+            continue

@@ -3,7 +3,7 @@
 Embedded: ``redis-server`` (``store.server_bin``) with its data, AOF, pidfile
 and log under ``<state_dir>/store``, listening on a unix socket there (or a
 loopback port when the path is too long for a socket). The child is spawned
-from the main thread with ``PR_SET_PDEATHSIG`` so a ``kill -9`` of codeqd takes
+with ``PR_SET_PDEATHSIG`` (see ``_child``) so a ``kill -9`` of codeqd takes
 it down too; a child left over anyway (found through its pidfile) is stopped
 cleanly before a new one starts. If the child dies it is restarted on the same
 address. On shutdown it gets SIGTERM (a clean AOF flush) and is reaped.
@@ -11,23 +11,21 @@ address. On shutdown it gets SIGTERM (a clean AOF flush) and is reaped.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import structlog
 import trio
 
+from codeqd.actors._child import spawn, terminate, wait_exit
 from codeqd.actors._live import Live
 from codeqd.config import Config, StoreActorConfig
 from codeqd.context import Context
 
 log = structlog.get_logger("codeqd.store")
 
-_PR_SET_PDEATHSIG = 1
 _MAX_UNIX_PATH = 100
 
 
@@ -51,13 +49,6 @@ def embedded_url(config: Config) -> str:
 
 def store_url(config: Config) -> str:
     return config.store.url if config.store.mode == "external" else embedded_url(config)
-
-
-def _set_pdeathsig() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def _server_args(config: Config, url: str) -> list[str]:
@@ -100,29 +91,6 @@ async def _stop_leftover(config: Config) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-async def _wait_exit(proc: subprocess.Popen[bytes]) -> int:
-    """Wait for the child without a thread: its pidfd becomes readable when it exits."""
-    fd = os.pidfd_open(proc.pid)
-    try:
-        await trio.lowlevel.wait_readable(fd)
-    finally:
-        os.close(fd)
-    return proc.wait()
-
-
-async def _terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    with trio.CancelScope(shield=True):
-        with trio.move_on_after(grace):
-            await _wait_exit(proc)
-            return
-        log.error("store.kill", pid=proc.pid, reason=f"no exit {grace}s after SIGTERM")
-        proc.kill()
-        await _wait_exit(proc)
-
-
 async def run(
     ctx: Context, live: Live[StoreActorConfig], *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -141,11 +109,7 @@ async def run(
     started = False
     delay = 0.2
     while True:
-        # Spawned from this (the main) thread: PDEATHSIG follows the spawning thread.
-        proc = subprocess.Popen(  # noqa: ASYNC220
-            _server_args(config, ctx.store.url), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, preexec_fn=_set_pdeathsig, start_new_session=True,
-        )
+        proc = spawn(_server_args(config, ctx.store.url))
         log.info("store.started", pid=proc.pid, url=ctx.store.url,
                  appendfsync=config.store.appendfsync)
         try:
@@ -159,13 +123,13 @@ async def run(
                     task_status.started()
                     started = True
                 delay = 0.2
-                code = await _wait_exit(proc)
+                code: int | None = await wait_exit(proc)
             else:
                 code = proc.poll()
             log.error("store.exited", pid=proc.pid, code=code,
                       log=str(store_dir(config) / "redis.log"), restart_in=delay)
         finally:
-            await _terminate(proc, float(live.value.start_timeout))
+            await terminate(proc, float(live.value.start_timeout), "store")
         if not started:
             what = "did not answer in time" if code is None else f"exited with {code}"
             raise RuntimeError(

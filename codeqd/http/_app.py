@@ -18,6 +18,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from codeqd import metrics
 from codeqd.context import Context
 from codeqd.domain.errors import BadRequest, CodeqError, PayloadTooLarge, UnsupportedMediaType
 
@@ -65,13 +66,13 @@ async def json_body(*, allow_empty: bool = True) -> Any:
 
 
 def create_app(ctx: Context) -> QuartTrio:
-    from codeqd.http import admin, health, producer, worker
+    from codeqd.http import admin, batch, health, producer, worker
 
     app = QuartTrio("codeqd")
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    for bp in (health.bp, producer.bp, worker.bp, admin.bp):
+    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp):
         app.register_blueprint(bp)
 
     @app.before_request
@@ -87,11 +88,13 @@ def create_app(ctx: Context) -> QuartTrio:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         principal = g.get("principal")
         rule = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.HTTP_DURATION.labels(request.method, rule, str(response.status_code)).observe(
+            elapsed)
         if rule not in ("/healthz", "/readyz", "/metrics"):
             log.info(
                 "http.request", method=request.method, route=rule, status=response.status_code,
-                duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter()))
-                                  * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
                 request_id=g.get("request_id"), tenant=principal.tenant if principal else None,
                 task_id=g.get("task_id"),
             )

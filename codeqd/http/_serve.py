@@ -12,15 +12,15 @@ from codeqd.context import Context
 from codeqd.http._app import create_app
 
 
-def hypercorn_config(ctx: Context) -> HyperConfig:
+def hypercorn_config(ctx: Context, bind: str | None = None) -> HyperConfig:
     ingress = ctx.config.actors.ingress
     cfg = HyperConfig()
-    cfg.bind = [ingress.bind]
+    cfg.bind = [bind or ingress.bind]
     cfg.accesslog = None
     cfg.errorlog = None
     cfg.graceful_timeout = float(ctx.config.shutdown.grace_seconds)
     cfg.keep_alive_timeout = float(ingress.keep_alive_timeout)
-    cfg.read_timeout = float(ingress.request_timeout)
+    cfg.read_timeout = max(1, int(ingress.request_timeout))
     cfg.h11_max_incomplete_size = 16 * 1024
     cfg.max_app_queue_size = 10
     return cfg
@@ -29,9 +29,12 @@ def hypercorn_config(ctx: Context) -> HyperConfig:
 async def serve(
     ctx: Context,
     *,
+    bind: str | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``ctx.shutting_down`` is set, then drain within the grace period.
+
+    ``bind`` overrides ``actors.ingress.bind`` (``fd://N`` for an inherited socket).
 
     ``task_status.started(addresses)`` once the socket listens. On shutdown every
     long-poll returns at once (204 / ``result: null``) and in-flight requests get
@@ -47,7 +50,7 @@ async def serve(
         await nursery.start(ctx.hub.run, ctx.store)
         async with trio.open_nursery() as server:
             binds = await server.start(
-                partial(hypercorn_serve, app, hypercorn_config(ctx),
+                partial(hypercorn_serve, app, hypercorn_config(ctx, bind),
                         shutdown_trigger=shutdown_trigger)
             )
             task_status.started(list(binds))

@@ -62,19 +62,32 @@ async def dlq_list(principal: Principal, command: str) -> Response:
     })
 
 
-@bp.post("/queues/<command>/dlq/replay")
-@requires("admin")
-async def dlq_replay(principal: Principal, command: str) -> Response:
-    body = require_object(await json_body())
+def _dlq_selection(body: dict[str, object]) -> tuple[list[str] | None, int]:
     ids = body.get("ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
                             or len(ids) > 10_000):
         raise ValidationError("ids", "expected a list of task id strings (at most 10000)")
-    limit = get_int(body, "limit", 100, 1, 10_000) or 100
+    return ids, get_int(body, "limit", 100, 1, 10_000) or 100
+
+
+@bp.post("/queues/<command>/dlq/replay")
+@requires("admin")
+async def dlq_replay(principal: Principal, command: str) -> Response:
+    ids, limit = _dlq_selection(require_object(await json_body()))
     replayed, missing = await app_context().store.dlq_replay(
         principal.tenant, check_command(command), ids, limit
     )
     return json_response({"replayed": len(replayed), "ids": replayed, "notFound": missing})
+
+
+@bp.post("/queues/<command>/dlq/purge")
+@requires("admin")
+async def dlq_purge(principal: Principal, command: str) -> Response:
+    ids, limit = _dlq_selection(require_object(await json_body()))
+    purged, missing = await app_context().store.dlq_purge(
+        principal.tenant, check_command(command), ids, limit
+    )
+    return json_response({"purged": len(purged), "ids": purged, "notFound": missing})
 
 
 @bp.post("/queues/<command>/pause")

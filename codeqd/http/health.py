@@ -1,9 +1,10 @@
-"""Liveness and readiness: no auth, no store round trip for liveness."""
+"""Liveness, readiness and metrics: no auth (bind /metrics privately in production)."""
 
 from __future__ import annotations
 
 from quart import Blueprint, Response
 
+from codeqd import metrics
 from codeqd.http._app import app_context, json_response
 
 bp = Blueprint("health", __name__)
@@ -22,3 +23,8 @@ async def readyz() -> Response:
     if await ctx.store.ping():
         return json_response({"status": "ready"})
     return json_response({"status": "store_unavailable"}, 503, {"Retry-After": "1"})
+
+
+@bp.get("/metrics")
+async def prometheus() -> Response:
+    return Response(metrics.render(), content_type=metrics.CONTENT_TYPE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +22,8 @@ import coredis.exceptions as cx
 import orjson
 import trio
 
-from codeqd.config import Config
+from codeqd import metrics
+from codeqd.config import Config, ConfigError
 from codeqd.domain.backoff import retry_delay
 from codeqd.domain.errors import (
     CodeqError,
@@ -33,7 +34,7 @@ from codeqd.domain.errors import (
     TaskNotFound,
 )
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
-from codeqd.domain.task import NewTask
+from codeqd.domain.task import NewTask, rfc3339
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 Meta = dict[str, Any]
@@ -63,6 +64,36 @@ class QueueStats:
     def to_wire(self) -> dict[str, Any]:
         return {"command": self.command, "ready": self.ready, "delayed": self.delayed,
                 "inProgress": self.in_progress, "dlq": self.dlq, "paused": self.paused}
+
+
+def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
+    """A new task's metadata as the create scripts store it."""
+    meta: Meta = {
+        "id": task_id, "command": task.command, "priority": task.priority,
+        "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
+        "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
+    }
+    if task.webhook:
+        meta["webhook"] = task.webhook
+    if task.idempotency_key is not None:
+        meta["idempotencyKey"] = task.idempotency_key
+    return meta
+
+
+def result_doc(
+    task_id: str, status: str, result: dict[str, Any] | None, error: str | None,
+    artifacts: list[dict[str, Any]], now: int,
+) -> dict[str, Any]:
+    """The SPEC Result a worker's report stores."""
+    return {"taskId": task_id, "status": status, "result": result, "error": error,
+            "artifacts": artifacts, "completedAt": rfc3339(now)}
+
+
+def count_reported(meta: Meta, status: str, now: int) -> None:
+    """Metrics of a worker's result (single or batch)."""
+    metrics.TASK_COMPLETED.labels(meta["command"], status).inc()
+    if "claimedAt" in meta:
+        metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
 
 
 def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
@@ -106,11 +137,14 @@ class Store:
 
     async def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it)."""
+        started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout):
                 return await self._script(name)(keys=list(keys), args=list(args))
         except _UNAVAILABLE as e:
             raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+        finally:
+            metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
 
     async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -133,11 +167,12 @@ class Store:
             return False
 
     async def init_keyspace(self) -> None:
-        """Record the shard count at first start; refuse a different one later."""
+        """Record the shard count at first start; refuse a different one later
+        (``ConfigError``: the supervisor logs it and exits with the config-error code)."""
         await self.command(self.client.hsetnx, self.keys.meta, "shards", str(self.shards))
         recorded = await self.command(self.client.hget, self.keys.meta, "shards")
         if recorded is not None and int(recorded) != self.shards:
-            raise RuntimeError(
+            raise ConfigError(
                 f"store.shards = {self.shards}, but this keyspace (prefix "
                 f"{self.keys.prefix!r}) was initialised with {recorded} shards; "
                 "the number of shards cannot change"
@@ -198,58 +233,61 @@ class Store:
         """
         ten = escape_tenant(tenant)
         if task.idempotency_key is not None:
-            s = int.from_bytes(
-                orjson.dumps([ten, task.idempotency_key])[-8:], "big"
-            ) % self.shards if self.shards > 1 else 0
+            s = self.idempotency_shard(ten, task.idempotency_key)
         else:
             s = self._pick_shard()
         k = self.keys.shard(s)
         task_id = new_task_id(s)
         now = now_ms()
-        meta: Meta = {
-            "id": task_id, "command": task.command, "priority": task.priority,
-            "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
-            "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
-        }
-        if task.webhook:
-            meta["webhook"] = task.webhook
-        if task.idempotency_key is not None:
-            meta["idempotencyKey"] = task.idempotency_key
+        meta = new_meta(task_id, tenant, task, now)
         meta_json = orjson.dumps(meta)
-        idem_ttl = int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
+        idem_ttl = self.idempotency_ttl_ms(task)
         q = qname(ten, task.command)
         out = await self.run_script(
             "create",
             [k.task, k.payload, k.seq, k.ready(ten, task.command), k.delayed, k.counts,
              k.queues, k.cmds(ten), k.idem(ten, task.idempotency_key or "")],
             [field(ten, task_id), meta_json, task.payload, now, task.run_at_ms, task.priority,
-             idem_ttl, member(ten, task.command, task_id), q, task.command,
-             self.keys.wake_channel, task_id],
+             idem_ttl, member(ten, task.command, task_id), q, task.command, k.wake, task_id],
         )
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
+        metrics.TASK_CREATED.labels(task.command).inc()
         return meta, task.payload.decode(), True
 
-    async def commands_of(self, tenant: str) -> list[str]:
-        """Every command the tenant has used, across shards (for wildcard claims)."""
+    def idempotency_shard(self, ten: str, key: str) -> int:
+        """The shard a task with an idempotency key lives on: derived from the key, so
+        that every create with that key (single or batch) meets the first one."""
+        if self.shards == 1:
+            return 0
+        return int.from_bytes(orjson.dumps([ten, key])[-8:], "big") % self.shards
+
+    def idempotency_ttl_ms(self, task: NewTask) -> int:
+        return int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
+
+    async def commands_of(self, tenant: str, shards: Collection[int] | None = None) -> list[str]:
+        """Every command the tenant has used on ``shards`` (default: all), for wildcard claims."""
         ten = escape_tenant(tenant)
         found: set[str] = set()
-        for k in self.keys.all():
-            found.update(await self.command(self.client.smembers, k.cmds(ten)))
+        for s in range(self.shards) if shards is None else shards:
+            found.update(await self.command(self.client.smembers, self.keys.shard(s).cmds(ten)))
         return sorted(found)
 
     async def claim(
         self, tenant: str, worker_id: str, commands: Sequence[str], lease_seconds: int,
-        max_tasks: int = 1,
+        max_tasks: int = 1, shards: Collection[int] | None = None,
     ) -> list[ClaimedTask]:
-        """Lease up to ``max_tasks`` tasks; visits shards starting at a rotating one."""
+        """Lease up to ``max_tasks`` tasks; visits ``shards`` (default: every shard,
+        starting at a rotating one so that none is starved), one script call each."""
         ten = escape_tenant(tenant)
         if not commands:
             return []
         out: list[ClaimedTask] = []
         start = self._pick_shard()
-        for i in range(self.shards):
-            k = self.keys.shard((start + i) % self.shards)
+        order = [(start + i) % self.shards for i in range(self.shards)] if shards is None \
+            else sorted(shards)
+        for s in order:
+            k = self.keys.shard(s)
             raw = await self.run_script(
                 "claim",
                 [k.task, k.payload, k.leases, k.paused, k.counts,
@@ -258,7 +296,9 @@ class Store:
                  max_tasks - len(out), *commands],
             )
             for j in range(0, len(raw), 2):
-                out.append(ClaimedTask(orjson.loads(raw[j]), raw[j + 1]))
+                claimed = ClaimedTask(orjson.loads(raw[j]), raw[j + 1])
+                metrics.TASK_CLAIMED.labels(claimed.meta["command"]).inc()
+                out.append(claimed)
             if len(out) >= max_tasks:
                 break
         return out
@@ -287,13 +327,10 @@ class Store:
         """The lease holder's result; the task becomes terminal. Returns (meta, Result)."""
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
-        from codeqd.domain.task import rfc3339
-
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
         now = now_ms()
-        doc = {"taskId": task_id, "status": status, "result": result, "error": error,
-               "artifacts": artifacts, "completedAt": rfc3339(now)}
+        doc = result_doc(task_id, status, result, error, artifacts, now)
         out = await self.run_script(
             "result", [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
             [field(ten, task_id), worker_id, lease_id or "", now, status, orjson.dumps(doc),
@@ -301,7 +338,9 @@ class Store:
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
-        return orjson.loads(out[1]), doc
+        meta = orjson.loads(out[1])
+        count_reported(meta, status, now)
+        return meta, doc
 
     async def _retry(
         self, s: int, ten: str, meta: Meta, mode: Literal["nack", "abandon", "expire"],
@@ -309,15 +348,19 @@ class Store:
     ) -> list[Any]:
         k = self.keys.shard(s)
         cmd, task_id = meta["command"], meta["id"]
-        return await self.run_script(  # type: ignore[no-any-return]
+        out: list[Any] = await self.run_script(
             "retry",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.dlq(ten, cmd), k.seq,
              k.outbox],
             [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd),
              now_ms() if now is None else now, mode,
-             worker_id, lease_id, delay_ms, reason, self.keys.wake_channel,
-             self.keys.done_channel, task_id],
+             worker_id, lease_id, delay_ms, reason, k.wake, self.keys.done_channel, task_id],
         )
+        if mode == "expire" and out[0] in ("REQUEUED", "DEAD"):
+            metrics.LEASE_EXPIRED.labels(cmd).inc()
+        if out[0] == "DEAD":
+            metrics.TASK_COMPLETED.labels(cmd, "FAILED").inc()
+        return out
 
     def backoff_ms(self, meta: Meta) -> int:
         policy = self.config.backoff.for_command(meta["command"])
@@ -361,6 +404,7 @@ class Store:
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
+        metrics.TASK_COMPLETED.labels(cmd, "CANCELLED").inc()
         return orjson.loads(out[1])  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ background work
@@ -378,7 +422,7 @@ class Store:
             ready = [k.ready(ten, cmd) for ten, cmd, _ in map(split_member, due)]
             moved += await self.run_script(
                 "promote", [k.task, k.delayed, k.counts, k.seq, *ready],
-                [now, self.keys.wake_channel, *due],
+                [now, k.wake, *due],
             )
         return moved
 
@@ -427,8 +471,7 @@ class Store:
 
     # ------------------------------------------------------------ queues (admin)
 
-    async def queue_stats(self, tenant: str, command: str) -> QueueStats:
-        ten = escape_tenant(tenant)
+    async def _stats(self, ten: str, command: str) -> QueueStats:
         q = qname(ten, command)
         totals = [0, 0, 0, 0, 0]
         for k in self.keys.all():
@@ -437,6 +480,20 @@ class Store:
             )
             totals = [a + int(b) for a, b in zip(totals, out, strict=True)]
         return QueueStats(command, totals[0], totals[1], totals[2], totals[3], totals[4] > 0)
+
+    async def queue_stats(self, tenant: str, command: str) -> QueueStats:
+        return await self._stats(escape_tenant(tenant), command)
+
+    async def all_queue_stats(self, limit: int) -> list[QueueStats]:
+        """Stats of every queue of every tenant (at most ``limit`` queues), for metrics."""
+        queues: set[str] = set()
+        for k in self.keys.all():
+            queues.update(await self.command(self.client.smembers, k.queues))
+        out = []
+        for q in sorted(queues)[:limit]:
+            ten, _, command = q.partition("|")
+            out.append(await self._stats(ten, command))
+        return out
 
     async def list_queues(self, tenant: str) -> list[QueueStats]:
         return [await self.queue_stats(tenant, c) for c in await self.commands_of(tenant)]
@@ -478,11 +535,11 @@ class Store:
                 return items, cursor + limit
         return items, None
 
-    async def dlq_replay(
-        self, tenant: str, command: str, ids: list[str] | None, limit: int
-    ) -> tuple[list[str], list[str]]:
-        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
-        ten = escape_tenant(tenant)
+    async def _dlq_select(
+        self, ten: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[dict[int, list[str]], list[str]]:
+        """Chosen ids grouped by shard (malformed ids reported missing), or the oldest
+        ``limit`` dead tasks of the queue."""
         by_shard: dict[int, list[str]] = {}
         missing: list[str] = []
         if ids is not None:
@@ -491,25 +548,49 @@ class Store:
                     by_shard.setdefault(shard_of(tid, self.shards), []).append(tid)
                 else:
                     missing.append(tid)
-        else:
-            remaining = limit
-            for s, k in enumerate(self.keys.all()):
-                if remaining <= 0:
-                    break
-                got = await self.command(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
-                if got:
-                    by_shard[s] = list(got)
-                    remaining -= len(got)
+            return by_shard, missing
+        remaining = limit
+        for s, k in enumerate(self.keys.all()):
+            if remaining <= 0:
+                break
+            got = await self.command(self.client.zrange, k.dlq(ten, command), 0, remaining - 1)
+            if got:
+                by_shard[s] = list(got)
+                remaining -= len(got)
+        return by_shard, missing
+
+    async def dlq_replay(
+        self, tenant: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
+        ten = escape_tenant(tenant)
+        by_shard, missing = await self._dlq_select(ten, command, ids, limit)
         replayed: list[str] = []
         for s, shard_ids in by_shard.items():
             k = self.keys.shard(s)
             ok, gone = await self.run_script(
                 "replay", [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
-                [now_ms(), ten, qname(ten, command), self.keys.wake_channel, *shard_ids],
+                [now_ms(), ten, qname(ten, command), k.wake, *shard_ids],
             )
             replayed.extend(ok)
             missing.extend(gone)
         return replayed, missing
+
+    async def dlq_purge(
+        self, tenant: str, command: str, ids: list[str] | None, limit: int
+    ) -> tuple[list[str], list[str]]:
+        """Delete chosen dead tasks, or the oldest ``limit``; returns (purged, not_found)."""
+        ten = escape_tenant(tenant)
+        by_shard, missing = await self._dlq_select(ten, command, ids, limit)
+        purged: list[str] = []
+        for s, shard_ids in by_shard.items():
+            k = self.keys.shard(s)
+            ok, gone = await self.run_script(
+                "purge", [k.task, k.payload, k.result, k.dlq(ten, command)], [ten, *shard_ids]
+            )
+            purged.extend(ok)
+            missing.extend(gone)
+        return purged, missing
 
 
 def _client_for(config: Config, url: str) -> Any:
@@ -525,7 +606,7 @@ def _client_for(config: Config, url: str) -> Any:
         nodes = []
         for hp in hosts.split(","):
             host, _, port = hp.rpartition(":")
-            nodes.append(coredis.connection.TCPLocation(host, int(port)))  # type: ignore[attr-defined]
+            nodes.append(coredis.connection.TCPLocation(host, int(port)))
         return coredis.RedisCluster(startup_nodes=nodes, **kwargs)
     return coredis.Redis.from_url(url, **kwargs)
 

@@ -42,6 +42,14 @@ async def test_full_lifecycle(client: Client) -> None:
     r = await client.http.get(f"{client.daemon.base}/healthz")
     assert r.json() == {"status": "ok"}
     assert (await client.http.get(f"{client.daemon.base}/readyz")).status_code == 200
+    # Every request is logged with its ids; no token or secret ever is.
+    log = client.daemon.log()
+    line = next(ln for ln in log.splitlines() if high["id"] in ln and "/result" in ln)
+    for field in ('"method":"POST"', '"status":200', '"request_id":', '"tenant":"default"',
+                  '"duration_ms":', '"route":"/v1/codeq/tasks/<task_id>/result"'):
+        assert field in line
+    for secret in (client.producer, client.worker, client.daemon.dev_secret):
+        assert secret not in log
 
 
 async def test_delayed_task_is_promoted(client: Client) -> None:
@@ -177,3 +185,61 @@ def test_cli_check_config_and_token(tmp_path: Path) -> None:
                          capture_output=True, text=True)
     assert tok.returncode == 0 and tok.stdout.count(".") == 2
     assert (tmp_path / "dev_secret").exists()
+
+
+async def test_janitor_removes_terminal_tasks_past_retention(daemon_factory: Any) -> None:
+    d: Daemon = daemon_factory({"tasks": {"retention": "200ms"},
+                                "actors": {"janitor": {"interval": "100ms"}}})
+    async with httpx.AsyncClient(timeout=30) as http:
+        c = Client(d, http)
+        done = await c.create("old", {})
+        t = (await c.claim(commands=["old"])).json()
+        assert (await c.complete(t)).status_code == 200
+        pending = await c.create("old", {})
+        with trio.fail_after(10):
+            while (await c.call("GET", f"/tasks/{done['id']}", c.producer)).status_code != 404:
+                await trio.sleep(0.05)
+        assert (await c.get(pending["id"]))["status"] == "PENDING"
+
+
+async def test_multi_process_ingress_wakes_across_processes(daemon_factory: Any) -> None:
+    d: Daemon = daemon_factory({"actors": {"ingress": {"processes": 2,
+                                                       "poll_fallback": "60s"}}})
+    children = _children_of(d)
+    assert len([c for c in children if b"_ingress_child" in c[1]]) == 2
+    async with httpx.AsyncClient(timeout=40, limits=httpx.Limits(max_keepalive_connections=0)
+                                 ) as http:
+        c = Client(d, http)
+        # Enough idle long-polls that both processes hold some; each create wakes one.
+        got: list[str] = []
+
+        async def waiter() -> None:
+            r = await c.claim(commands=["spread"], waitSeconds=30)
+            got.append(r.json()["id"])
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(waiter)
+            await trio.sleep(0.5)  # let the claims register before the tasks exist
+            created = {(await c.create("spread", {"i": i}))["id"] for i in range(6)}
+            with trio.fail_after(15):
+                while len(got) < 6:
+                    await trio.sleep(0.02)
+        assert set(got) == created
+    pids = [pid for pid, cmd in children if b"_ingress_child" in cmd]
+    assert d.stop() == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def _children_of(d: Daemon) -> list[tuple[int, bytes]]:
+    assert d.proc is not None
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == d.proc.pid:
+                    out.append((int(entry.name), (entry / "cmdline").read_bytes()))
+            except (OSError, ValueError):
+                continue
+    return out

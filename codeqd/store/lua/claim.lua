@@ -33,6 +33,7 @@ while n < max do
       meta.leaseId = ARGV[4] .. '-' .. n
       meta.leaseUntil = now + lease_ms
       meta.updatedAt = now
+      meta.claimedAt = now
       meta.error = nil
       raw = cjson.encode(meta)
       redis.call('HSET', KEYS[1], field, raw)
