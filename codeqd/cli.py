@@ -21,7 +21,7 @@ from codeqd import config as cfgmod
 from codeqd._version import __version__
 
 #: Modules adding subcommands (``add_parser(subparsers)``), in help order.
-EXTENSIONS: list[str] = ["codeqd._admin_cli"]
+EXTENSIONS: list[str] = ["codeqd._admin_cli", "codeqd._worker_cli"]
 
 
 def _load_config(args: argparse.Namespace) -> cfgmod.Config:
