@@ -57,7 +57,8 @@ def _actor(name: str) -> ActorSpec:
 
 STORE = _actor("store")
 #: Started after the store answers, in this order; stopped together.
-SERVICES: list[ActorSpec] = [_actor("promoter"), _actor("reaper"), _actor("ingress")]
+SERVICES: list[ActorSpec] = [_actor("promoter"), _actor("reaper"), _actor("dispatcher"),
+                             _actor("notifier"), _actor("ingress")]
 
 
 class GaveUp(Exception):

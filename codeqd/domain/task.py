@@ -192,6 +192,12 @@ def task_to_wire(meta: dict[str, Any], payload: str | bytes | None) -> dict[str,
         out.pop("leaseId", None)
     if meta.get("deadLettered"):
         out["deadLettered"] = True
+    if meta.get("webhook") and meta["status"] in TERMINAL:
+        # Extension: the result callback's progress (PENDING until the first attempt).
+        out["webhookStatus"] = meta.get("webhookStatus", "PENDING")
+        out["webhookAttempts"] = meta.get("webhookAttempts", 0)
+        if meta.get("webhookError"):
+            out["webhookError"] = meta["webhookError"]
     return out
 
 
