@@ -65,13 +65,13 @@ async def json_body(*, allow_empty: bool = True) -> Any:
 
 
 def create_app(ctx: Context) -> QuartTrio:
-    from codeqd.http import admin, health, producer, worker
+    from codeqd.http import admin, health, producer, subscriptions, worker
 
     app = QuartTrio("codeqd")
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    for bp in (health.bp, producer.bp, worker.bp, admin.bp):
+    for bp in (health.bp, producer.bp, worker.bp, admin.bp, subscriptions.bp):
         app.register_blueprint(bp)
 
     @app.before_request
