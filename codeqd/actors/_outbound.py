@@ -137,7 +137,7 @@ def signed_headers(secret: str, body: bytes) -> dict[str, str]:
 
 
 async def post(client: httpx.AsyncClient, url: str, body: bytes, secret: str,
-               timeout: float) -> Attempt:
+               timeout: float, extra_headers: dict[str, str] | None = None) -> Attempt:
     """POST ``body`` signed; never raises for the destination's failures.
 
     The whole exchange (connect, send, response headers, up to ``MAX_RESPONSE_BYTES``
@@ -149,7 +149,8 @@ async def post(client: httpx.AsyncClient, url: str, body: bytes, secret: str,
     with trio.move_on_after(timeout) as scope:
         try:
             async with client.stream("POST", url, content=body,
-                                     headers=signed_headers(secret, body),
+                                     headers={**signed_headers(secret, body),
+                                              **(extra_headers or {})},
                                      timeout=timeout) as response:
                 status = response.status_code
                 read = 0

@@ -33,6 +33,10 @@ from codeqd.store._store import now_ms
 
 log = structlog.get_logger("codeqd.dispatcher")
 
+#: Extension: which attempt this is (1, 2, ...); a receiver may see an attempt again
+#: only if it answered too late (at-least-once), never because two processes sent it.
+ATTEMPT_HEADER = "X-CodeQ-Attempt"
+
 
 def lease_ms(cfg: DispatcherConfig) -> int:
     timeout = float(cfg.timeout)
@@ -154,7 +158,8 @@ class Dispatcher:
                   "destination": host_of(meta["webhook"])}
         try:
             attempt = await post(self.client, meta["webhook"], callback_body(entry),
-                                 self.secret, float(cfg.timeout))
+                                 self.secret, float(cfg.timeout),
+                                 {ATTEMPT_HEADER: str(entry.attempt)})
             now = now_ms()
             if attempt.ok:
                 await self.outbox.settle(entry, "delivered", now_ms=now)
