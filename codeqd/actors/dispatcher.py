@@ -23,7 +23,7 @@ import structlog
 import trio
 
 from codeqd.actors._live import Live, _wait_any
-from codeqd.actors._outbound import DELIVERIES, host_of, listen, open_client, post, resolve_secret
+from codeqd.actors._outbound import DELIVERIES, host_of, listen, open_clients, post, resolve_secret
 from codeqd.config import DispatcherConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
@@ -95,12 +95,12 @@ class Dispatcher:
         self.wake = _Wake()
         self.saturated = False
         self.secret = ""
-        self.client: Any = None
+        self.client: Any = None  # Clients, once running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         ctx = self.ctx
         self.secret = resolve_secret(ctx.config.webhooks)
-        async with open_client(ctx.config.webhooks, 10_000) as self.client, \
+        async with open_clients(ctx.config.webhooks) as self.client, \
                 trio.open_nursery() as outer:
             await outer.start(listen, ctx.store, [ctx.store.keys.done_channel],
                               lambda _c, _d: self.wake.set(), self.wake.set)

@@ -28,7 +28,7 @@ import structlog
 import trio
 
 from codeqd.actors._live import Live
-from codeqd.actors._outbound import DELIVERIES, host_of, listen, open_client, post, resolve_secret
+from codeqd.actors._outbound import DELIVERIES, host_of, listen, open_clients, post, resolve_secret
 from codeqd.config import NotifierConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
@@ -85,7 +85,7 @@ class Notifier:
         self.rounds = 0
         self.round_done = trio.Event()
         self.secret = ""
-        self.client: Any = None
+        self.client: Any = None  # Clients, once running
         self._senders: trio.Nursery | None = None
         keys = ctx.store.keys
         self.claim_url = (ctx.config.webhooks.public_url.rstrip("/") + CLAIM_PATH
@@ -110,7 +110,7 @@ class Notifier:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.secret = resolve_secret(self.ctx.config.webhooks)
-        async with open_client(self.ctx.config.webhooks, 10_000) as self.client, \
+        async with open_clients(self.ctx.config.webhooks) as self.client, \
                 trio.open_nursery() as outer:
             await outer.start(listen, self.ctx.store, [self._wake_channel, self._subs_channel],
                               self._on_message, self._on_connect)

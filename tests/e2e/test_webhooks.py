@@ -71,7 +71,7 @@ async def test_two_daemons_on_one_store_deliver_each_callback_once(
     a: Daemon = daemon_factory(shared)
     b: Daemon = daemon_factory(shared)
     a.dev_secret = b.dev_secret = dev_secret  # one token works on both
-    n = 60
+    n = 30
     async with httpx.AsyncClient(timeout=30) as http:
         ca, cb = Client(a, http), Client(b, http)
         tasks = [await ca.create("job", {"i": i}, webhook=receiver.url) for i in range(n)]
