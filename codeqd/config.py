@@ -207,6 +207,47 @@ class MetricsConfig(LoopActorConfig):
 
 
 @dataclass(frozen=True)
+class DispatcherConfig(LoopActorConfig):
+    """Result callbacks: drains the outbox; ``interval`` is the poll fallback when no
+    wake-up arrives, ``batch`` the most entries claimed per round."""
+
+    interval: Duration = Duration(1)
+    batch: int = 256
+    concurrency: int = 64
+    timeout: Duration = Duration(10)
+    max_attempts: int = 5
+    base_backoff: Duration = Duration(2)
+    max_backoff: Duration = Duration(60)
+
+    def validate(self) -> None:
+        if not 1 <= self.concurrency <= 10_000:
+            raise ConfigError("actors.dispatcher.concurrency: must be between 1 and 10000")
+        _positive("actors.dispatcher.timeout", self.timeout)
+        if not 1 <= self.max_attempts <= 100:
+            raise ConfigError("actors.dispatcher.max_attempts: must be between 1 and 100")
+        _positive("actors.dispatcher.base_backoff", self.base_backoff)
+        if self.max_backoff < self.base_backoff:
+            raise ConfigError("actors.dispatcher.max_backoff: must be >= base_backoff")
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    """Worker-availability notifications: best effort, bounded, never retried."""
+
+    enabled: bool = True
+    interval: Duration = Duration(5)
+    concurrency: int = 64
+    timeout: Duration = Duration(2)
+    dedup_window: Duration = Duration(0.1)
+
+    def validate(self) -> None:
+        _positive("actors.notifier.interval", self.interval)
+        if not 1 <= self.concurrency <= 10_000:
+            raise ConfigError("actors.notifier.concurrency: must be between 1 and 10000")
+        _positive("actors.notifier.timeout", self.timeout)
+
+
+@dataclass(frozen=True)
 class StoreActorConfig:
     interval: Duration = Duration(1)
     start_timeout: Duration = Duration(20)
@@ -220,6 +261,8 @@ class ActorsConfig:
     reaper: ReaperConfig = field(default_factory=ReaperConfig)
     janitor: JanitorConfig = field(default_factory=JanitorConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    dispatcher: DispatcherConfig = field(default_factory=DispatcherConfig)
+    notifier: NotifierConfig = field(default_factory=NotifierConfig)
 
 
 @dataclass(frozen=True)
@@ -259,6 +302,18 @@ class TasksConfig:
 @dataclass(frozen=True)
 class WebhooksConfig:
     hmac_secret: str = ""
+    deny_private_networks: bool = False
+    public_url: str = ""
+    subscription_ttl: Duration = Duration(300)
+    subscription_max_ttl: Duration = Duration(86400)
+    subscription_min_interval: Duration = Duration(5)
+
+    def validate(self) -> None:
+        if self.public_url and not re.match(r"^https?://[^\s/?#]+[^\s?#]*$", self.public_url):
+            raise ConfigError("webhooks.public_url: expected an http:// or https:// base URL")
+        _positive("webhooks.subscription_ttl", self.subscription_ttl)
+        if self.subscription_max_ttl < self.subscription_ttl:
+            raise ConfigError("webhooks.subscription_max_ttl: must be >= subscription_ttl")
 
 
 @dataclass(frozen=True)
@@ -310,7 +365,10 @@ class Config:
         self.auth.validate()
         self.ratelimit.validate()
         self.actors.ingress.validate()
-        for name in ("promoter", "reaper", "janitor", "metrics"):
+        self.actors.dispatcher.validate()
+        self.actors.notifier.validate()
+        self.webhooks.validate()
+        for name in ("promoter", "reaper", "janitor", "metrics", "dispatcher"):
             actor = getattr(self.actors, name)
             _positive(f"actors.{name}.interval", actor.interval)
             if not 1 <= actor.batch <= 100_000:

@@ -51,12 +51,22 @@ STORE_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
 )
 ACTOR_RESTARTS = Counter("codeq_actor_restarts_total", "Actor restarts", ["actor"])
-RATELIMIT_REJECTED = Counter("codeq_ratelimit_rejected_total",
+RATELIMIT_REJECTED = Counter("codeq_rate_limit_hits_total",
                              "Requests refused with 429 by a rate limit", ["scope", "operation"])
 RATELIMIT_STORE_ERRORS = Counter(
     "codeq_ratelimit_store_errors_total",
     "Rate-limit checks that let the request through because the store did not answer",
     ["operation"],
+)
+#: kind = "result" (task callbacks) | "queue_ready" (subscription notifications);
+#: outcome = "success" | "retry" | "failure" | "dropped" (notifier saturated).
+WEBHOOK_DELIVERIES = Counter(
+    "codeq_webhook_deliveries_total", "Webhook delivery attempts by outcome",
+    ["kind", "command", "outcome"],
+)
+SUBSCRIPTIONS_ACTIVE = Gauge(
+    "codeq_subscriptions_active", "Live worker subscriptions by event type (sampled)",
+    ["command"], multiprocess_mode="mostrecent",
 )
 LONG_POLL_WAITERS = Gauge("codeq_long_poll_waiters", "Requests waiting in a long-poll",
                           multiprocess_mode="livesum")

@@ -63,6 +63,8 @@ SERVICES: list[ActorSpec] = [
     _actor("reaper"),
     _actor("janitor"),
     _actor("metrics"),
+    _actor("dispatcher"),
+    _actor("notifier"),
     _actor("ingress"),
 ]
 

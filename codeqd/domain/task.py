@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -118,11 +119,24 @@ def json_depth_ok(value: Any, max_depth: int) -> bool:
     return True
 
 
-def check_webhook(value: str | None) -> str | None:
+def check_webhook(value: str | None, name: str = "webhook") -> str | None:
+    """An absolute http(s) URL with a host, at most ``MAX_WEBHOOK_LEN`` characters."""
     if value is None:
         return None
-    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value):
-        raise ValidationError("webhook", "must be an absolute http:// or https:// URL")
+    if not isinstance(value, str):
+        raise ValidationError(name, "expected a URL string")
+    if len(value) > MAX_WEBHOOK_LEN:
+        raise ValidationError(name, f"longer than {MAX_WEBHOOK_LEN} characters")
+    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE) or any(
+            ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValidationError(name, "must be an absolute http:// or https:// URL")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise ValidationError(name, "is not a valid URL") from None
+    if not parts.hostname:
+        raise ValidationError(name, "must name a host")
     return value
 
 
@@ -199,6 +213,12 @@ def task_to_wire(meta: dict[str, Any], payload: str | bytes | None) -> dict[str,
         out.pop("leaseId", None)
     if meta.get("deadLettered"):
         out["deadLettered"] = True
+    if meta.get("webhook") and meta["status"] in TERMINAL:
+        # Extension: the result callback's progress (PENDING until the first attempt).
+        out["webhookStatus"] = meta.get("webhookStatus", "PENDING")
+        out["webhookAttempts"] = meta.get("webhookAttempts", 0)
+        if meta.get("webhookError"):
+            out["webhookError"] = meta["webhookError"]
     return out
 
 

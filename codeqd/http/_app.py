@@ -93,14 +93,15 @@ async def _drain_or_close(response: Response) -> None:
 
 
 def create_app(ctx: Context) -> QuartTrio:
-    from codeqd.http import admin, batch, health, openapi, producer, worker
+    from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
 
     app = QuartTrio("codeqd")
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     header_limit = ctx.config.limits.header_bytes
-    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, openapi.bp):
+    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, subscriptions.bp,
+               openapi.bp):
         app.register_blueprint(bp)
 
     @app.before_request

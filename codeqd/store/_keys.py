@@ -11,7 +11,9 @@ one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
     T:delayed   zset  ten|cmd|id by runAt         (promoter's index)
     T:leases    zset  ten|cmd|id by lease expiry  (reaper's index)
     T:done      zset  ten|cmd|id by finish time   (janitor's retention index)
-    T:outbox    zset  ten|cmd|id by due time      (result callbacks to send)
+    T:outbox    zset  ten|cmd|id by due time      (result callbacks to send; an entry
+                      being sent carries its lease deadline as its score)
+    T:outbox:att hash ten|cmd|id -> delivery attempts so far (the fencing token)
     T:counts    hash  ten|cmd|delayed, ten|cmd|inprog -> int
     T:queues    set   ten|cmd of every queue on the shard
     T:paused    set   ten|cmd of paused queues
@@ -24,6 +26,14 @@ Pub/sub channels (no hash tag: a cluster broadcasts PUBLISH to every node):
 ``<prefix>:wake:<shard>`` carries ``N:ten|cmd`` when N tasks of a queue became
 claimable on that shard (``<prefix>:wake`` when the shard is not known: any
 shard); ``<prefix>:done`` carries ``ten|id`` lines of tasks that became terminal.
+
+Worker subscriptions live under their own tag (``S`` = ``<prefix>:{<prefix>:subs}``):
+
+    S:sub:ten:id        string  subscription JSON, expires with it
+    S:idx:ten           zset    id by expiresAt (the tenant's live subscriptions)
+    S:throttle:ten:id   string  present while the subscription's minInterval runs
+    S:rr:ten:cmd:group  counter round-robin position of a group (expires when idle)
+    S:ev:ten:cmd        string  present while a queue's notification is de-duplicated
 
 Task metadata lives in per-shard hashes rather than a key per task so that
 every script touches only keys it is given in KEYS, even when the caller knows
@@ -89,6 +99,10 @@ class ShardKeys:
         return f"{self.tag}:outbox"
 
     @property
+    def outbox_attempts(self) -> str:
+        return f"{self.tag}:outbox:att"
+
+    @property
     def counts(self) -> str:
         return f"{self.tag}:counts"
 
@@ -114,6 +128,26 @@ class ShardKeys:
         return f"{self.tag}:idem:{ten}:{digest}"
 
 
+@dataclass(frozen=True)
+class SubscriptionKeys:
+    tag: str
+
+    def sub(self, ten: str, sub_id: str) -> str:
+        return f"{self.tag}:sub:{ten}:{sub_id}"
+
+    def index(self, ten: str) -> str:
+        return f"{self.tag}:idx:{ten}"
+
+    def throttle(self, ten: str, sub_id: str) -> str:
+        return f"{self.tag}:throttle:{ten}:{sub_id}"
+
+    def round_robin(self, ten: str, cmd: str, group: str) -> str:
+        return f"{self.tag}:rr:{ten}:{cmd}:{group}"
+
+    def event(self, ten: str, cmd: str) -> str:
+        return f"{self.tag}:ev:{ten}:{cmd}"
+
+
 class Keys:
     def __init__(self, prefix: str, shards: int) -> None:
         self.prefix = prefix
@@ -123,6 +157,8 @@ class Keys:
         self.meta = f"{prefix}:{{{prefix}:meta}}"
         self.wake_channel = f"{prefix}:wake"  # any shard
         self.done_channel = f"{prefix}:done"
+        self.subs = SubscriptionKeys(f"{prefix}:{{{prefix}:subs}}")
+        self.subs_channel = f"{prefix}:subs"
 
     def shard(self, s: int) -> ShardKeys:
         return self._shards[s]

@@ -493,16 +493,16 @@ class Store:
     async def queue_stats(self, tenant: str, command: str) -> QueueStats:
         return await self._stats(escape_tenant(tenant), command)
 
-    async def all_queue_stats(self, limit: int) -> list[QueueStats]:
-        """Stats of every queue of every tenant (at most ``limit`` queues), for metrics."""
+    async def all_queues(self, limit: int) -> list[tuple[str, str]]:
+        """(escaped tenant, command) of every queue of every tenant, at most ``limit``."""
         queues: set[str] = set()
         for k in self.keys.all():
             queues.update(await self.command(self.client.smembers, k.queues))
-        out = []
-        for q in sorted(queues)[:limit]:
-            ten, _, command = q.partition("|")
-            out.append(await self._stats(ten, command))
-        return out
+        return [(q.partition("|")[0], q.partition("|")[2]) for q in sorted(queues)[:limit]]
+
+    async def queue_stats_escaped(self, ten: str, command: str) -> QueueStats:
+        """Stats of a queue named by its escaped tenant (as ``all_queues`` gives it)."""
+        return await self._stats(ten, command)
 
     async def list_queues(self, tenant: str) -> list[QueueStats]:
         return [await self.queue_stats(tenant, c) for c in await self.commands_of(tenant)]

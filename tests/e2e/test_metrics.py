@@ -31,6 +31,9 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
                                  ) as http:
         c = Client(d, http)
+        r = await c.call("POST", "/workers/subscriptions", c.worker,
+                         {"callbackUrl": "http://127.0.0.1:9/", "eventTypes": ["m1"]})
+        assert r.status_code == 200
         for i in range(5):
             await c.create("m1", {"i": i})
         m2 = [await c.create("m2", {}) for _ in range(2)]
@@ -47,7 +50,8 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
                 m = samples((await http.get(f"{d.base}/metrics")).text)
                 # A sample taken after the last step above (depths are sampled).
                 if (value(m, "codeq_queue_depth", command="m1", queue="ready") == 2
-                        and value(m, "codeq_queue_depth", command="m2", queue="ready") == 1):
+                        and value(m, "codeq_queue_depth", command="m2", queue="ready") == 1
+                        and value(m, "codeq_subscriptions_active", command="m1") == 1):
                     break
                 await trio.sleep(0.05)
     assert value(m, "codeq_task_created_total", command="m1") == 5

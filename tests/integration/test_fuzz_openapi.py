@@ -17,14 +17,11 @@ from schemathesis import GenerationMode
 
 from codeqd.http.openapi import DOCUMENT
 from tests.integration.auth.live import LiveServer, live_fixture  # noqa: F401 - provides `live`
-from tests.integration.auth.test_openapi import PENDING
 
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
-PENDING_PATHS = {(m, p) for m, p in PENDING}
 OPERATIONS = [
     op for result in SCHEMA.get_all_operations()
     if (op := result.ok()) is not None  # type: ignore[union-attr]
-    and (op.method.upper(), op.path) not in PENDING_PATHS
 ]
 TOKEN_FOR = {"producer": "producer", "any": "producer", "worker": "worker", "admin": "admin"}
 

@@ -10,16 +10,6 @@ from codeqd.http._app import create_app
 from codeqd.http.openapi import DOCUMENT
 from tests.integration.conftest import Api, make_config
 
-#: Routes SPEC.md defines that other branches are adding (batch, subscriptions, metrics).
-#: Documented now; tolerated while unregistered, and only these. Once a route lands it is
-#: checked like any other; drop it from here when it does.
-PENDING = {
-    ("POST", "/v1/codeq/workers/subscriptions"),
-    ("POST", "/v1/codeq/workers/subscriptions/{subscription_id}/heartbeat"),
-    ("DELETE", "/v1/codeq/workers/subscriptions/{subscription_id}"),
-}
-
-
 def app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     app = create_app(types.SimpleNamespace(config=make_config(tmp_path)))  # type: ignore[arg-type]
     out = set()
@@ -42,10 +32,8 @@ def normalise(routes: set[tuple[str, str]]) -> set[tuple[str, str]]:
 
 def test_document_matches_the_routes(tmp_path: Path) -> None:
     routes, docs = normalise(app_routes(tmp_path)), normalise(documented())
-    pending = normalise(PENDING)
     assert routes - docs == set(), "routes missing from the OpenAPI document"
-    assert docs - routes <= pending, "documented routes that do not exist"
-    assert pending <= docs
+    assert docs - routes == set(), "documented routes that do not exist"
 
 
 def test_every_operation_documents_its_errors() -> None:

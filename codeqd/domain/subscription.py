@@ -1,0 +1,84 @@
+"""Worker subscriptions on the wire: validation of create and heartbeat bodies (pure).
+
+Defaults (decided here, documented in docs/webhooks.md): ``eventTypes`` = the token's
+eventTypes; ``groupId`` = the token's ``workerGroup`` claim; ``deliveryMode`` =
+``group`` when a groupId results, else ``fanout``; ``minIntervalSeconds`` and
+``ttlSeconds`` from ``[webhooks]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from codeqd.domain.errors import Forbidden, ValidationError
+from codeqd.domain.task import COMMAND_RE, check_webhook, get_int, require_object
+
+DELIVERY_MODES = ("fanout", "group", "hash")
+GROUP_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+MAX_EVENT_TYPES = 256
+MAX_MIN_INTERVAL = 86400
+
+
+@dataclass(frozen=True)
+class NewSubscription:
+    callback_url: str
+    event_types: list[str]
+    delivery_mode: str
+    group_id: str
+    min_interval_seconds: int
+    ttl_seconds: int
+
+
+def parse_new_subscription(
+    body: Any, *, token_event_types: tuple[str, ...], worker_group: str | None,
+    default_min_interval: int, default_ttl: int, max_ttl: int,
+) -> NewSubscription:
+    body = require_object(body)
+    url = check_webhook(body.get("callbackUrl"), "callbackUrl")
+    if url is None:
+        raise ValidationError("callbackUrl", "is required")
+    events = body.get("eventTypes")
+    if events is None:
+        events = list(token_event_types)
+        if not events:
+            raise Forbidden("worker token has no eventTypes")
+    elif not isinstance(events, list) or not events or len(events) > MAX_EVENT_TYPES:
+        raise ValidationError("eventTypes", f"expected a list of 1-{MAX_EVENT_TYPES} command names")
+    for e in events:
+        if not isinstance(e, str) or not (e == "*" or COMMAND_RE.match(e)):
+            raise ValidationError("eventTypes", "each must be a command name or '*'")
+    events = list(dict.fromkeys(events))
+    if "*" not in token_event_types:
+        denied = [e for e in events if e not in token_event_types]
+        if denied:
+            raise Forbidden(f"token's eventTypes do not include {', '.join(denied)}",
+                            eventTypes=denied)
+    group = body.get("groupId")
+    if group is None or group == "":
+        group = worker_group or ""
+    elif not isinstance(group, str) or not GROUP_RE.match(group):
+        raise ValidationError("groupId", "must be 1-128 characters of [A-Za-z0-9_.:-]")
+    mode = body.get("deliveryMode")
+    if mode is None or mode == "":
+        mode = "group" if group else "fanout"
+    elif mode not in DELIVERY_MODES:
+        raise ValidationError("deliveryMode", "must be 'fanout', 'group' or 'hash'")
+    if mode == "group" and not group:
+        raise ValidationError("groupId", "is required with deliveryMode 'group' "
+                                         "(or a workerGroup claim in the token)")
+    interval = get_int(body, "minIntervalSeconds", default_min_interval, 0, MAX_MIN_INTERVAL)
+    ttl = get_int(body, "ttlSeconds", default_ttl, 1, max_ttl)
+    assert interval is not None and ttl is not None
+    return NewSubscription(url, events, mode, group, interval, ttl)
+
+
+def parse_heartbeat(body: Any, *, max_ttl: int) -> int:
+    """``ttlSeconds`` of a heartbeat body, or 0 for the subscription's own TTL."""
+    return get_int(require_object(body), "ttlSeconds", 0, 1, max_ttl) or 0
+
+
+def matches(sub: dict[str, Any], command: str) -> bool:
+    events = sub.get("eventTypes") or []
+    return "*" in events or command in events

@@ -1,0 +1,96 @@
+"""The result-callback outbox: claim due entries with a lease, settle each attempt.
+
+Terminal steps (``result.lua``, ``retry.lua`` when it dead-letters, ``cancel.lua``) put
+``ten|cmd|id`` in the shard's outbox in the same atomic step; the dispatcher drains it
+here. ``claim`` leases entries (``outbox_claim.lua``): their score becomes the lease
+deadline, so an entry whose sender died is due again when the lease runs out
+(at-least-once), and every claim hands out a new attempt number, so two processes
+never send the same attempt. ``settle`` (``outbox_settle.lua``) applies an attempt's
+outcome only if no later claim happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from codeqd.store._keys import field, split_member
+from codeqd.store._store import Store
+
+Outcome = Literal["delivered", "retry", "failed"]
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: a limiter borrower
+class OutboxEntry:
+    shard: int
+    member: str
+    attempt: int
+    meta: dict[str, Any]
+    result: dict[str, Any] | None
+
+    @property
+    def tenant_key(self) -> str:
+        return self.member.split("|", 1)[0]
+
+    @property
+    def task_id(self) -> str:
+        return split_member(self.member)[2]
+
+
+class Outbox:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim(self, now_ms: int, lease_ms: int, limit: int) -> tuple[list[OutboxEntry],
+                                                                           int | None]:
+        """Lease up to ``limit`` due entries across shards (one script call per shard).
+
+        Returns the entries and the earliest score left in any outbox (the next time
+        something may be due, a lease deadline included), or None when all are empty.
+        Cancellation: a cancelled call may have leased entries; they are sent after
+        their lease runs out.
+        """
+        out: list[OutboxEntry] = []
+        next_due: int | None = None
+        for s, k in enumerate(self.store.keys.all()):
+            if len(out) >= limit:
+                break
+            raw, head = await self.store.run_script(
+                "outbox_claim", [k.outbox, k.outbox_attempts, k.task, k.result],
+                [now_ms, lease_ms, limit - len(out)],
+            )
+            for member, attempt, meta, result in raw:
+                out.append(OutboxEntry(s, member, int(attempt), orjson.loads(meta),
+                                       orjson.loads(result) if result else None))
+            if head:
+                due = int(float(head))
+                next_due = due if next_due is None else min(next_due, due)
+        return out, next_due
+
+    async def settle(self, entry: OutboxEntry, outcome: Outcome, *, now_ms: int,
+                     retry_at_ms: int = 0, error: str = "") -> bool:
+        """Record the attempt's outcome; False when a later attempt superseded it."""
+        k = self.store.keys.shard(entry.shard)
+        ten, _, task_id = split_member(entry.member)
+        res = await self.store.run_script(
+            "outbox_settle", [k.outbox, k.outbox_attempts, k.task],
+            [entry.member, entry.attempt, outcome, retry_at_ms, error[:1000],
+             field(ten, task_id), now_ms],
+        )
+        return res == "OK"  # type: ignore[no-any-return]
+
+    async def pending(self) -> int:
+        """Entries waiting or being sent, across shards (for tests and stats)."""
+        total = 0
+        for k in self.store.keys.all():
+            total += int(await self.store.command(self.store.client.zcard, k.outbox))
+        return total
+
+    async def members(self) -> Sequence[str]:
+        found: list[str] = []
+        for k in self.store.keys.all():
+            found.extend(await self.store.command(self.store.client.zrange, k.outbox, 0, -1))
+        return found

@@ -1,0 +1,91 @@
+"""codeqd.webhooks.sign/verify, and outbound safety (URL checks, private destinations)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+
+import codeqd
+from codeqd.actors._outbound import forbidden_address
+from codeqd.config import WebhooksConfig
+from tests.integration.conftest import Api, start_api
+from tests.integration.webhooks._receiver import Receiver
+from tests.integration.webhooks.conftest import start_dispatcher
+from tests.integration.webhooks.test_result_callbacks import eventually, finish, task_of
+
+
+def test_sign_then_verify_round_trip() -> None:
+    body = b'{"taskId":"t"}'
+    headers = codeqd.webhooks.sign("s3cret", body, now=1_700_000_000)
+    ts, sig = headers["X-CodeQ-Timestamp"], headers["X-CodeQ-Signature"]
+    assert ts == "1700000000" and len(sig) == 64
+    verify = codeqd.webhooks.verify
+    assert verify("s3cret", body, ts, sig, now=1_700_000_100)
+    assert verify("s3cret", body.decode(), int(ts), sig.upper(), now=1_700_000_000)
+    assert not verify("s3cret", body + b" ", ts, sig, now=1_700_000_000)
+    assert not verify("other", body, ts, sig, now=1_700_000_000)
+    assert not verify("s3cret", body, ts, sig, now=1_700_000_301)  # stale
+    assert not verify("s3cret", body, ts, sig, now=1_699_999_699)  # from the future
+    assert verify("s3cret", body, ts, sig, tolerance=1000, now=1_700_000_900)
+    assert not verify("s3cret", body, "abc", sig, now=1_700_000_000)
+    assert not verify("s3cret", body, None, sig)
+    assert not verify("s3cret", body, ts, None)
+    assert not verify("", body, ts, sig)
+
+
+def test_private_addresses_are_recognised() -> None:
+    for ip in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254",
+               "::1", "fe80::1", "fc00::1", "0.0.0.0", "::ffff:127.0.0.1", "224.0.0.1"):
+        assert forbidden_address(ip), ip
+    for ip in ("93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"):
+        assert not forbidden_address(ip), ip
+
+
+async def test_task_webhook_url_is_validated(api: Api) -> None:
+    for bad in ("ftp://x/y", "http://", "example.com/cb", "http://exa mple.com/",
+                "https://" + "a" * 2040 + ".com/", "http://host:99999/", 42):
+        r = await api.call("POST", "/tasks", api.producer,
+                           {"command": "email", "payload": {}, "webhook": bad})
+        assert r.status_code == 400, bad
+        assert r.json()["details"]["field"] == "webhook"
+    ok = await api.create("email", {}, webhook="HTTPS://example.com:8443/cb?x=1")
+    assert ok["webhook"] == "HTTPS://example.com:8443/cb?x=1"
+
+
+@pytest.fixture
+async def guarded_api(nursery: trio.Nursery, config: codeqd.config.Config, redis_url: str
+                      ) -> AsyncIterator[Api]:
+    guarded = dataclasses.replace(
+        config, webhooks=dataclasses.replace(config.webhooks, deny_private_networks=True))
+    async for api in start_api(nursery, guarded, redis_url):
+        yield api
+
+
+async def test_private_destinations_refused_when_configured(
+    guarded_api: Api, nursery: trio.Nursery
+) -> None:
+    api = guarded_api
+    receiver = await Receiver().start(nursery)
+    await start_dispatcher(nursery, api.ctx, max_attempts=2)
+    task = await finish(api, receiver.url)
+    localhost = await finish(api, receiver.url.replace("127.0.0.1", "localhost"))
+
+    async def failed() -> bool:
+        return all([(await task_of(api, t["id"])).get("webhookStatus") == "FAILED"
+                    for t in (task, localhost)])
+
+    await eventually(failed)
+    for t in (task, localhost):
+        got = await task_of(api, t["id"])
+        assert got["webhookAttempts"] == 2
+        assert "private, loopback or link-local" in got["webhookError"]
+        assert "deny_private_networks" in got["webhookError"]
+    assert receiver.requests == []
+
+
+def test_webhooks_config_defaults() -> None:
+    cfg = WebhooksConfig()
+    assert cfg.deny_private_networks is False and cfg.hmac_secret == ""
