@@ -19,6 +19,8 @@ from typing import Any, Literal, get_args, get_origin
 
 DEFAULT_PATHS = (Path("codeqd.toml"), Path("/etc/codeqd/codeqd.toml"))
 ENV_PREFIX = "CODEQD_"
+#: Read by the CLI's client commands and by ``find_config_path``; not config keys.
+_CLIENT_ENV = ("CODEQD_URL", "CODEQD_TOKEN", "CODEQD_CONFIG")
 
 
 class ConfigError(Exception):
@@ -45,7 +47,9 @@ class Duration(float):
             m = cls._RE.match(value)
             if m:
                 return cls(float(m.group(1)) * cls._UNITS[m.group(2) or "s"])
-        raise ConfigError(f"{key}: expected a duration like '250ms', '5s', '2m' or seconds, got {value!r}")
+        raise ConfigError(
+            f"{key}: expected a duration like '250ms', '5s', '2m' or seconds, got {value!r}"
+        )
 
 
 def _positive(key: str, value: float) -> None:
@@ -402,7 +406,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            options = ", ".join(map(repr, choices))
+            raise ConfigError(f"{key}: must be one of {options}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
         errors = []
@@ -464,7 +469,7 @@ def _env_value(raw: str) -> Any:
 
 def _merge_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in ("CODEQD_URL", "CODEQD_TOKEN", "CODEQD_CONFIG"):
+        if not name.startswith(ENV_PREFIX) or name in _CLIENT_ENV:
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         node = data

@@ -55,7 +55,9 @@ def _claim_commands(principal: Principal, body: dict[str, Any]) -> list[str] | N
     return requested
 
 
-async def claim_tasks(principal: Principal, body: dict[str, Any], max_tasks: int) -> list[ClaimedTask]:
+async def claim_tasks(
+    principal: Principal, body: dict[str, Any], max_tasks: int
+) -> list[ClaimedTask]:
     """Claim up to ``max_tasks``, holding the request up to ``waitSeconds`` for work."""
     ctx = app_context()
     cfg = ctx.config

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import trio
 
+from codeqd import metrics
 from codeqd.domain.errors import CodeqError, TaskNotFound
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.task import NewTask
 from codeqd.store._keys import escape_tenant
-from codeqd import metrics
 from codeqd.store._store import (
     Meta,
     Store,

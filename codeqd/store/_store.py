@@ -386,7 +386,9 @@ class Store:
             raise _refusal(out[0], task_id, out[1:])
         return "requeued", (delay_ms + 999) // 1000
 
-    async def abandon(self, tenant: str, task_id: str, worker_id: str, lease_id: str | None) -> None:
+    async def abandon(
+        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None
+    ) -> None:
         s, ten, meta = await self._lookup(tenant, task_id)
         out = await self._retry(s, ten, meta, "abandon", worker_id, lease_id or "", 0, "")
         if out[0] != "REQUEUED":

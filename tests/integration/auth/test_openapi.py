@@ -10,6 +10,7 @@ from codeqd.http._app import create_app
 from codeqd.http.openapi import DOCUMENT
 from tests.integration.conftest import Api, make_config
 
+
 def app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     app = create_app(types.SimpleNamespace(config=make_config(tmp_path)))  # type: ignore[arg-type]
     out = set()
