@@ -130,20 +130,22 @@ class Workload:
         self.finished = trio.Event()
         self.producers_done = trio.Event()
         self.terminal_seen = 0  # results and dead-letterings the workers saw
-        self._progress: list[tuple[int, trio.Event]] = []
+        self._progress: list[tuple[Callable[[], bool], trio.Event]] = []
 
     # ------------------------------------------------------------ http
 
     async def call(self, http: httpx.AsyncClient, endpoint: str, method: str, path: str,
                    token: str, body: Any = None, *, timeout: float | None = None,
-                   ) -> tuple[httpx.Response, bool]:
+                   ) -> tuple[httpx.Response, int]:
         """One logical call: retried on transport errors and 503 until the deadline.
 
-        Returns (response, ambiguous): ambiguous when an earlier attempt may have
-        been applied (its request was sent but no definite answer came back).
+        Returns (response, ambiguous): how many earlier attempts may have been
+        applied (sent, but no definite answer came back: a reset connection, a
+        timeout, or a 503, which a script that ran but overran the store timeout
+        also gives).
         """
         deadline = trio.current_time() + self.s.call_deadline
-        ambiguous = False
+        ambiguous = 0
         delay = 0.05
         while True:
             started = time.perf_counter()
@@ -157,7 +159,7 @@ class Workload:
                 self.transport_errors[type(e).__name__] += 1
                 self.statuses[(endpoint, 0)] += 1
                 self.timeline.append((endpoint, t0, wall_ms(), type(e).__name__))
-                ambiguous = ambiguous or not isinstance(e, NOT_SENT)
+                ambiguous += not isinstance(e, NOT_SENT)
             else:
                 self.latencies[endpoint].append(time.perf_counter() - started)
                 self.statuses[(endpoint, r.status_code)] += 1
@@ -166,7 +168,7 @@ class Workload:
                     self.unexpected.append(f"{endpoint} {path}: {r.status_code} {r.text[:200]}")
                 if r.status_code not in (503, 500, 502, 504):
                     return r, ambiguous
-                ambiguous = True  # a 503 may come from a script that ran but timed out
+                ambiguous += 1
             if trio.current_time() + delay > deadline:
                 raise CallFailed(f"{endpoint} {path}: no answer within {self.s.call_deadline}s")
             await trio.sleep(delay)  # back-off between retries of a failing call
@@ -198,6 +200,7 @@ class Workload:
                 self.unexpected.append(f"create {key}: two ids {self.created[key]} {task['id']}")
             self.created[key] = task["id"]
             self.keys[task["id"]] = key
+            self._check_progress()
 
     # ------------------------------------------------------------ workers
 
@@ -300,17 +303,26 @@ class Workload:
 
     def _terminal(self) -> None:
         self.terminal_seen += 1
-        for threshold, event in self._progress:
-            if self.terminal_seen >= threshold:
+        self._check_progress()
+
+    def _check_progress(self) -> None:
+        for predicate, event in self._progress:
+            if predicate():
                 event.set()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Until ``predicate()`` holds, re-checked at every create and terminal outcome."""
+        event = trio.Event()
+        self._progress.append((predicate, event))
+        self._check_progress()
+        await event.wait()
 
     async def wait_terminal(self, n: int) -> None:
         """Until the workers have seen ``n`` results or dead-letterings."""
-        event = trio.Event()
-        self._progress.append((n, event))
-        if self.terminal_seen >= n:
-            event.set()
-        await event.wait()
+        await self.wait_for(lambda: self.terminal_seen >= n)
+
+    async def wait_created(self, n: int) -> None:
+        await self.wait_for(lambda: len(self.created) >= n)
 
     async def queue_stats(self, http: httpx.AsyncClient) -> dict[str, Any]:
         r, _ = await self.call(http, "stats", "GET", f"/admin/queues/{self.s.command}",
@@ -360,8 +372,8 @@ class Workload:
         end, unless the previous holder had already sent nack/abandon/result.
         attempts >= claims seen; the excess (claims the store applied whose
         response never arrived: a reset connection, a crash, a 503 from a
-        script that ran but timed out) is at most the number of claim calls
-        that had such an ambiguous attempt.
+        script that ran but timed out) is at most the number of claim
+        attempts that had no definite answer.
         """
         violations = list(self.unexpected)
         lost, stranded = [], []
@@ -426,7 +438,7 @@ class Workload:
                     dead += 1
             if excess > self.ambiguous_claims:
                 violations.append(f"{excess} attempts beyond the claims seen, but only "
-                                  f"{self.ambiguous_claims} claim calls had a lost response")
+                                  f"{self.ambiguous_claims} claim attempts lost their answer")
             # Every create was retried until acknowledged, so nothing else can be dead.
             if not dlq <= set(self.keys):
                 violations.append(f"DLQ holds tasks nobody created: {dlq - set(self.keys)}")
