@@ -88,7 +88,7 @@ def _ids_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def run(args: argparse.Namespace) -> None:  # noqa: C901 - a flat dispatch is the clearest
+def run(args: argparse.Namespace) -> None:
     what = args.admin_command
     if what == "queues":
         data = _call(args, "GET", "/admin/queues")

@@ -21,7 +21,7 @@ from codeqd import config as cfgmod
 from codeqd._version import __version__
 
 #: Modules adding subcommands (``add_parser(subparsers)``), in help order.
-EXTENSIONS: list[str] = ["codeqd._admin_cli"]
+EXTENSIONS: list[str] = ["codeqd._admin_cli", "codeqd._worker_cli"]
 
 
 def _load_config(args: argparse.Namespace) -> cfgmod.Config:
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # noqa: BLE001 - one line, never a traceback
+    except Exception as e:  # one line, never a traceback
         print(f"codeqd: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return int(code or 0)

@@ -91,6 +91,30 @@ class ProviderConfig:
     algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
     jwks_cache_ttl: Duration = Duration(300)
     jwks_refresh_cooldown: Duration = Duration(30)
+    jwks_timeout: Duration = Duration(5)
+
+    def validate(self, key: str, mode: str) -> None:
+        if mode != "jwt":
+            return
+        if self.provider == "jwks":
+            if not self.jwks_url:
+                raise ConfigError(f"{key}.jwks_url: required when provider = 'jwks'")
+            if not re.match(r"^https://", self.jwks_url) and not re.match(
+                r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", self.jwks_url
+            ):
+                raise ConfigError(f"{key}.jwks_url: must be https:// (plain http only on loopback)")
+            allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                       "ES512", "EdDSA"}
+            bad = [a for a in self.algorithms if a not in allowed]
+            if bad or not self.algorithms:
+                raise ConfigError(
+                    f"{key}.algorithms: asymmetric algorithms only ({', '.join(sorted(allowed))})"
+                )
+            _positive(f"{key}.jwks_timeout", self.jwks_timeout)
+        if self.provider == "hs256" and len(self.secret.encode()) < 32:
+            raise ConfigError(f"{key}.secret: provider 'hs256' needs a secret of at least 32 bytes")
+        if self.provider == "static" and not self.tokens:
+            raise ConfigError(f"{key}.tokens: provider 'static' needs at least one token")
 
 
 @dataclass(frozen=True)
@@ -101,6 +125,35 @@ class AuthConfig:
     clock_skew: Duration = Duration(60)
     producer: ProviderConfig = field(default_factory=ProviderConfig)
     worker: ProviderConfig = field(default_factory=ProviderConfig)
+
+    def validate(self) -> None:
+        self.producer.validate("auth.producer", self.mode)
+        self.worker.validate("auth.worker", self.mode)
+
+
+@dataclass(frozen=True)
+class RateBucket:
+    """A token bucket: ``rate`` requests per second on average, bursts up to ``burst``."""
+
+    rate: float = 50.0
+    burst: int = 100
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Per bearer token limits on the costly operations; off by default."""
+
+    enabled: bool = False
+    create: RateBucket = field(default_factory=RateBucket)
+    claim: RateBucket = field(default_factory=lambda: RateBucket(rate=100.0, burst=200))
+    cleanup: RateBucket = field(default_factory=lambda: RateBucket(rate=0.2, burst=2))
+
+    def validate(self) -> None:
+        for name in ("create", "claim", "cleanup"):
+            bucket: RateBucket = getattr(self, name)
+            _positive(f"ratelimit.{name}.rate", bucket.rate)
+            if not 1 <= bucket.burst <= 1_000_000:
+                raise ConfigError(f"ratelimit.{name}.burst: must be between 1 and 1000000")
 
 
 @dataclass(frozen=True)
@@ -175,6 +228,7 @@ class LimitsConfig:
     batch_max: int = 1000
     max_lease_seconds: int = 86400
     max_payload_depth: int = 64
+    header_bytes: int = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -236,6 +290,7 @@ class Config:
     state_dir: str = field(default_factory=_default_state_dir)
     store: StoreConfig = field(default_factory=StoreConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     actors: ActorsConfig = field(default_factory=ActorsConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
@@ -252,6 +307,8 @@ class Config:
 
     def validate(self) -> None:
         self.store.validate()
+        self.auth.validate()
+        self.ratelimit.validate()
         self.actors.ingress.validate()
         for name in ("promoter", "reaper", "janitor", "metrics"):
             actor = getattr(self.actors, name)
@@ -259,6 +316,8 @@ class Config:
             if not 1 <= actor.batch <= 100_000:
                 raise ConfigError(f"actors.{name}.batch: must be between 1 and 100000")
         _positive("limits.body_bytes", self.limits.body_bytes)
+        if not 1024 <= self.limits.header_bytes <= 1024 * 1024:
+            raise ConfigError("limits.header_bytes: must be between 1024 and 1048576")
         if not 1 <= self.limits.batch_max <= 10_000:
             raise ConfigError("limits.batch_max: must be between 1 and 10000")
         _positive("limits.max_lease_seconds", self.limits.max_lease_seconds)

@@ -51,6 +51,13 @@ STORE_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
 )
 ACTOR_RESTARTS = Counter("codeq_actor_restarts_total", "Actor restarts", ["actor"])
+RATELIMIT_REJECTED = Counter("codeq_ratelimit_rejected_total",
+                             "Requests refused with 429 by a rate limit", ["scope", "operation"])
+RATELIMIT_STORE_ERRORS = Counter(
+    "codeq_ratelimit_store_errors_total",
+    "Rate-limit checks that let the request through because the store did not answer",
+    ["operation"],
+)
 LONG_POLL_WAITERS = Gauge("codeq_long_poll_waiters", "Requests waiting in a long-poll",
                           multiprocess_mode="livesum")
 
@@ -58,7 +65,7 @@ LONG_POLL_WAITERS = Gauge("codeq_long_poll_waiters", "Requests waiting in a long
 def process_exited(pid: int) -> None:
     """A child that served metrics has gone: drop its live gauges."""
     if os.environ.get(_MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def render() -> bytes:

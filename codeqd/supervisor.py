@@ -13,7 +13,6 @@ the tunables (see :meth:`Supervisor.reload`).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import signal
 import time
@@ -107,11 +106,11 @@ class Supervisor:
                         await self._run_services(ctx)
                         root.cancel_scope.cancel()  # stops the store actor and the signal loop
         except* GaveUp as group:
-            log.error("supervisor.gave_up", reason=str(_leaf(group)))
+            log.error("supervisor.gave_up", reason=str(_first_leaf(group)))
             sdnotify.notify("STOPPING=1")
             code = EXIT_GAVE_UP
         except* cfgmod.ConfigError as group:
-            log.error("supervisor.config_error", error=str(_leaf(group)))
+            log.error("supervisor.config_error", error=str(_first_leaf(group)))
             code = EXIT_CONFIG
         log.info("supervisor.stopped", exit_code=code)
         return code
@@ -153,7 +152,7 @@ class Supervisor:
                         task_status.started(value)
                     failures = 0
                 return
-            except Exception as e:  # noqa: BLE001 - an actor's failure is the supervisor's business
+            except Exception as e:  # an actor's failure is the supervisor's business
                 if self.ctx.shutting_down.is_set() and spec is not STORE:
                     log.warning("actor.failed_during_shutdown", actor=spec.name, exc_info=e)
                     return
@@ -176,13 +175,18 @@ class Supervisor:
                 stale.append(name)
         return stale
 
+    def status_line(self, ctx: Context) -> str:
+        restarts = sum(self.restarts.values())
+        return (f"serving on {', '.join(self.addresses) or '-'}; "
+                f"{ctx.hub.waiting} long-polls waiting; {restarts} actor restarts")
+
     async def _watchdog(self, ctx: Context, every: float) -> None:
         while not ctx.shutting_down.is_set():
             stale = self.stale_actors(trio.current_time())
             if stale:
                 log.error("supervisor.watchdog_withheld", stale=stale)
             else:
-                sdnotify.notify("WATCHDOG=1")
+                sdnotify.notify(f"WATCHDOG=1\nSTATUS={self.status_line(ctx)}")
             with trio.move_on_after(every):
                 await ctx.shutting_down.wait()
 
@@ -259,12 +263,6 @@ def _is_live(key: str) -> bool:
     return (key.startswith("actors.") and key not in RESTART_ONLY) or key.startswith("log.")
 
 
-def _leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
@@ -272,6 +270,13 @@ def _changed_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _changed_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k)
         return out
     return [] if a == b else [prefix]
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    """The first real exception in (possibly nested) nursery exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def serve(config: cfgmod.Config) -> int:

@@ -9,6 +9,7 @@ while the child runs. ``wait_exit`` waits on a pidfd, so no thread blocks in
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -24,10 +25,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def spawn(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,11 +116,11 @@ async def _child(
             await terminate(proc, grace, f"ingress-{index}")
         try:
             async with trio.open_nursery() as watch:
-                async def stop_on_shutdown() -> None:
+                async def stop_on_shutdown(child: subprocess.Popen[bytes]) -> None:
                     await ctx.shutting_down.wait()
-                    await terminate(proc, grace, f"ingress-{index}")
+                    await terminate(child, grace, f"ingress-{index}")
 
-                watch.start_soon(stop_on_shutdown)
+                watch.start_soon(stop_on_shutdown, proc)
                 code = await wait_exit(proc)
                 watch.cancel_scope.cancel()
         finally:

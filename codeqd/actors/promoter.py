@@ -15,7 +15,8 @@ from codeqd.context import Context
 
 
 async def run(
-    ctx: Context, live: Live[PromoterConfig], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ctx: Context, live: Live[PromoterConfig], *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def step(cfg: PromoterConfig) -> int:
         return await ctx.store.promote_due(limit=cfg.batch)

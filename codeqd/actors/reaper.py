@@ -15,7 +15,8 @@ from codeqd.context import Context
 
 
 async def run(
-    ctx: Context, live: Live[ReaperConfig], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ctx: Context, live: Live[ReaperConfig], *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def step(cfg: ReaperConfig) -> int:
         return await ctx.store.reap_expired(limit=cfg.batch)

@@ -123,7 +123,7 @@ async def run(
                     task_status.started()
                     started = True
                 delay = 0.2
-                code = await wait_exit(proc)
+                code: int | None = await wait_exit(proc)
             else:
                 code = proc.poll()
             log.error("store.exited", pid=proc.pid, code=code,

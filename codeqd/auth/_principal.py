@@ -15,6 +15,9 @@ ALL_WORKER_SCOPES = frozenset(
 
 TENANT_CLAIMS = ("tenantId", "tenant_id", "organizationId", "organization_id")
 
+#: The tenant of an admin token that may act on every tenant (SPEC §4 admin).
+ALL_TENANTS = "*"
+
 
 def tenant_from_claims(claims: Mapping[str, Any]) -> str:
     """SPEC §4: first present of tenantId, tenant_id, organizationId, organization_id, else sub."""
@@ -34,7 +37,19 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     event_types: tuple[str, ...] = ()
     worker_group: str | None = None
+    #: sha256 of the bearer token: rate-limit buckets are keyed by it, never by the token.
+    token_hash: str = field(default="", compare=False, repr=False)
     claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def all_tenants(self) -> bool:
+        """An ADMIN whose tenant is ``*``: admin routes may name any tenant."""
+        return self.is_admin and self.tenant == ALL_TENANTS
 
     def allows_event(self, command: str) -> bool:
         return "*" in self.event_types or command in self.event_types
+
+    def denied_events(self, commands: list[str]) -> list[str]:
+        """The commands outside the token's ``eventTypes`` (``*`` allows all): for claims
+        and subscriptions, which must ask for a subset."""
+        return [c for c in commands if not self.allows_event(c)]

@@ -20,9 +20,9 @@ def retry_delay(
         case "linear":
             return min(cap, base * n)
         case "exponential":
-            return min(cap, base * 2 ** min(n - 1, 62))
+            return min(cap, base * float(2 ** min(n - 1, 62)))
         case "exp_equal_jitter":
-            ceiling = min(cap, base * 2 ** min(n - 1, 62))
+            ceiling = min(cap, base * float(2 ** min(n - 1, 62)))
             return ceiling / 2 + rand() * ceiling / 2
         case _:  # exp_full_jitter
-            return rand() * min(cap, base * 2 ** min(n - 1, 62))
+            return rand() * min(cap, base * float(2 ** min(n - 1, 62)))

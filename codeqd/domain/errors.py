@@ -76,6 +76,14 @@ class PayloadTooLarge(CodeqError):
         return {"Connection": "close"}
 
 
+class HeadersTooLarge(CodeqError):
+    status = 431
+    code = "headers_too_large"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
 class UnsupportedMediaType(CodeqError):
     status = 415
     code = "unsupported_media_type"

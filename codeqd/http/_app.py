@@ -20,7 +20,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from codeqd import metrics
 from codeqd.context import Context
-from codeqd.domain.errors import BadRequest, CodeqError, PayloadTooLarge, UnsupportedMediaType
+from codeqd.domain.errors import (
+    BadRequest,
+    CodeqError,
+    HeadersTooLarge,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 log = structlog.get_logger("codeqd.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -45,6 +51,7 @@ def app_context() -> Context:
 async def json_body(*, allow_empty: bool = True) -> Any:
     """The request's JSON body; 415 for a non-JSON content type, 413 past the limit."""
     try:
+        g.body_read = True
         data = await request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(
@@ -65,14 +72,35 @@ async def json_body(*, allow_empty: bool = True) -> Any:
         raise BadRequest(f"malformed JSON: {e}", code="malformed_json") from None
 
 
+_DRAIN_LIMIT = 64 * 1024
+
+
+async def _drain_or_close(response: Response) -> None:
+    """A request refused before its body was read (bad token, wrong route...) leaves the
+    body on the connection, and hypercorn then never starts the next request on it
+    (found by the fuzz tests: the client hangs). Read a small body; close otherwise."""
+    length = request.content_length
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not length and not chunked:
+        return
+    if length is not None and length <= _DRAIN_LIMIT and "Connection" not in response.headers:
+        try:
+            await request.get_data(cache=False)
+            return
+        except HTTPException:
+            pass
+    response.headers["Connection"] = "close"
+
+
 def create_app(ctx: Context) -> QuartTrio:
-    from codeqd.http import admin, health, producer, worker
+    from codeqd.http import admin, batch, health, openapi, producer, worker
 
     app = QuartTrio("codeqd")
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    for bp in (health.bp, producer.bp, worker.bp, admin.bp):
+    header_limit = ctx.config.limits.header_bytes
+    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, openapi.bp):
         app.register_blueprint(bp)
 
     @app.before_request
@@ -82,10 +110,16 @@ def create_app(ctx: Context) -> QuartTrio:
         g.started = time.perf_counter()
         g.principal = None
         g.task_id = request.view_args.get("task_id") if request.view_args else None
+        # hypercorn bounds only headers still arriving; this bounds complete ones too.
+        size = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+        if size > header_limit:
+            raise HeadersTooLarge(f"request headers larger than {header_limit} bytes")
 
     @app.after_request
     async def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
+        if not g.get("body_read"):
+            await _drain_or_close(response)
         principal = g.get("principal")
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())

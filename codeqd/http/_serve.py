@@ -20,8 +20,9 @@ def hypercorn_config(ctx: Context, bind: str | None = None) -> HyperConfig:
     cfg.errorlog = None
     cfg.graceful_timeout = float(ctx.config.shutdown.grace_seconds)
     cfg.keep_alive_timeout = float(ingress.keep_alive_timeout)
-    cfg.read_timeout = float(ingress.request_timeout)
-    cfg.h11_max_incomplete_size = 16 * 1024
+    cfg.read_timeout = max(1, int(ingress.request_timeout))
+    # Request line plus headers still arriving; past it hypercorn answers 431 and closes.
+    cfg.h11_max_incomplete_size = ctx.config.limits.header_bytes
     cfg.max_app_queue_size = 10
     return cfg
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from codeqd.auth import Principal
+from codeqd.auth import ALL_TENANTS, Principal
 from codeqd.domain.errors import ValidationError
 from codeqd.domain.task import (
     check_command,
@@ -105,7 +105,7 @@ async def resume(principal: Principal, command: str) -> Response:
 
 
 @bp.post("/tasks/cleanup")
-@requires("admin")
+@requires("admin", rate="cleanup", all_tenants=True)
 async def cleanup(principal: Principal) -> Response:
     ctx = app_context()
     body = require_object(await json_body())
@@ -115,5 +115,7 @@ async def cleanup(principal: Principal) -> Response:
             raise ValidationError("before", "expected an RFC 3339 timestamp string")
         before = parse_rfc3339(body["before"], "before")
     limit = get_int(body, "limit", 1000, 1, 100_000) or 1000
-    deleted = await ctx.store.cleanup(before, limit)
+    # An all-tenants admin without ?tenant= cleans every tenant.
+    tenant = None if principal.tenant == ALL_TENANTS else principal.tenant
+    deleted = await ctx.store.cleanup(before, limit, tenant)
     return json_response({"deleted": deleted})

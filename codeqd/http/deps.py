@@ -1,28 +1,78 @@
-"""Route dependencies: authentication and authorization, declared per route."""
+"""Route dependencies: authentication, authorization and rate limits, declared per route."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from quart import g, request
 
-from codeqd.auth import Principal
-from codeqd.domain.errors import Forbidden
+from codeqd.auth import ALL_TENANTS, Principal
+from codeqd.domain.errors import Forbidden, RateLimited, ValidationError
 from codeqd.http._app import app_context
+from codeqd.metrics import RATELIMIT_REJECTED
+from codeqd.store._ratelimit import take
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 Audience = Literal["producer", "worker", "admin", "any"]
+RateOperation = Literal["create", "claim", "cleanup"]
+
+#: Config bucket -> (scope, operation) as the 429 body names them (codeQ's names).
+RATE_NAMES: dict[str, tuple[str, str]] = {
+    "create": ("producer", "create_task"),
+    "claim": ("worker", "claim"),
+    "cleanup": ("admin", "cleanup"),
+}
+
+
+def _admin_tenant(principal: Principal, all_tenants: bool) -> Principal:
+    """The tenant an admin route acts on: the token's, or for an all-tenants admin
+    (tenant ``*``) the ``tenant`` query parameter; ``all_tenants`` routes accept none."""
+    wanted = request.args.get("tenant")
+    if principal.all_tenants:
+        if wanted:
+            if len(wanted) > 128 or wanted == ALL_TENANTS:
+                raise ValidationError("tenant", "expected a tenant id of at most 128 characters")
+            return dataclasses.replace(principal, tenant=wanted)
+        if all_tenants:
+            return principal
+        raise ValidationError("tenant", "an admin token for every tenant (tenant '*') must "
+                              "name the tenant to act on: ?tenant=<id>")
+    if wanted and wanted != principal.tenant:
+        raise Forbidden("only an admin token with tenant '*' may act on another tenant")
+    return principal
+
+
+async def _rate_limit(principal: Principal, rate: RateOperation) -> None:
+    ctx = app_context()
+    cfg = ctx.config.ratelimit
+    if not cfg.enabled:
+        return
+    decision = await take(ctx.store, principal.token_hash, rate, getattr(cfg, rate),
+                          int(ctx.auth.clock() * 1000))
+    if not decision.allowed:
+        scope, operation = RATE_NAMES[rate]
+        RATELIMIT_REJECTED.labels(scope, operation).inc()
+        raise RateLimited(f"rate limit exceeded for {operation}; retry later",
+                          retry_after=decision.retry_after, scope=scope, operation=operation)
 
 
 def requires(
-    audience: Audience, scope: str | None = None
+    audience: Audience, scope: str | None = None, *, rate: RateOperation | None = None,
+    all_tenants: bool = False,
 ) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
     """Verify the bearer token for ``audience`` (and ``scope``) before the route runs;
-    the route receives the ``Principal`` as its first argument."""
+    the route receives the ``Principal`` as its first argument.
+
+    ``rate`` names the ``[ratelimit]`` bucket charged per bearer token (after the token
+    is verified, so unverified tokens never create buckets). Admin routes act on the
+    admin's tenant; ``all_tenants`` lets an all-tenants admin omit ``?tenant=``, and the
+    route then sees tenant ``*``.
+    """
 
     def decorate(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @wraps(fn)
@@ -35,10 +85,16 @@ def requires(
                 request.headers.get("Authorization"), role
             )
             g.principal = principal
-            if audience == "admin" and not principal.is_admin:
-                raise Forbidden("this route needs an admin token (role ADMIN)")
+            if audience == "admin":
+                if not principal.is_admin:
+                    raise Forbidden("this route needs an admin token (role ADMIN)")
+                principal = g.principal = _admin_tenant(principal, all_tenants)
+            elif principal.tenant == ALL_TENANTS:
+                raise Forbidden("tenant '*' is only valid on /admin routes")
             if scope is not None and scope not in principal.scopes:
-                raise Forbidden(f"token lacks the {scope!r} scope")
+                raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
+            if rate is not None:
+                await _rate_limit(principal, rate)
             return await fn(principal, *args, **kwargs)
 
         return route

@@ -24,7 +24,7 @@ bp = Blueprint("producer", __name__, url_prefix=PREFIX)
 
 
 @bp.post("/tasks")
-@requires("producer")
+@requires("producer", rate="create")
 async def create_task(principal: Principal) -> Response:
     ctx = app_context()
     task = parse_new_task(
@@ -70,8 +70,8 @@ async def get_result(principal: Principal, task_id: str) -> Response:
             if (meta["status"] in TERMINAL or trio.current_time() >= deadline
                     or ctx.shutting_down.is_set()):
                 break
-            with trio.move_on_at(min(deadline, trio.current_time()
-                                     + float(ctx.actor_config("ingress").poll_fallback))):
+            with trio.move_on_at(ctx.hub.wait_until(
+                    deadline, float(ctx.actor_config("ingress").poll_fallback))):
                 await waiter.event.wait()
     body = {
         "task": task_to_wire(meta, payload),

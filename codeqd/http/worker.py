@@ -28,7 +28,10 @@ bp = Blueprint("worker", __name__, url_prefix=PREFIX)
 
 
 def _lease_id(body: dict[str, Any]) -> str | None:
-    value = body.get("leaseId", request.headers.get("X-Lease-Id"))
+    return parse_lease_id(body.get("leaseId", request.headers.get("X-Lease-Id")))
+
+
+def parse_lease_id(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 128:
@@ -63,9 +66,11 @@ async def claim_tasks(principal: Principal, body: dict[str, Any], max_tasks: int
     assert lease is not None
     ten = escape_tenant(principal.tenant)
 
-    async def attempt() -> list[ClaimedTask]:
-        cmds = commands if commands is not None else await ctx.store.commands_of(principal.tenant)
-        return await ctx.store.claim(principal.tenant, principal.sub, cmds, lease, max_tasks)
+    async def attempt(shards: set[int] | None = None) -> list[ClaimedTask]:
+        cmds = commands if commands is not None \
+            else await ctx.store.commands_of(principal.tenant, shards)
+        return await ctx.store.claim(principal.tenant, principal.sub, cmds, lease, max_tasks,
+                                     shards)
 
     if wait == 0 or ctx.shutting_down.is_set():
         return await attempt()
@@ -74,20 +79,23 @@ async def claim_tasks(principal: Principal, body: dict[str, Any], max_tasks: int
                           retry_after=1, scope="ingress", operation="claim")
     deadline = trio.current_time() + wait
     fallback = float(ctx.actor_config("ingress").poll_fallback)
+    shards: set[int] | None = None  # the first look and fallback polls visit every shard
     while True:
         # Register before looking, so a wake-up between the look and the wait is kept.
         with ctx.hub.claim_waiter(ten, commands) as waiter:
-            tasks = await attempt()
+            tasks = await attempt(shards)
             if tasks or ctx.shutting_down.is_set() or trio.current_time() >= deadline:
                 return tasks
-            with trio.move_on_at(min(deadline, trio.current_time() + fallback)):
+            with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)):
                 await waiter.event.wait()
+            # A wake-up names the shard that got work: look only there next time.
+            shards = waiter.shards_to_check()
         if ctx.shutting_down.is_set():
             return []
 
 
 @bp.post("/tasks/claim")
-@requires("worker", "codeq:claim")
+@requires("worker", "codeq:claim", rate="claim")
 async def claim(principal: Principal) -> Response:
     body = require_object(await json_body())
     tasks = await claim_tasks(principal, body, 1)

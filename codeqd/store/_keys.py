@@ -20,6 +20,11 @@ one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
     T:q:ten:cmd:dlq    zset id by dead-letter time
     T:idem:ten:key     string -> task id, expires after the idempotency window
 
+Pub/sub channels (no hash tag: a cluster broadcasts PUBLISH to every node):
+``<prefix>:wake:<shard>`` carries ``N:ten|cmd`` when N tasks of a queue became
+claimable on that shard (``<prefix>:wake`` when the shard is not known: any
+shard); ``<prefix>:done`` carries ``ten|id`` lines of tasks that became terminal.
+
 Task metadata lives in per-shard hashes rather than a key per task so that
 every script touches only keys it is given in KEYS, even when the caller knows
 nothing but the task id.
@@ -48,6 +53,8 @@ def escape_tenant(tenant: str) -> str:
 @dataclass(frozen=True)
 class ShardKeys:
     tag: str
+    #: The wake-up channel of this shard (a channel name, not a key).
+    wake: str
 
     @property
     def task(self) -> str:
@@ -111,9 +118,10 @@ class Keys:
     def __init__(self, prefix: str, shards: int) -> None:
         self.prefix = prefix
         self.shards = shards
-        self._shards = [ShardKeys(f"{prefix}:{{{prefix}:{s}}}") for s in range(shards)]
+        self._shards = [ShardKeys(f"{prefix}:{{{prefix}:{s}}}", f"{prefix}:wake:{s}")
+                        for s in range(shards)]
         self.meta = f"{prefix}:{{{prefix}:meta}}"
-        self.wake_channel = f"{prefix}:wake"
+        self.wake_channel = f"{prefix}:wake"  # any shard
         self.done_channel = f"{prefix}:done"
 
     def shard(self, s: int) -> ShardKeys:

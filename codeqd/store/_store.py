@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -23,7 +23,7 @@ import orjson
 import trio
 
 from codeqd import metrics
-from codeqd.config import Config
+from codeqd.config import Config, ConfigError
 from codeqd.domain.backoff import retry_delay
 from codeqd.domain.errors import (
     CodeqError,
@@ -34,7 +34,7 @@ from codeqd.domain.errors import (
     TaskNotFound,
 )
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
-from codeqd.domain.task import NewTask
+from codeqd.domain.task import NewTask, rfc3339
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 Meta = dict[str, Any]
@@ -64,6 +64,36 @@ class QueueStats:
     def to_wire(self) -> dict[str, Any]:
         return {"command": self.command, "ready": self.ready, "delayed": self.delayed,
                 "inProgress": self.in_progress, "dlq": self.dlq, "paused": self.paused}
+
+
+def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
+    """A new task's metadata as the create scripts store it."""
+    meta: Meta = {
+        "id": task_id, "command": task.command, "priority": task.priority,
+        "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
+        "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
+    }
+    if task.webhook:
+        meta["webhook"] = task.webhook
+    if task.idempotency_key is not None:
+        meta["idempotencyKey"] = task.idempotency_key
+    return meta
+
+
+def result_doc(
+    task_id: str, status: str, result: dict[str, Any] | None, error: str | None,
+    artifacts: list[dict[str, Any]], now: int,
+) -> dict[str, Any]:
+    """The SPEC Result a worker's report stores."""
+    return {"taskId": task_id, "status": status, "result": result, "error": error,
+            "artifacts": artifacts, "completedAt": rfc3339(now)}
+
+
+def count_reported(meta: Meta, status: str, now: int) -> None:
+    """Metrics of a worker's result (single or batch)."""
+    metrics.TASK_COMPLETED.labels(meta["command"], status).inc()
+    if "claimedAt" in meta:
+        metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
 
 
 def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
@@ -137,11 +167,12 @@ class Store:
             return False
 
     async def init_keyspace(self) -> None:
-        """Record the shard count at first start; refuse a different one later."""
+        """Record the shard count at first start; refuse a different one later
+        (``ConfigError``: the supervisor logs it and exits with the config-error code)."""
         await self.command(self.client.hsetnx, self.keys.meta, "shards", str(self.shards))
         recorded = await self.command(self.client.hget, self.keys.meta, "shards")
         if recorded is not None and int(recorded) != self.shards:
-            raise RuntimeError(
+            raise ConfigError(
                 f"store.shards = {self.shards}, but this keyspace (prefix "
                 f"{self.keys.prefix!r}) was initialised with {recorded} shards; "
                 "the number of shards cannot change"
@@ -205,59 +236,61 @@ class Store:
         """
         ten = escape_tenant(tenant)
         if task.idempotency_key is not None:
-            s = int.from_bytes(
-                orjson.dumps([ten, task.idempotency_key])[-8:], "big"
-            ) % self.shards if self.shards > 1 else 0
+            s = self.idempotency_shard(ten, task.idempotency_key)
         else:
             s = self._pick_shard()
         k = self.keys.shard(s)
         task_id = new_task_id(s)
         now = now_ms() if now is None else now
-        meta: Meta = {
-            "id": task_id, "command": task.command, "priority": task.priority,
-            "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
-            "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
-        }
-        if task.webhook:
-            meta["webhook"] = task.webhook
-        if task.idempotency_key is not None:
-            meta["idempotencyKey"] = task.idempotency_key
+        meta = new_meta(task_id, tenant, task, now)
         meta_json = orjson.dumps(meta)
-        idem_ttl = int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
+        idem_ttl = self.idempotency_ttl_ms(task)
         q = qname(ten, task.command)
         out = await self.run_script(
             "create",
             [k.task, k.payload, k.seq, k.ready(ten, task.command), k.delayed, k.counts,
              k.queues, k.cmds(ten), k.idem(ten, task.idempotency_key or "")],
             [field(ten, task_id), meta_json, task.payload, now, task.run_at_ms, task.priority,
-             idem_ttl, member(ten, task.command, task_id), q, task.command,
-             self.keys.wake_channel, task_id],
+             idem_ttl, member(ten, task.command, task_id), q, task.command, k.wake, task_id],
         )
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
         metrics.TASK_CREATED.labels(task.command).inc()
         return meta, task.payload.decode(), True
 
-    async def commands_of(self, tenant: str) -> list[str]:
-        """Every command the tenant has used, across shards (for wildcard claims)."""
+    def idempotency_shard(self, ten: str, key: str) -> int:
+        """The shard a task with an idempotency key lives on: derived from the key, so
+        that every create with that key (single or batch) meets the first one."""
+        if self.shards == 1:
+            return 0
+        return int.from_bytes(orjson.dumps([ten, key])[-8:], "big") % self.shards
+
+    def idempotency_ttl_ms(self, task: NewTask) -> int:
+        return int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
+
+    async def commands_of(self, tenant: str, shards: Collection[int] | None = None) -> list[str]:
+        """Every command the tenant has used on ``shards`` (default: all), for wildcard claims."""
         ten = escape_tenant(tenant)
         found: set[str] = set()
-        for k in self.keys.all():
-            found.update(await self.command(self.client.smembers, k.cmds(ten)))
+        for s in range(self.shards) if shards is None else shards:
+            found.update(await self.command(self.client.smembers, self.keys.shard(s).cmds(ten)))
         return sorted(found)
 
     async def claim(
         self, tenant: str, worker_id: str, commands: Sequence[str], lease_seconds: int,
-        max_tasks: int = 1, *, now: int | None = None,
+        max_tasks: int = 1, shards: Collection[int] | None = None, *, now: int | None = None,
     ) -> list[ClaimedTask]:
-        """Lease up to ``max_tasks`` tasks; visits shards starting at a rotating one."""
+        """Lease up to ``max_tasks`` tasks; visits ``shards`` (default: every shard,
+        starting at a rotating one so that none is starved), one script call each."""
         ten = escape_tenant(tenant)
         if not commands:
             return []
         out: list[ClaimedTask] = []
         start = self._pick_shard()
-        for i in range(self.shards):
-            k = self.keys.shard((start + i) % self.shards)
+        order = [(start + i) % self.shards for i in range(self.shards)] if shards is None \
+            else sorted(shards)
+        for s in order:
+            k = self.keys.shard(s)
             raw = await self.run_script(
                 "claim",
                 [k.task, k.payload, k.leases, k.paused, k.counts,
@@ -300,13 +333,10 @@ class Store:
         """The lease holder's result; the task becomes terminal. Returns (meta, Result)."""
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
-        from codeqd.domain.task import rfc3339
-
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
         now = now_ms() if now is None else now
-        doc = {"taskId": task_id, "status": status, "result": result, "error": error,
-               "artifacts": artifacts, "completedAt": rfc3339(now)}
+        doc = result_doc(task_id, status, result, error, artifacts, now)
         out = await self.run_script(
             "result", [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
             [field(ten, task_id), worker_id, lease_id or "", now, status, orjson.dumps(doc),
@@ -315,9 +345,7 @@ class Store:
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
         meta = orjson.loads(out[1])
-        metrics.TASK_COMPLETED.labels(meta["command"], status).inc()
-        if "claimedAt" in meta:
-            metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
+        count_reported(meta, status, now)
         return meta, doc
 
     async def _retry(
@@ -332,8 +360,7 @@ class Store:
              k.outbox],
             [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd),
              now_ms() if now is None else now, mode,
-             worker_id, lease_id, delay_ms, reason, self.keys.wake_channel,
-             self.keys.done_channel, task_id],
+             worker_id, lease_id, delay_ms, reason, k.wake, self.keys.done_channel, task_id],
         )
         if mode == "expire" and out[0] in ("REQUEUED", "DEAD"):
             metrics.LEASE_EXPIRED.labels(cmd).inc()
@@ -404,7 +431,7 @@ class Store:
             ready = [k.ready(ten, cmd) for ten, cmd, _ in map(split_member, due)]
             moved += await self.run_script(
                 "promote", [k.task, k.delayed, k.counts, k.seq, *ready],
-                [now, self.keys.wake_channel, *due],
+                [now, k.wake, *due],
             )
         return moved
 
@@ -438,13 +465,22 @@ class Store:
                 await self.command(self.client.zrem, k.leases, stale)
         return reaped
 
-    async def cleanup(self, before_ms: int, limit: int) -> int:
-        """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard."""
+    async def cleanup(self, before_ms: int, limit: int, tenant: str | None = None) -> int:
+        """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard;
+        only ``tenant``'s when given (pages through the shared index, at most 100 pages)."""
         deleted = 0
+        mine = f"{escape_tenant(tenant)}|" if tenant is not None else ""
         for k in self.keys.all():
-            old = await self.command(
-                self.client.zrangebyscore, k.done, "-inf", f"({before_ms}", offset=0, count=limit
-            )
+            old: list[str] = []
+            for page in range(100 if tenant is not None else 1):
+                got = await self.command(
+                    self.client.zrangebyscore, k.done, "-inf", f"({before_ms}",
+                    offset=page * limit, count=limit,
+                )
+                old.extend(m for m in got if m.startswith(mine))
+                if len(got) < limit or len(old) >= limit:
+                    break
+            old = old[:limit]
             if old:
                 deleted += await self.run_script(
                     "cleanup", [k.task, k.payload, k.result, k.done], [before_ms, *old]
@@ -553,8 +589,8 @@ class Store:
             k = self.keys.shard(s)
             ok, gone = await self.run_script(
                 "replay", [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
-                [now_ms() if now is None else now, ten, qname(ten, command),
-                 self.keys.wake_channel, *shard_ids],
+                [now_ms() if now is None else now, ten, qname(ten, command), k.wake,
+                 *shard_ids],
             )
             replayed.extend(ok)
             missing.extend(gone)
@@ -590,7 +626,7 @@ def _client_for(config: Config, url: str) -> Any:
         nodes = []
         for hp in hosts.split(","):
             host, _, port = hp.rpartition(":")
-            nodes.append(coredis.connection.TCPLocation(host, int(port)))  # type: ignore[attr-defined]
+            nodes.append(coredis.connection.TCPLocation(host, int(port)))
         return coredis.RedisCluster(startup_nodes=nodes, **kwargs)
     return coredis.Redis.from_url(url, **kwargs)
 

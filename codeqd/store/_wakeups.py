@@ -1,17 +1,25 @@
 """WakeHub: the store's pub/sub wake-ups turned into trio events for long-polls.
 
-Scripts publish ``N:tenant|command`` on the wake channel when N tasks of a
-queue become claimable, and ``tenant|id`` on the done channel when a task
-becomes terminal. One listener per process feeds them to waiting requests:
-a claim wake-up wakes at most N claim waiters of that queue (oldest first),
-so one new task does not stampede a thousand idle long-polls; a done wake-up
-wakes every waiter of that task. Wake-ups are hints: a waiter re-checks the
-store, and waits at most ``poll_fallback`` between checks, so a lost message
-costs latency, never a task.
+Scripts publish ``N:tenant|command`` on their shard's wake channel when N tasks
+of a queue become claimable there, and ``tenant|id`` lines on the done channel
+when tasks become terminal. One listener per process feeds them to waiting
+requests: a claim wake-up wakes at most N claim waiters of that queue (oldest
+first), so one new task does not stampede a thousand idle long-polls, and tells
+each woken waiter which shard to look at, so a woken claim costs one store
+round trip, not one per shard; a done wake-up wakes every waiter of that task.
+Wake-ups are hints: a waiter re-checks the store when woken. While the
+subscription is up no message is lost (the store pushes each one on it), so a
+waiter sleeps until its deadline; when the subscription drops every waiter is
+woken, and until it is back waiters poll every ``poll_fallback``; the
+reconnect wakes them all again. A lost message costs latency, never a task.
+
+Cost: registering, unregistering and ``waiting`` are O(1) per key; a wake-up
+visits only the waiters it wakes (plus ones already woken but not yet gone).
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,17 +29,41 @@ import structlog
 import trio
 
 from codeqd import metrics
+from codeqd.store._keys import Keys
 
 log = structlog.get_logger("codeqd.wakeups")
 
+#: ``Waiter.shards`` after a wake-up that did not name a shard: look everywhere.
+ANY_SHARD = None
+
 
 class Waiter:
-    __slots__ = ("event", "keys", "seq")
+    __slots__ = ("event", "keys", "seq", "shards")
 
     def __init__(self, seq: int, keys: tuple[str, ...]) -> None:
         self.seq = seq
         self.keys = keys
         self.event = trio.Event()
+        #: The shards the wake-ups named; ``None`` when any shard may have work.
+        self.shards: set[int] | None = set()
+
+    def wake(self, shard: int | None) -> None:
+        if shard is None:
+            self.shards = ANY_SHARD
+        elif self.shards is not None:
+            self.shards.add(shard)
+        self.event.set()
+
+    def shards_to_check(self) -> set[int] | None:
+        """Where to look after the wait: the named shards, or ``None`` (every shard) when
+        the wait ended without a shard-specific wake-up (timeout, reconnect, shutdown)."""
+        if not self.event.is_set() or not self.shards:
+            return None
+        return self.shards
+
+
+def _seq(w: Waiter) -> int:
+    return w.seq
 
 
 class WakeHub:
@@ -39,27 +71,35 @@ class WakeHub:
         self._claim: dict[str, dict[Waiter, None]] = {}
         self._done: dict[str, dict[Waiter, None]] = {}
         self._seq = itertools.count()
+        self._waiting = 0
+        self._channels: dict[str, int | None] = {}
+        self._done_channel = ""
         self.closed = False
         self.connected = trio.Event()
 
     @property
     def waiting(self) -> int:
-        return len({w for ws in self._claim.values() for w in ws} | {
-            w for ws in self._done.values() for w in ws})
+        """Requests parked in the hub right now (claims and result waits)."""
+        return self._waiting
 
     # ------------------------------------------------------------ registration
 
     @contextmanager
-    def _register(self, table: dict[str, dict[Waiter, None]], keys: Iterable[str]) -> Iterator[Waiter]:
+    def _register(
+        self, table: dict[str, dict[Waiter, None]], keys: Iterable[str]
+    ) -> Iterator[Waiter]:
         waiter = Waiter(next(self._seq), tuple(keys))
         if self.closed:
-            waiter.event.set()
+            waiter.wake(None)
+        # Buckets are dicts: insertion order is seq order, so the oldest waiter is first.
         for key in waiter.keys:
             table.setdefault(key, {})[waiter] = None
+        self._waiting += 1
         metrics.LONG_POLL_WAITERS.inc()
         try:
             yield waiter
         finally:
+            self._waiting -= 1
             metrics.LONG_POLL_WAITERS.dec()
             for key in waiter.keys:
                 bucket = table.get(key)
@@ -78,46 +118,77 @@ class WakeHub:
 
     # ------------------------------------------------------------ delivery
 
-    def wake_queue(self, queue: str, count: int) -> None:
+    def wake_queue(self, queue: str, count: int, shard: int | None = None) -> None:
+        """Wake the ``count`` oldest idle claim waiters of ``queue`` (``tenant|command``),
+        pointing them at ``shard``."""
         ten = queue.split("|", 1)[0]
-        candidates = {**self._claim.get(queue, {}), **self._claim.get(f"{ten}|*", {})}
-        pending = sorted((w for w in candidates if not w.event.is_set()), key=lambda w: w.seq)
-        for waiter in pending[:count]:
-            waiter.event.set()
+        named, wildcard = self._claim.get(queue), self._claim.get(f"{ten}|*")
+        if named and wildcard:
+            candidates: Iterable[Waiter] = heapq.merge(named, wildcard, key=_seq)
+        else:
+            candidates = named or wildcard or ()
+        for waiter in candidates:
+            if count <= 0:
+                break
+            if not waiter.event.is_set():
+                waiter.wake(shard)
+                count -= 1
 
     def wake_done(self, key: str) -> None:
         for waiter in self._done.get(key, {}):
-            waiter.event.set()
+            waiter.wake(None)
+
+    def wait_until(self, deadline: float, poll_fallback: float) -> float:
+        """When a waiter should look again without a wake-up: at ``deadline`` while the
+        subscription is up (1,000 idle long-polls then cost nothing), else after
+        ``poll_fallback``."""
+        if self.connected.is_set():
+            return deadline
+        return min(deadline, trio.current_time() + poll_fallback)
 
     def wake_all(self) -> None:
         for table in (self._claim, self._done):
             for bucket in table.values():
                 for waiter in bucket:
-                    waiter.event.set()
+                    waiter.wake(None)
 
     def close(self) -> None:
         """Shutdown: every current and future waiter returns at once."""
         self.closed = True
         self.wake_all()
 
-    def _dispatch(self, channel: str, data: str, wake_channel: str) -> None:
-        if channel == wake_channel:
-            count, _, queue = data.partition(":")
-            self.wake_queue(queue, int(count) if count.isdigit() else 1)
-        else:
-            self.wake_done(data)
+    def dispatch(self, channel: str, data: str) -> None:
+        """One pub/sub message from the store."""
+        if channel == self._done_channel:
+            for key in data.split("\n"):
+                self.wake_done(key)
+            return
+        count, _, queue = data.partition(":")
+        self.wake_queue(queue, int(count) if count.isdigit() else 1,
+                        self._channels.get(channel))
+
+    def channels_of(self, keys: Keys) -> list[str]:
+        """The channels to listen to for ``keys``' keyspace (and learn which is which)."""
+        self._done_channel = keys.done_channel
+        self._channels = {keys.wake_channel: None}
+        self._channels.update({k.wake: s for s, k in enumerate(keys.all())})
+        return [*self._channels, self._done_channel]
 
     async def run(
         self, store: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen until cancelled, reconnecting with backoff; waiters are woken after a
-        reconnect because messages may have been missed while away."""
-        wake, done = store.keys.wake_channel, store.keys.done_channel
+        (re)connect because messages may have been missed while away.
+
+        Works with a single node and with a cluster (coredis' ``ClusterPubSub``: a
+        cluster delivers a ``PUBLISH`` from any node to subscribers on every node).
+        """
+        channels = self.channels_of(store.keys)
         started = False
         delay = 0.1
         while True:
             try:
-                async with store.client.pubsub(channels=[wake, done]) as ps:
+                async with store.client.pubsub(channels=channels) as ps:
                     if not started:
                         task_status.started()
                         started = True
@@ -126,11 +197,12 @@ class WakeHub:
                     delay = 0.1
                     async for message in ps:
                         if message and message.get("type") == "message":
-                            self._dispatch(message["channel"], message["data"], wake)
+                            self.dispatch(message["channel"], message["data"])
             except trio.Cancelled:
                 raise
             except Exception as e:  # the store went away: retry; a hint channel must not die
                 self.connected = trio.Event()
+                self.wake_all()  # waiters switch to polling until the reconnect
                 log.warning("wakeups.disconnected", error=f"{type(e).__name__}: {e}",
                             retry_in=delay)
                 if not started:

@@ -42,6 +42,14 @@ async def test_full_lifecycle(client: Client) -> None:
     r = await client.http.get(f"{client.daemon.base}/healthz")
     assert r.json() == {"status": "ok"}
     assert (await client.http.get(f"{client.daemon.base}/readyz")).status_code == 200
+    # Every request is logged with its ids; no token or secret ever is.
+    log = client.daemon.log()
+    line = next(ln for ln in log.splitlines() if high["id"] in ln and "/result" in ln)
+    for field in ('"method":"POST"', '"status":200', '"request_id":', '"tenant":"default"',
+                  '"duration_ms":', '"route":"/v1/codeq/tasks/<task_id>/result"'):
+        assert field in line
+    for secret in (client.producer, client.worker, client.daemon.dev_secret):
+        assert secret not in log
 
 
 async def test_delayed_task_is_promoted(client: Client) -> None:

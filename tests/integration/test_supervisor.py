@@ -63,3 +63,15 @@ async def test_one_for_one_restart_then_clean_stop(tmp_path: Path, redis_url: st
         sup.stop()
     assert codes == [EXIT_OK]
 
+
+
+async def test_a_batch_actor_that_stops_beating_is_stale(tmp_path: Path) -> None:
+    sup = Supervisor(make_config(tmp_path))
+    now = trio.current_time()
+    for live in sup.lives.values():
+        live.beat = now
+    assert sup.stale_actors(now + 5) == []
+    sup.lives["reaper"].beat = now - 60  # reaper interval 1 s: allowance 10 s
+    assert sup.stale_actors(now) == ["reaper"]
+    sup.lives["reaper"].beat = None  # disabled actors don't beat and are never stale
+    assert sup.stale_actors(now + 3600) == [n for n in sup.lives if n != "reaper"]

@@ -1,0 +1,113 @@
+"""Batch routes (SPEC extensions): create, claim and report many tasks per request.
+
+Each item is validated exactly as its single-task route validates it, and an
+item that fails gets its error in its place (``{"error", "code", "details"}``)
+without failing the rest; the store applies each batch with one script call
+per shard touched (``codeqd/store/_batch.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response
+
+from codeqd.auth import Principal
+from codeqd.domain.errors import CodeqError, ValidationError
+from codeqd.domain.task import NewTask, get_int, parse_new_task, require_object, task_to_wire
+from codeqd.http._app import PREFIX, app_context, json_body, json_response
+from codeqd.http.deps import requires
+from codeqd.http.worker import claim_tasks, parse_lease_id, parse_report
+from codeqd.store._batch import Report, create_batch, report_batch
+from codeqd.store._store import now_ms
+
+bp = Blueprint("batch", __name__, url_prefix=PREFIX)
+
+
+def _items(body: Any, name: str) -> list[Any]:
+    body = require_object(body)
+    items = body.get(name)
+    limit = app_context().config.limits.batch_max
+    if not isinstance(items, list):
+        raise ValidationError(name, "expected a list")
+    if len(items) > limit:
+        raise ValidationError(name, f"at most {limit} items per batch (limits.batch_max)",
+                              limit=limit)
+    return items
+
+
+def _item_error(err: CodeqError, **extra: Any) -> dict[str, Any]:
+    return {**extra, "error": err.message, "code": err.code, "details": err.details}
+
+
+@bp.post("/tasks/batch")
+@requires("producer", rate="create")
+async def create_tasks(principal: Principal) -> Response:
+    ctx = app_context()
+    items = _items(await json_body(allow_empty=False), "tasks")
+    now = now_ms()
+    parsed: list[NewTask | CodeqError] = []
+    for item in items:
+        try:
+            parsed.append(parse_new_task(
+                item, now_ms=now, default_max_attempts=ctx.config.tasks.default_max_attempts,
+                max_depth=ctx.config.limits.max_payload_depth,
+            ))
+        except CodeqError as e:
+            parsed.append(e)
+    valid = [p for p in parsed if isinstance(p, NewTask)]
+    created = iter(await create_batch(ctx.store, principal.tenant, valid) if valid else [])
+    out = []
+    for p in parsed:
+        if isinstance(p, CodeqError):
+            out.append(_item_error(p))
+        else:
+            meta, payload, _ = next(created)
+            out.append(task_to_wire(meta, payload))
+    return json_response({"tasks": out}, 202)
+
+
+@bp.post("/tasks/claim/batch")
+@requires("worker", "codeq:claim", rate="claim")
+async def claim_batch(principal: Principal) -> Response:
+    body = require_object(await json_body(allow_empty=False))
+    if body.get("maxTasks") is None:
+        raise ValidationError("maxTasks", "is required")
+    max_tasks = get_int(body, "maxTasks", None, 1, app_context().config.limits.batch_max)
+    assert max_tasks is not None
+    tasks = await claim_tasks(principal, body, max_tasks)
+    return json_response({"tasks": [task_to_wire(t.meta, t.payload) for t in tasks]})
+
+
+def _report(item: Any) -> Report:
+    item = require_object(item, "a result")
+    task_id = item.get("taskId")
+    if not isinstance(task_id, str) or not task_id:
+        raise ValidationError("taskId", "expected the task id as a string")
+    status, result, error, artifacts = parse_report(item)
+    return Report(task_id, parse_lease_id(item.get("leaseId")), status, result, error,
+                  artifacts)
+
+
+@bp.post("/tasks/batch/results")
+@requires("worker", "codeq:result")
+async def submit_results(principal: Principal) -> Response:
+    items = _items(await json_body(allow_empty=False), "results")
+    parsed: list[Report | CodeqError] = []
+    for item in items:
+        try:
+            parsed.append(_report(item))
+        except CodeqError as e:
+            parsed.append(e)
+    valid = [p for p in parsed if isinstance(p, Report)]
+    applied = iter(await report_batch(app_context().store, principal.tenant, principal.sub,
+                                      valid) if valid else [])
+    out = []
+    for item, p in zip(items, parsed, strict=True):
+        outcome = p if isinstance(p, CodeqError) else next(applied)
+        if isinstance(outcome, CodeqError):
+            task_id = item.get("taskId") if isinstance(item, dict) else None
+            out.append(_item_error(outcome, taskId=task_id if isinstance(task_id, str) else None))
+        else:
+            out.append(outcome[1])
+    return json_response({"results": out})

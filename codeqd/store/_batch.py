@@ -1,0 +1,150 @@
+"""Batch transitions: many tasks per script call, one call per shard touched.
+
+``create_batch`` runs ``lua/create_batch.lua`` and ``report_batch`` runs
+``lua/result_batch.lua``; each item is applied exactly as its single-task
+script would apply it (same checks, same refusals), atomically per shard.
+Shards are visited concurrently; a cancelled or failed batch may have been
+applied on some shards and not others — every item is still in exactly one
+consistent state, and idempotency keys make a retried create batch safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import trio
+
+from codeqd.domain.errors import CodeqError, TaskNotFound
+from codeqd.domain.ids import is_task_id, new_task_id, shard_of
+from codeqd.domain.task import NewTask
+from codeqd.store._keys import escape_tenant
+from codeqd import metrics
+from codeqd.store._store import (
+    Meta,
+    Store,
+    _refusal,
+    count_reported,
+    new_meta,
+    now_ms,
+    result_doc,
+)
+
+#: One created (or idempotently found) task: (meta, payload JSON, created).
+Created = tuple[Meta, str, bool]
+
+
+@dataclass(frozen=True)
+class Report:
+    """One item of a batch of results, validated like a single result."""
+
+    task_id: str
+    lease_id: str | None
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+    artifacts: list[dict[str, Any]]
+
+
+async def _per_shard(groups: dict[int, list[int]], run: Any) -> None:
+    if len(groups) == 1:
+        (s, idx), = groups.items()
+        await run(s, idx)
+        return
+    async with trio.open_nursery() as nursery:
+        for s, idx in groups.items():
+            nursery.start_soon(run, s, idx)
+
+
+async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> list[Created]:
+    """Create ``tasks`` for ``tenant``; results in the same order.
+
+    Tasks without an idempotency key go to one shard, rotating per batch (one
+    script call spreads the load across batches, and a batch claim finds them
+    together); a task with a key goes to the key's shard, as a single create would.
+    """
+    ten = escape_tenant(tenant)
+    rotating = store._pick_shard()
+    groups: dict[int, list[int]] = {}
+    for i, task in enumerate(tasks):
+        key = task.idempotency_key
+        s = rotating if key is None else store.idempotency_shard(ten, key)
+        groups.setdefault(s, []).append(i)
+    out: list[Created | None] = [None] * len(tasks)
+    now = now_ms()
+
+    async def run(s: int, idx: list[int]) -> None:
+        k = store.keys.shard(s)
+        keys = [k.task, k.payload, k.seq, k.delayed, k.counts, k.queues, k.cmds(ten)]
+        slot: dict[str, int] = {}
+
+        def key_index(name: str) -> int:
+            if name not in slot:
+                keys.append(name)
+                slot[name] = len(keys)
+            return slot[name]
+
+        args: list[Any] = [now, k.wake, ten]
+        metas: list[Meta] = []
+        for i in idx:
+            task = tasks[i]
+            meta = new_meta(new_task_id(s), tenant, task, now)
+            metas.append(meta)
+            idem = key_index(k.idem(ten, task.idempotency_key)) if task.idempotency_key else 0
+            args += [meta["id"], orjson.dumps(meta), task.payload, task.run_at_ms,
+                     task.priority, store.idempotency_ttl_ms(task), task.command,
+                     key_index(k.ready(ten, task.command)), idem]
+        replies = await store.run_script("create_batch", keys, args)
+        for i, meta, reply in zip(idx, metas, replies, strict=True):
+            if reply[0] == 1:
+                out[i] = (meta, tasks[i].payload.decode(), True)
+                metrics.TASK_CREATED.labels(meta["command"]).inc()
+            else:
+                out[i] = (orjson.loads(reply[1]), reply[2] or "{}", False)
+
+    await _per_shard(groups, run)
+    return out  # type: ignore[return-value]
+
+
+async def report_batch(
+    store: Store, tenant: str, worker_id: str, reports: Sequence[Report]
+) -> list[tuple[Meta, dict[str, Any]] | CodeqError]:
+    """Apply the lease holder's results; per item (meta, Result) or the refusal, in order."""
+    ten = escape_tenant(tenant)
+    out: list[tuple[Meta, dict[str, Any]] | CodeqError | None] = [None] * len(reports)
+    groups: dict[int, list[int]] = {}
+    for i, rep in enumerate(reports):
+        if is_task_id(rep.task_id):
+            groups.setdefault(shard_of(rep.task_id, store.shards), []).append(i)
+        else:
+            out[i] = TaskNotFound(rep.task_id)
+    now = now_ms()
+
+    async def run(s: int, idx: list[int]) -> None:
+        k = store.keys.shard(s)
+        args: list[Any] = [now, store.keys.done_channel, ten, worker_id]
+        docs = []
+        for i in idx:
+            rep = reports[i]
+            doc = result_doc(rep.task_id, rep.status, rep.result, rep.error, rep.artifacts, now)
+            docs.append(doc)
+            args += [rep.task_id, rep.lease_id or "", rep.status, orjson.dumps(doc),
+                     rep.error or ""]
+        replies = await store.run_script(
+            "result_batch", [k.task, k.result, k.leases, k.done, k.counts, k.outbox], args)
+        for i, doc, reply in zip(idx, docs, replies, strict=True):
+            if reply[0] == "OK":
+                meta = orjson.loads(reply[1])
+                count_reported(meta, reports[i].status, now)
+                out[i] = (meta, doc)
+            else:
+                out[i] = _refusal(reply[0], reports[i].task_id, reply[1:])
+
+    if groups:
+        await _per_shard(groups, run)
+    return out  # type: ignore[return-value]
+
+
+__all__ = ["Created", "Report", "create_batch", "report_batch"]

@@ -1,0 +1,42 @@
+-- result_batch: many results of one worker on one shard, each as result.lua would, with one
+-- done wake-up (one "tenant|id" line per task that became terminal) for the whole batch.
+-- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox
+-- ARGV: 1 now, 2 done channel, 3 tenant, 4 worker, then 5 per item:
+--       id, lease id ('' = not sent), status, result json, error ('' = none)
+-- Returns one entry per item: {'OK', meta} or the refusal result.lua would give.
+local now, ten, worker = tonumber(ARGV[1]), ARGV[3], ARGV[4]
+local out, done = {}, {}
+for i = 5, #ARGV, 5 do
+  local id, lease = ARGV[i], ARGV[i + 1]
+  local field = ten .. '|' .. id
+  local raw = redis.call('HGET', KEYS[1], field)
+  if not raw then
+    out[#out + 1] = {'NOT_FOUND'}
+  else
+    local meta = cjson.decode(raw)
+    if meta.status ~= 'IN_PROGRESS' then
+      out[#out + 1] = {'NOT_IN_PROGRESS', meta.status}
+    elseif meta.workerId ~= worker then
+      out[#out + 1] = {'NOT_OWNER'}
+    elseif lease ~= '' and meta.leaseId ~= lease then
+      out[#out + 1] = {'LEASE_LOST'}
+    else
+      local qname = ten .. '|' .. meta.command
+      local member = qname .. '|' .. id
+      meta.status = ARGV[i + 2]
+      meta.updatedAt = now
+      if ARGV[i + 4] ~= '' then meta.error = ARGV[i + 4] else meta.error = nil end
+      raw = cjson.encode(meta)
+      redis.call('HSET', KEYS[1], field, raw)
+      redis.call('HSET', KEYS[2], field, ARGV[i + 3])
+      redis.call('ZREM', KEYS[3], member)
+      redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -1)
+      redis.call('ZADD', KEYS[4], now, member)
+      if meta.webhook then redis.call('ZADD', KEYS[6], now, member) end
+      done[#done + 1] = field
+      out[#out + 1] = {'OK', raw}
+    end
+  end
+end
+if #done > 0 then redis.call('PUBLISH', ARGV[2], table.concat(done, '\n')) end
+return out

@@ -1,0 +1,508 @@
+"""``make bench``: throughput and latency of codeqd on this machine, in one run.
+
+The load generator is this process (trio + a minimal keep-alive HTTP client,
+see ``_http.py``); what it measures runs in child processes: a bare
+hypercorn-trio endpoint (the framework ceiling) and the real daemon
+(``python -m codeqd run``, embedded store, temp state dir). Scenarios:
+
+  a   bare hypercorn-trio JSON endpoint, req/s (raw ASGI; and a minimal Quart-Trio app)
+  b   codeqd create, req/s
+  c   single-task lifecycle (create -> claim -> result), tasks/s
+  d   batch lifecycle with batches of 100, tasks/s
+  e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone)
+  f   1,000 idle long-poll claims: daemon CPU while they wait; wake-up latency p50/p99
+
+Rates are given per wall-clock second and per CPU-second of the server process
+(the daemon's Python process; the bare server): on a shared 2-core machine the
+second figure is the stable one, since it does not count time other processes
+took the core away. The table goes to stdout and ``tests/bench/last-run.txt``. Options:
+``--quick`` (short runs, 100k instead of 1M pending), ``--profile`` (py-spy
+samples the daemon during c and d; top frames are printed), ``--only b,c``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from tests.bench._http import Connection, build
+from tests.bench._procs import Daemon, cpu_seconds, now, rss_bytes, start_bare
+
+PAYLOAD = {"data": "x" * 89}  # 100 bytes of JSON
+assert len(orjson.dumps(PAYLOAD)) == 100
+OUT = Path(__file__).parent / "last-run.txt"
+
+
+@dataclass
+class Results:
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    values: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, key: str, label: str, value: float, unit: str, fmt: str = "{:,.0f}",
+            per_cpu: float | None = None) -> None:
+        """A figure; ``per_cpu`` is the same rate per CPU-second the server process used
+        (robust when other work shares the cores; see the module docstring)."""
+        self.values[key] = value
+        cpu = "" if per_cpu is None else fmt.format(per_cpu)
+        if per_cpu is not None:
+            self.values[f"{key}_cpu"] = per_cpu
+        self.rows.append((label, fmt.format(value), cpu, unit))
+        print(f"  {label}: {fmt.format(value)} {unit}"
+              + ("" if per_cpu is None else f" ({cpu} per server CPU-second)"), flush=True)
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+class CpuMeter:
+    """CPU seconds ``pids`` use between ``start`` and ``stop``, and the wall time."""
+
+    def __init__(self, *pids: int | None) -> None:
+        self.pids = [p for p in pids if p]
+
+    def start(self) -> None:
+        self.t0 = now()
+        self.c0 = [cpu_seconds(p) for p in self.pids]
+
+    def stop(self) -> tuple[float, list[float]]:
+        wall = now() - self.t0
+        return wall, [cpu_seconds(p) - c for p, c in zip(self.pids, self.c0, strict=True)]
+
+
+async def closed_loop(
+    port: int, conns: int, seconds: float, body: Callable[[Connection], Awaitable[int]],
+    server_pid: int,
+) -> tuple[float, float]:
+    """``conns`` connections each running ``body`` back to back for ``seconds``;
+    returns the units ``body`` reported per second, and per CPU-second of the server."""
+    done = 0
+    deadline = trio.current_time() + seconds
+
+    async def one() -> None:
+        nonlocal done
+        conn = await Connection.open("127.0.0.1", port)
+        try:
+            while trio.current_time() < deadline:
+                n = await body(conn)  # not `done += await ...`: that loses concurrent updates
+                done += n
+        finally:
+            await conn.aclose()
+
+    meter = CpuMeter(server_pid)
+    meter.start()
+    async with trio.open_nursery() as n:
+        for _ in range(conns):
+            n.start_soon(one)
+    wall, (cpu,) = meter.stop()
+    return done / wall, done / max(cpu, 1e-9)
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+async def bare(res: Results, workdir: Path, secs: float, conns: int) -> None:
+    for kind, key, label in (("asgi", "a", "a  bare hypercorn-trio (raw ASGI)"),
+                             ("quart", "a_quart", "a' bare hypercorn-trio + Quart-Trio")):
+        child = start_bare(workdir, kind)
+        try:
+            await child.wait_ready("/echo")
+            req = build("POST", "/echo", {"command": "bench", "payload": PAYLOAD})
+
+            async def post(conn: Connection, req: bytes = req) -> int:
+                status, _ = await conn.send(req)
+                assert status == 202, status
+                return 1
+
+            rate, per_cpu = await closed_loop(child.port, conns, secs, post, child.pid)
+            res.add(key, label, rate, "req/s", per_cpu=per_cpu)
+        finally:
+            child.stop()
+
+
+async def create_rate(res: Results, d: Daemon, secs: float, conns: int) -> None:
+    req = build("POST", "/v1/codeq/tasks", {"command": "bench.create", "payload": PAYLOAD},
+                d.producer)
+
+    async def post(conn: Connection) -> int:
+        status, body = await conn.send(req)
+        assert status == 202, body
+        return 1
+
+    rate, per_cpu = await closed_loop(d.port, conns, secs, post, d.pid)
+    res.add("b", "b  codeqd create", rate, "req/s", per_cpu=per_cpu)
+
+
+async def lifecycle(res: Results, d: Daemon, secs: float, batch: int, producers: int,
+                    workers: int, key: str, label: str) -> None:
+    """Producers create (bounded backlog), workers claim and report; tasks/s completed."""
+    cmd = f"bench.life{batch}"
+    backlog = max(2000, batch * workers * 4)
+    state = {"created": 0, "completed": 0}
+    deadline = trio.current_time() + secs
+    if batch == 1:
+        create = build("POST", "/v1/codeq/tasks", {"command": cmd, "payload": PAYLOAD},
+                       d.producer)
+        claim = build("POST", "/v1/codeq/tasks/claim", {"commands": [cmd], "waitSeconds": 1},
+                      d.worker)
+    else:
+        create = build("POST", "/v1/codeq/tasks/batch",
+            {"tasks": [{"command": cmd, "payload": PAYLOAD}] * batch}, d.producer)
+        claim = build("POST", "/v1/codeq/tasks/claim/batch",
+            {"commands": [cmd], "waitSeconds": 1, "maxTasks": batch}, d.worker)
+
+    async def producer() -> None:
+        conn = await Connection.open("127.0.0.1", d.port)
+        while trio.current_time() < deadline:
+            if state["created"] - state["completed"] >= backlog:
+                await trio.sleep(0.005)
+                continue
+            status, body = await conn.send(create)
+            assert status == 202, body
+            state["created"] += batch
+        await conn.aclose()
+
+    async def worker() -> None:
+        conn = await Connection.open("127.0.0.1", d.port)
+        while trio.current_time() < deadline:
+            status, body = await conn.send(claim)
+            if status == 204:
+                continue
+            assert status == 200, body
+            if batch == 1:
+                task = orjson.loads(body)
+                status, body = await conn.request(
+                    "POST", f"/v1/codeq/tasks/{task['id']}/result",
+                    {"status": "COMPLETED", "result": {"ok": True}}, d.worker)
+                assert status == 200, body
+                state["completed"] += 1
+            else:
+                tasks = orjson.loads(body)["tasks"]
+                if not tasks:
+                    continue
+                status, body = await conn.request(
+                    "POST", "/v1/codeq/tasks/batch/results",
+                    {"results": [{"taskId": t["id"], "status": "COMPLETED", "result": {}}
+                                 for t in tasks]}, d.worker)
+                assert status == 200, body
+                state["completed"] += len(tasks)
+        await conn.aclose()
+
+    meter = CpuMeter(d.pid, d.store_pid())
+    meter.start()
+    async with trio.open_nursery() as n:
+        for _ in range(producers):
+            n.start_soon(producer)
+        for _ in range(workers):
+            n.start_soon(worker)
+    wall, cpu = meter.stop()
+    res.add(key, label, state["completed"] / wall, "tasks/s",
+            per_cpu=state["completed"] / max(cpu[0], 1e-9))
+    res.values[f"{key}_total"] = state["completed"]
+    if len(cpu) > 1:
+        res.notes.append(f"{key}: daemon {cpu[0] / wall:.0%} of a core, redis-server "
+                         f"{cpu[1] / wall:.0%}")
+
+
+async def idle_long_polls(res: Results, d: Daemon, waiters: int, window: float,
+                          wakeups: int) -> None:
+    """Park ``waiters`` long-poll claims; sample the daemon's CPU while they wait; then
+    create tasks one at a time and time create-sent -> claim-answered."""
+    cmd = "bench.idle"
+    claim = build("POST", "/v1/codeq/tasks/claim", {"commands": [cmd], "waitSeconds": 30}, d.worker)
+    latencies: list[float] = []
+    stop = trio.Event()
+
+    async def waiter(task_status: trio.TaskStatus[None]) -> None:
+        conn = await Connection.open("127.0.0.1", d.port)
+        await conn.stream.send_all(claim)
+        task_status.started()
+        while True:
+            status, body = await conn.receive_response()
+            if stop.is_set():
+                break
+            await conn.stream.send_all(claim)  # park again at once
+            if status == 200:
+                latencies.append(now() - orjson.loads(body)["payload"]["sent"])
+        await conn.aclose()
+
+    async with trio.open_nursery() as n:
+        limiter = trio.CapacityLimiter(50)
+        async with trio.open_nursery() as opening:
+            for _ in range(waiters):
+                async def open_one() -> None:
+                    async with limiter:
+                        await n.start(waiter)
+                opening.start_soon(open_one)
+        await trio.sleep(3)  # let the daemon register every claim (no hook from outside)
+        cpu0, t0 = cpu_seconds(d.pid), now()
+        await trio.sleep(window)
+        cpu = (cpu_seconds(d.pid) - cpu0) / (now() - t0) * 100
+        res.add("f_cpu", f"f  daemon CPU, {waiters} idle long-polls", cpu, "% of a core",
+                "{:.1f}")
+        conn = await Connection.open("127.0.0.1", d.port)
+        for _ in range(wakeups):
+            status, _ = await conn.request(
+                "POST", "/v1/codeq/tasks", {"command": cmd, "payload": {"sent": now()}},
+                d.producer)
+            assert status == 202
+            await trio.sleep(0.02)
+        with trio.move_on_after(5):
+            while len(latencies) < wakeups:
+                await trio.sleep(0.05)
+        await conn.aclose()
+        stop.set()
+        n.cancel_scope.cancel()
+    ms = [x * 1000 for x in latencies]
+    res.add("f_p50", "f  wake-up latency p50", statistics.median(ms), "ms", "{:.1f}")
+    res.add("f_p99", "f  wake-up latency p99", pct(ms, 99), "ms", "{:.1f}")
+    res.notes.append(f"f: {len(ms)}/{wakeups} wake-ups observed, {waiters} parked claims")
+
+
+async def claim_latency(res: Results, d: Daemon, pending: list[int], samples: int) -> None:
+    """Fill the queue to each level with the store's batch script, then time claims:
+    over HTTP (one connection, sequential) and the claim script alone."""
+    from codeqd import config as cfgmod
+    from codeqd.domain.task import parse_new_task
+    from codeqd.store import connect
+    from codeqd.store._batch import create_batch
+    from codeqd.store._store import now_ms
+
+    cfg = cfgmod.load(None, environ={})
+    url = f"unix://{d.store_socket}"
+    cmd = "bench.latency"
+    async with connect(cfg, url) as store:
+        mem0 = int((await store.client.info("memory"))["used_memory"])
+        loaded = 0
+        task = parse_new_task({"command": cmd, "payload": PAYLOAD}, now_ms=now_ms(),
+                              default_max_attempts=5, max_depth=64)
+        http = await Connection.open("127.0.0.1", d.port)
+        claim = build("POST", "/v1/codeq/tasks/claim", {"commands": [cmd]}, d.worker)
+        for level in pending:
+            target = level + 2 * samples
+            t0 = now()
+            while loaded < target:
+                chunk = min(1000, target - loaded)
+                async with trio.open_nursery() as n:  # a few calls in flight
+                    for _ in range(min(4, (target - loaded + chunk - 1) // chunk)):
+                        n.start_soon(create_batch, store, "default", [task] * chunk)
+                        loaded += chunk
+            load_rate = (target - 0) / (now() - t0) if level == pending[-1] else 0
+            await settle_aof(store)
+            if level == pending[-1]:
+                mem = int((await store.client.info("memory"))["used_memory"])
+                res.add("mem_task", "   store memory per pending task (100 B payload)",
+                        (mem - mem0) / loaded, "bytes")
+                res.notes.append(f"e: loaded {loaded:,} tasks at {load_rate:,.0f} tasks/s "
+                                 "(create_batch.lua, 1000 per call, 4 in flight)")
+            http_ms: list[float] = []
+            for _ in range(samples):
+                t = now()
+                status, body = await http.send(claim)
+                http_ms.append((now() - t) * 1000)
+                assert status == 200, body
+            script_ms: list[float] = []
+            for _ in range(samples):
+                t = now()
+                got = await store.claim("default", "bench-direct", [cmd], 300)
+                script_ms.append((now() - t) * 1000)
+                assert got
+            loaded -= 2 * samples
+            tag = f"{level // 1000}k" if level < 1_000_000 else f"{level // 1_000_000}M"
+            res.add(f"e_http_p50_{tag}", f"e  claim p50 over HTTP, {tag} pending",
+                    statistics.median(http_ms), "ms", "{:.2f}")
+            res.add(f"e_http_p99_{tag}", f"e  claim p99 over HTTP, {tag} pending",
+                    pct(http_ms, 99), "ms", "{:.2f}")
+            res.add(f"e_lua_p50_{tag}", f"e  claim p50, script alone, {tag} pending",
+                    statistics.median(script_ms), "ms", "{:.3f}")
+            res.add(f"e_lua_p99_{tag}", f"e  claim p99, script alone, {tag} pending",
+                    pct(script_ms, 99), "ms", "{:.3f}")
+        await http.aclose()
+
+
+async def settle_aof(store: Any) -> None:
+    """Rewrite the AOF now and wait for it, so that no rewrite (a fork of a big store,
+    competing for the 2 cores) starts while latency is measured."""
+    with contextlib.suppress(Exception):  # "already in progress" is fine
+        await store.client.bgrewriteaof()
+    with trio.fail_after(300):
+        while True:
+            info = await store.client.info("persistence")
+            if not int(info["aof_rewrite_in_progress"]) and \
+                    not int(info["aof_rewrite_scheduled"]):
+                return
+            await trio.sleep(0.2)
+
+
+# ---------------------------------------------------------------- profiling
+
+
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("  (py-spy not installed: pip install py-spy)")
+        return None
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250",
+                             "-f", "raw", "-o", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """Self and inclusive time per frame from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        count = int(n)
+        total += count
+        frames = stack.split(";")
+        own[frames[-1]] += count
+        for f in set(frames):
+            incl[f] += count
+    lines = [f"{total} samples; self time:"]
+    lines += [f"  {c / total:6.1%}  {f}" for f, c in own.most_common(top)]
+    lines.append("inclusive time (codeqd, quart, hypercorn, coredis, structlog, jwt):")
+    keep = ("codeqd", "quart", "hypercorn", "coredis", "structlog", "jwt", "orjson", "h11")
+    ranked = [(f, c) for f, c in incl.most_common() if any(k in f for k in keep)]
+    lines += [f"  {c / total:6.1%}  {f}" for f, c in ranked[:top]]
+    return "\n".join(lines)
+
+
+def report_profile(spy: subprocess.Popen[bytes] | None, workdir: Path, key: str) -> None:
+    if spy is None:
+        return
+    spy.wait()
+    raw = workdir / f"profile-{key}.txt"
+    if raw.exists():
+        summary = summarize_profile(raw)
+        (Path(__file__).parent / f"profile-{key}.txt").write_text(summary)
+        print(summary)
+
+
+# ---------------------------------------------------------------- main
+
+
+def table(res: Results, started: float) -> str:
+    v = res.values
+    out = [f"codeqd benchmark, {time.strftime('%Y-%m-%d %H:%M')}, "
+           f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+           f"Python {platform.python_version()}, loopback, "
+           "1 ingress process, embedded redis-server", ""]
+    width = max(len(r[0]) for r in res.rows)
+    out.append(f"{'':<{width}}  {'wall':>10}  {'per CPU-s':>10}")
+    out += [f"{label:<{width}}  {value:>10}  {cpu:>10}  {unit}"
+            for label, value, cpu, unit in res.rows]
+    out.append("")
+    if "a" in v:
+        for key, what in (("b", "create / bare"), ("c", "single lifecycle tasks / bare req"),
+                          ("d", "batch lifecycle tasks / bare req")):
+            if key in v:
+                out.append(f"ratio {key}/a  ({what}): wall {v[key] / v['a']:.2f}, "
+                           f"per CPU-second {v[key + '_cpu'] / v['a_cpu']:.2f}")
+    if "e_http_p50_1k" in v:
+        big = next((k for k in v if k.startswith("e_http_p50_") and not k.endswith("_1k")), None)
+        if big:
+            out.append(f"claim p50 ratio {big[11:]} / 1k pending: HTTP "
+                       f"{v[big] / v['e_http_p50_1k']:.2f}, script "
+                       f"{v['e_lua_p50_' + big[11:]] / v['e_lua_p50_1k']:.2f}")
+    out += [f"note {n}" for n in res.notes]
+    out.append(f"total bench time {time.monotonic() - started:.0f} s")
+    return "\n".join(out) + "\n"
+
+
+async def amain(args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    res = Results()
+    only = set(args.only.split(",")) if args.only else set("abcdef")
+    secs = 3.0 if args.quick else args.seconds
+    workdir = Path(tempfile.mkdtemp(prefix="codeqd-bench-"))
+    try:
+        if "a" in only:
+            print("a: bare endpoint", flush=True)
+            await bare(res, workdir, secs, args.conns)
+        if only & set("bcdf"):
+            d = Daemon(workdir, "daemon")
+            try:
+                await d.wait_ready("/healthz")
+                if "b" in only:
+                    print("b: create", flush=True)
+                    spy = start_profile(d.pid, secs, workdir / "profile-b.txt") \
+                        if args.profile else None
+                    await create_rate(res, d, secs, args.conns)
+                    report_profile(spy, workdir, "b")
+                for key, batch, prod, work, label in (
+                        ("c", 1, 8, 24, "c  single-task lifecycle"),
+                        ("d", 100, 2, 4, "d  batch lifecycle (batches of 100)")):
+                    if key not in only:
+                        continue
+                    print(f"{key}: lifecycle, batch {batch}", flush=True)
+                    spy = start_profile(d.pid, secs * 2, workdir / f"profile-{key}.txt") \
+                        if args.profile else None
+                    await lifecycle(res, d, secs * 2, batch, prod, work, key, label)
+                    report_profile(spy, workdir, key)
+                total = int(res.values.get("c_total", 0) + res.values.get("d_total", 0))
+                if total:
+                    res.add("rss", f"   daemon RSS after {total:,} lifecycles",
+                            rss_bytes(d.pid) / 2**20, "MiB", "{:.0f}")
+                if "f" in only:
+                    print("f: idle long-polls", flush=True)
+                    await idle_long_polls(res, d, args.waiters, 5 if args.quick else 10, 100)
+            finally:
+                d.stop()
+        if "e" in only:
+            print("e: claim latency", flush=True)
+            d = Daemon(workdir, "latency")
+            try:
+                await d.wait_ready("/healthz")
+                levels = [1000, 100_000 if args.quick else 1_000_000]
+                await claim_latency(res, d, levels, 500)
+            finally:
+                d.stop()
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = table(res, started)
+    print("\n" + text)
+    if not args.only:
+        OUT.write_text(text)
+        print(f"written to {OUT}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, raw profiles)")
+    p.add_argument("--only", default="")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--conns", type=int, default=32)
+    p.add_argument("--waiters", type=int, default=1000)
+    trio.run(amain, p.parse_args())
+
+
+if __name__ == "__main__":
+    main()
+
+

@@ -1,0 +1,73 @@
+"""WakeHub without a store: who gets woken, in which order, pointed at which shard."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import trio
+
+from codeqd.store import WakeHub
+from codeqd.store._keys import Keys
+
+
+def test_waiting_counts_each_parked_request_once() -> None:
+    hub = WakeHub()
+    with hub.claim_waiter("t", ["a", "b"]), hub.done_waiter("t", "id1"):
+        with hub.claim_waiter("t", None):
+            assert hub.waiting == 3
+        assert hub.waiting == 2
+    assert hub.waiting == 0
+    assert not hub._claim and not hub._done  # empty buckets are dropped
+
+
+def test_queue_wake_up_wakes_the_oldest_idle_waiters_and_names_the_shard() -> None:
+    hub = WakeHub()
+    with ExitStack() as stack:
+        named1 = stack.enter_context(hub.claim_waiter("t", ["q"]))
+        wild = stack.enter_context(hub.claim_waiter("t", None))
+        named2 = stack.enter_context(hub.claim_waiter("t", ["q", "r"]))
+        other = stack.enter_context(hub.claim_waiter("u", ["q"]))
+        hub.wake_queue("t|q", 2, shard=3)
+        assert named1.event.is_set() and wild.event.is_set()
+        assert not named2.event.is_set() and not other.event.is_set()
+        assert named1.shards_to_check() == {3}
+        hub.wake_queue("t|r", 5, shard=1)  # already-woken waiters are skipped
+        assert named2.shards_to_check() == {1} and not other.event.is_set()
+
+
+def test_wake_up_without_a_shard_or_none_at_all_means_look_everywhere() -> None:
+    hub = WakeHub()
+    hub.channels_of(Keys("codeq", 4))
+    with hub.claim_waiter("t", ["q"]) as a, hub.claim_waiter("t", ["q"]) as b, \
+            hub.claim_waiter("t", ["q"]) as idle:
+        hub.dispatch("codeq:wake:2", "1:t|q")
+        hub.dispatch("codeq:wake", "1:t|q")  # the any-shard channel
+        assert a.shards_to_check() == {2}
+        assert b.event.is_set() and b.shards_to_check() is None
+        assert not idle.event.is_set() and idle.shards_to_check() is None  # fallback poll
+
+
+def test_done_message_may_name_several_tasks() -> None:
+    hub = WakeHub()
+    with hub.done_waiter("t", "a") as a, hub.done_waiter("t", "b") as b, \
+            hub.done_waiter("t", "c") as c:
+        hub.channels_of(Keys("codeq", 1))
+        hub.dispatch("codeq:done", "t|a\nt|b")
+        assert a.event.is_set() and b.event.is_set() and not c.event.is_set()
+
+
+def test_closed_hub_wakes_current_and_future_waiters() -> None:
+    hub = WakeHub()
+    with hub.claim_waiter("t", ["q"]) as before:
+        hub.close()
+        assert before.event.is_set()
+        with hub.claim_waiter("t", ["q"]) as after:
+            assert after.event.is_set() and after.shards_to_check() is None
+
+
+async def test_waiters_poll_only_while_the_subscription_is_down() -> None:
+    hub = WakeHub()
+    now = trio.current_time()
+    assert hub.wait_until(now + 30, 5) <= now + 5.01  # not subscribed yet: poll
+    hub.connected.set()
+    assert hub.wait_until(now + 30, 5) == now + 30  # subscribed: no message is lost
