@@ -226,10 +226,13 @@ class Store:
 
     # ------------------------------------------------------------ transitions
 
-    async def create(self, tenant: str, task: NewTask) -> tuple[Meta, str, bool]:
+    async def create(
+        self, tenant: str, task: NewTask, *, now: int | None = None
+    ) -> tuple[Meta, str, bool]:
         """Store a new task; with an idempotency key seen before, the first task instead.
 
-        Returns (meta, payload, created).
+        Returns (meta, payload, created). ``now`` (ms; default the clock) exists so
+        tests can drive every transition on a virtual clock.
         """
         ten = escape_tenant(tenant)
         if task.idempotency_key is not None:
@@ -238,7 +241,7 @@ class Store:
             s = self._pick_shard()
         k = self.keys.shard(s)
         task_id = new_task_id(s)
-        now = now_ms()
+        now = now_ms() if now is None else now
         meta = new_meta(task_id, tenant, task, now)
         meta_json = orjson.dumps(meta)
         idem_ttl = self.idempotency_ttl_ms(task)
@@ -275,7 +278,7 @@ class Store:
 
     async def claim(
         self, tenant: str, worker_id: str, commands: Sequence[str], lease_seconds: int,
-        max_tasks: int = 1, shards: Collection[int] | None = None,
+        max_tasks: int = 1, shards: Collection[int] | None = None, *, now: int | None = None,
     ) -> list[ClaimedTask]:
         """Lease up to ``max_tasks`` tasks; visits ``shards`` (default: every shard,
         starting at a rotating one so that none is starved), one script call each."""
@@ -292,7 +295,8 @@ class Store:
                 "claim",
                 [k.task, k.payload, k.leases, k.paused, k.counts,
                  *(k.ready(ten, c) for c in commands)],
-                [now_ms(), lease_seconds * 1000, worker_id, secrets.token_hex(8), ten,
+                [now_ms() if now is None else now, lease_seconds * 1000, worker_id,
+                 secrets.token_hex(8), ten,
                  max_tasks - len(out), *commands],
             )
             for j in range(0, len(raw), 2):
@@ -304,7 +308,8 @@ class Store:
         return out
 
     async def heartbeat(
-        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None, extend_seconds: int
+        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
+        extend_seconds: int, *, now: int | None = None,
     ) -> int:
         """Extend the lease; returns the new leaseUntil in ms."""
         if not is_task_id(task_id):
@@ -313,7 +318,8 @@ class Store:
         ten = escape_tenant(tenant)
         out = await self.run_script(
             "heartbeat", [k.task, k.leases],
-            [field(ten, task_id), worker_id, lease_id or "", now_ms(), extend_seconds * 1000, ten],
+            [field(ten, task_id), worker_id, lease_id or "", now_ms() if now is None else now,
+             extend_seconds * 1000, ten],
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
@@ -322,14 +328,14 @@ class Store:
     async def report(
         self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
         status: Literal["COMPLETED", "FAILED"], result: dict[str, Any] | None, error: str | None,
-        artifacts: list[dict[str, Any]],
+        artifacts: list[dict[str, Any]], *, now: int | None = None,
     ) -> tuple[Meta, dict[str, Any]]:
         """The lease holder's result; the task becomes terminal. Returns (meta, Result)."""
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
-        now = now_ms()
+        now = now_ms() if now is None else now
         doc = result_doc(task_id, status, result, error, artifacts, now)
         out = await self.run_script(
             "result", [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
@@ -368,7 +374,7 @@ class Store:
 
     async def nack(
         self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
-        delay_seconds: int | None, reason: str | None,
+        delay_seconds: int | None, reason: str | None, *, now: int | None = None,
     ) -> tuple[str, int]:
         """Retry later (backoff, or ``delay_seconds`` capped by the max) or dead-letter.
 
@@ -379,7 +385,7 @@ class Store:
         delay_ms = min(cap_ms, delay_seconds * 1000) if delay_seconds is not None \
             else self.backoff_ms(meta)
         out = await self._retry(s, ten, meta, "nack", worker_id, lease_id or "", delay_ms,
-                                reason or "NACK")
+                                reason or "NACK", now)
         if out[0] == "DEAD":
             return "dead_lettered", 0
         if out[0] != "REQUEUED":
@@ -387,22 +393,23 @@ class Store:
         return "requeued", (delay_ms + 999) // 1000
 
     async def abandon(
-        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None
+        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None, *,
+        now: int | None = None,
     ) -> None:
         s, ten, meta = await self._lookup(tenant, task_id)
-        out = await self._retry(s, ten, meta, "abandon", worker_id, lease_id or "", 0, "")
+        out = await self._retry(s, ten, meta, "abandon", worker_id, lease_id or "", 0, "", now)
         if out[0] != "REQUEUED":
             raise _refusal(out[0], task_id, out[1:])
 
-    async def cancel(self, tenant: str, task_id: str) -> Meta:
+    async def cancel(self, tenant: str, task_id: str, *, now: int | None = None) -> Meta:
         s, ten, meta = await self._lookup(tenant, task_id)
         k = self.keys.shard(s)
         cmd = meta["command"]
         out = await self.run_script(
             "cancel",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.done, k.outbox],
-            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd), now_ms(), task_id,
-             self.keys.done_channel],
+            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd),
+             now_ms() if now is None else now, task_id, self.keys.done_channel],
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
@@ -571,7 +578,8 @@ class Store:
         return by_shard, missing
 
     async def dlq_replay(
-        self, tenant: str, command: str, ids: list[str] | None, limit: int
+        self, tenant: str, command: str, ids: list[str] | None, limit: int, *,
+        now: int | None = None,
     ) -> tuple[list[str], list[str]]:
         """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
         ten = escape_tenant(tenant)
@@ -581,7 +589,8 @@ class Store:
             k = self.keys.shard(s)
             ok, gone = await self.run_script(
                 "replay", [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
-                [now_ms(), ten, qname(ten, command), k.wake, *shard_ids],
+                [now_ms() if now is None else now, ten, qname(ten, command), k.wake,
+                 *shard_ids],
             )
             replayed.extend(ok)
             missing.extend(gone)
