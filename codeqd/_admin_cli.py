@@ -59,8 +59,9 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> st
         return "(none)"
     cells = [[h for h, _ in columns]] + [[_cell(r.get(k)) for _, k in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in cells)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
 
 
 def _cell(v: Any) -> str:
@@ -71,10 +72,22 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-QUEUE_COLUMNS = [("COMMAND", "command"), ("READY", "ready"), ("DELAYED", "delayed"),
-                 ("IN PROGRESS", "inProgress"), ("DLQ", "dlq"), ("PAUSED", "paused")]
-TASK_COLUMNS = [("ID", "id"), ("COMMAND", "command"), ("STATUS", "status"),
-                ("ATTEMPTS", "attempts"), ("ERROR", "error"), ("UPDATED", "updatedAt")]
+QUEUE_COLUMNS = [
+    ("COMMAND", "command"),
+    ("READY", "ready"),
+    ("DELAYED", "delayed"),
+    ("IN PROGRESS", "inProgress"),
+    ("DLQ", "dlq"),
+    ("PAUSED", "paused"),
+]
+TASK_COLUMNS = [
+    ("ID", "id"),
+    ("COMMAND", "command"),
+    ("STATUS", "status"),
+    ("ATTEMPTS", "attempts"),
+    ("ERROR", "error"),
+    ("UPDATED", "updatedAt"),
+]
 
 
 def _show(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -107,8 +120,9 @@ def run(args: argparse.Namespace) -> None:
             more = f"\nnext page: --cursor {data['nextCursor']}" if data.get("nextCursor") else ""
             _show(args, data, _table(data["tasks"], TASK_COLUMNS) + more)
         else:
-            data = _call(args, "POST", f"/admin/queues/{args.cmd}/dlq/{args.action}",
-                          _ids_body(args))
+            data = _call(
+                args, "POST", f"/admin/queues/{args.cmd}/dlq/{args.action}", _ids_body(args)
+            )
             verb = "replayed" if args.action == "replay" else "purged"
             lines = [f"{verb} {data[verb]}"] + [f"not found: {i}" for i in data["notFound"]]
             _show(args, data, "\n".join(lines))
@@ -124,8 +138,11 @@ def run(args: argparse.Namespace) -> None:
                 payload = json.loads(args.payload)
             except ValueError as e:
                 raise CliError(f"--payload is not valid JSON: {e}") from None
-            body: dict[str, Any] = {"command": args.command_name, "payload": payload,
-                                    "priority": args.priority}
+            body: dict[str, Any] = {
+                "command": args.command_name,
+                "payload": payload,
+                "priority": args.priority,
+            }
             if args.delay:
                 body["delaySeconds"] = args.delay
             if args.idempotency_key:
@@ -145,10 +162,16 @@ def _main(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get("CODEQD_URL", "http://127.0.0.1:8080"),
-                        help="daemon base URL (env CODEQD_URL; default http://127.0.0.1:8080)")
-    common.add_argument("--token", default=os.environ.get("CODEQD_TOKEN"),
-                        help="admin/producer token (env CODEQD_TOKEN; dev mode: minted)")
+    common.add_argument(
+        "--url",
+        default=os.environ.get("CODEQD_URL", "http://127.0.0.1:8080"),
+        help="daemon base URL (env CODEQD_URL; default http://127.0.0.1:8080)",
+    )
+    common.add_argument(
+        "--token",
+        default=os.environ.get("CODEQD_TOKEN"),
+        help="admin/producer token (env CODEQD_TOKEN; dev mode: minted)",
+    )
     common.add_argument("--config", metavar="PATH", help="config, for minting a dev token")
     common.add_argument("--json", action="store_true", help="print the API's JSON")
     common.add_argument("--timeout", type=float, default=10, help="seconds (default 10)")
@@ -157,22 +180,29 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=_main, admin_command="queues")
 
     q = sub.add_parser("queue", help="one queue: stats, pause, resume").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
-    for action, text in (("stats", "depths of a queue"), ("pause", "stop handing out tasks"),
-                         ("resume", "hand out tasks again")):
+        dest="action", required=True, metavar="ACTION"
+    )
+    for action, text in (
+        ("stats", "depths of a queue"),
+        ("pause", "stop handing out tasks"),
+        ("resume", "hand out tasks again"),
+    ):
         p = q.add_parser(action, help=text, parents=[common])
         p.add_argument("cmd", metavar="COMMAND")
         p.set_defaults(func=_main, admin_command="queue")
 
     d = sub.add_parser("dlq", help="dead-letter queue: list, replay, purge").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     p = d.add_parser("list", help="dead tasks, oldest first", parents=[common])
     p.add_argument("cmd", metavar="COMMAND")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--cursor")
     p.set_defaults(func=_main, admin_command="dlq")
-    for action, text in (("replay", "requeue dead tasks with fresh attempts"),
-                         ("purge", "delete dead tasks for good")):
+    for action, text in (
+        ("replay", "requeue dead tasks with fresh attempts"),
+        ("purge", "delete dead tasks for good"),
+    ):
         p = d.add_parser(action, help=text, parents=[common])
         p.add_argument("cmd", metavar="COMMAND")
         p.add_argument("ids", nargs="*", metavar="ID", help="task ids (default: the oldest)")
@@ -180,7 +210,8 @@ def add_parser(sub: Any) -> None:
         p.set_defaults(func=_main, admin_command="dlq")
 
     t = sub.add_parser("task", help="one task: get, cancel, create").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     for action, text in (("get", "show a task"), ("cancel", "cancel a task")):
         p = t.add_parser(action, help=text, parents=[common])
         p.add_argument("id", metavar="ID")

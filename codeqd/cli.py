@@ -50,9 +50,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     import structlog
 
     log = structlog.get_logger("codeqd")
-    log.info("codeqd.starting", version=__version__, config=config.source or "(defaults)",
-             state_dir=str(config.state_path.absolute()), store_mode=config.store.mode,
-             auth_mode=config.auth.mode)
+    log.info(
+        "codeqd.starting",
+        version=__version__,
+        config=config.source or "(defaults)",
+        state_dir=str(config.state_path.absolute()),
+        store_mode=config.store.mode,
+        auth_mode=config.auth.mode,
+    )
     if config.auth.mode == "dev":
         log.warning("auth.dev_mode", hint="dev tokens from `codeqd token`; not for production")
     if config.auth.allow_producer_as_worker:
@@ -74,8 +79,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     if config.auth.mode != "dev":
         raise cfgmod.ConfigError("codeqd token mints dev tokens; auth.mode is not 'dev'")
     events = [e.strip() for e in args.events.split(",") if e.strip()] if args.events else None
-    print(mint_dev_token(load_or_create_dev_secret(config), args.role, sub=args.sub,
-                         tenant=args.tenant, events=events, ttl=args.ttl))
+    print(
+        mint_dev_token(
+            load_or_create_dev_secret(config),
+            args.role,
+            sub=args.sub,
+            tenant=args.tenant,
+            events=events,
+            ttl=args.ttl,
+        )
+    )
     return 0
 
 
@@ -83,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codeqd",
         description="codeqd: a task queue daemon (leases, retries, delays, dead letters, "
-                    "callbacks) over HTTP, stored in KVRocks or Redis.",
+        "callbacks) over HTTP, stored in KVRocks or Redis.",
         epilog="Config: --config PATH, else $CODEQD_CONFIG, ./codeqd.toml, "
-               "/etc/codeqd/codeqd.toml; every key can be set as CODEQD_<SECTION>__<KEY>.",
+        "/etc/codeqd/codeqd.toml; every key can be set as CODEQD_<SECTION>__<KEY>.",
     )
     parser.add_argument("--version", action="version", version=f"codeqd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -94,21 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="PATH", help="TOML config file")
         return p
 
-    p = with_config(sub.add_parser(
-        "run", help="run the daemon in the foreground (what systemd runs)",
-        description="Run the daemon: the store, the HTTP API and the background actors. "
-                    "SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the tunables."))
+    p = with_config(
+        sub.add_parser(
+            "run",
+            help="run the daemon in the foreground (what systemd runs)",
+            description="Run the daemon: the store, the HTTP API and the background actors. "
+            "SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the tunables.",
+        )
+    )
     p.set_defaults(func=cmd_run)
 
-    p = with_config(sub.add_parser(
-        "check-config", help="validate the config and print the effective values",
-        description="Validate the config (file + environment) and print it with secrets "
-                    "masked; exit 2 naming the bad key."))
+    p = with_config(
+        sub.add_parser(
+            "check-config",
+            help="validate the config and print the effective values",
+            description="Validate the config (file + environment) and print it with secrets "
+            "masked; exit 2 naming the bad key.",
+        )
+    )
     p.set_defaults(func=cmd_check_config)
 
-    p = with_config(sub.add_parser(
-        "token", help="print a dev token (auth.mode = 'dev')",
-        description="Mint a token signed with the dev secret in state_dir."))
+    p = with_config(
+        sub.add_parser(
+            "token",
+            help="print a dev token (auth.mode = 'dev')",
+            description="Mint a token signed with the dev secret in state_dir.",
+        )
+    )
     p.add_argument("--role", choices=["producer", "worker", "admin"], required=True)
     p.add_argument("--sub", help="subject (worker id); default dev-<role>")
     p.add_argument("--tenant", default="default", help="tenant id (default: default)")

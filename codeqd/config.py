@@ -31,7 +31,11 @@ class Duration(float):
     """Seconds, written as a number or as ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"``, ``"1d"``."""
 
     _UNITS: typing.ClassVar[dict[str, float]] = {
-        "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0,
+        "ms": 0.001,
+        "s": 1.0,
+        "m": 60.0,
+        "h": 3600.0,
+        "d": 86400.0,
     }
     _RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
@@ -107,8 +111,18 @@ class ProviderConfig:
                 r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/", self.jwks_url
             ):
                 raise ConfigError(f"{key}.jwks_url: must be https:// (plain http only on loopback)")
-            allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-                       "ES512", "EdDSA"}
+            allowed = {
+                "RS256",
+                "RS384",
+                "RS512",
+                "PS256",
+                "PS384",
+                "PS512",
+                "ES256",
+                "ES384",
+                "ES512",
+                "EdDSA",
+            }
             bad = [a for a in self.algorithms if a not in allowed]
             if bad or not self.algorithms:
                 raise ConfigError(
@@ -471,7 +485,7 @@ def _merge_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name in _CLIENT_ENV:
             continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         node = data
         for part in parts[:-1]:
             node = node.setdefault(part, {})

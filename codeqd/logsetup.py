@@ -35,7 +35,8 @@ def configure(config: LogConfig, stream: Any = None) -> None:
     level = getattr(logging, config.level.upper())
     as_json = config.format == "json" or (config.format == "auto" and not stream.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_dumps) if as_json
+        structlog.processors.JSONRenderer(serializer=_dumps)
+        if as_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     structlog.configure(

@@ -31,28 +31,38 @@ TASK_COMPLETED = Counter(
     ["command", "status"],
 )
 PROCESSING_LATENCY = Histogram(
-    "codeq_task_processing_latency_seconds", "From the claim to the worker's result",
+    "codeq_task_processing_latency_seconds",
+    "From the claim to the worker's result",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 LEASE_EXPIRED = Counter("codeq_lease_expired_total", "Leases that expired", ["command"])
 QUEUE_DEPTH = Gauge(
-    "codeq_queue_depth", "Tasks per queue and state (sampled)", ["command", "queue"],
+    "codeq_queue_depth",
+    "Tasks per queue and state (sampled)",
+    ["command", "queue"],
     multiprocess_mode="mostrecent",
 )
-DLQ_DEPTH = Gauge("codeq_dlq_depth", "Dead-lettered tasks (sampled)", ["command"],
-                  multiprocess_mode="mostrecent")
+DLQ_DEPTH = Gauge(
+    "codeq_dlq_depth", "Dead-lettered tasks (sampled)", ["command"], multiprocess_mode="mostrecent"
+)
 HTTP_DURATION = Histogram(
-    "codeq_http_request_duration_seconds", "HTTP requests by route and status",
+    "codeq_http_request_duration_seconds",
+    "HTTP requests by route and status",
     ["method", "route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
 )
 STORE_DURATION = Histogram(
-    "codeq_store_call_duration_seconds", "Store round trips by script", ["script"],
+    "codeq_store_call_duration_seconds",
+    "Store round trips by script",
+    ["script"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
 )
 ACTOR_RESTARTS = Counter("codeq_actor_restarts_total", "Actor restarts", ["actor"])
-RATELIMIT_REJECTED = Counter("codeq_rate_limit_hits_total",
-                             "Requests refused with 429 by a rate limit", ["scope", "operation"])
+RATELIMIT_REJECTED = Counter(
+    "codeq_rate_limit_hits_total",
+    "Requests refused with 429 by a rate limit",
+    ["scope", "operation"],
+)
 RATELIMIT_STORE_ERRORS = Counter(
     "codeq_ratelimit_store_errors_total",
     "Rate-limit checks that let the request through because the store did not answer",
@@ -61,15 +71,19 @@ RATELIMIT_STORE_ERRORS = Counter(
 #: kind = "result" (task callbacks) | "queue_ready" (subscription notifications);
 #: outcome = "success" | "retry" | "failure" | "dropped" (notifier saturated).
 WEBHOOK_DELIVERIES = Counter(
-    "codeq_webhook_deliveries_total", "Webhook delivery attempts by outcome",
+    "codeq_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome",
     ["kind", "command", "outcome"],
 )
 SUBSCRIPTIONS_ACTIVE = Gauge(
-    "codeq_subscriptions_active", "Live worker subscriptions by event type (sampled)",
-    ["command"], multiprocess_mode="mostrecent",
+    "codeq_subscriptions_active",
+    "Live worker subscriptions by event type (sampled)",
+    ["command"],
+    multiprocess_mode="mostrecent",
 )
-LONG_POLL_WAITERS = Gauge("codeq_long_poll_waiters", "Requests waiting in a long-poll",
-                          multiprocess_mode="livesum")
+LONG_POLL_WAITERS = Gauge(
+    "codeq_long_poll_waiters", "Requests waiting in a long-poll", multiprocess_mode="livesum"
+)
 
 
 def process_exited(pid: int) -> None:

@@ -97,10 +97,16 @@ class Supervisor:
         code = EXIT_OK
         try:
             async with connect(config, store_url(config)) as store:
-                self.ctx = ctx = Context(config=config, store=store, hub=WakeHub(),
-                                         auth=Authenticator(config), lives=self.lives)
-                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
-                                               signal.SIGHUP) as signals:
+                self.ctx = ctx = Context(
+                    config=config,
+                    store=store,
+                    hub=WakeHub(),
+                    auth=Authenticator(config),
+                    lives=self.lives,
+                )
+                with trio.open_signal_receiver(
+                    signal.SIGTERM, signal.SIGINT, signal.SIGHUP
+                ) as signals:
                     async with trio.open_nursery() as root:
                         root.start_soon(self._on_signals, signals)
                         await root.start(self._supervise, STORE)
@@ -124,8 +130,9 @@ class Supervisor:
                 started = await services.start(self._supervise, spec)
                 if spec.name == "ingress" and started:
                     self.addresses = list(started)
-            log.info("supervisor.ready", addresses=self.addresses,
-                     actors=[s.name for s in self.services])
+            log.info(
+                "supervisor.ready", addresses=self.addresses, actors=[s.name for s in self.services]
+            )
             sdnotify.notify(f"READY=1\nSTATUS=serving on {', '.join(self.addresses) or '-'}")
             self.ready.set()
             if (every := sdnotify.watchdog_interval()) is not None:
@@ -160,10 +167,11 @@ class Supervisor:
                     return
                 failures += 1
                 self._count_restart(spec.name, e)
-                delay = min(float(self.config.supervisor.backoff_base) * 2 ** (failures - 1),
-                            float(self.config.supervisor.backoff_max))
-                log.error("actor.crashed", actor=spec.name, restart_in=round(delay, 3),
-                          exc_info=e)
+                delay = min(
+                    float(self.config.supervisor.backoff_base) * 2 ** (failures - 1),
+                    float(self.config.supervisor.backoff_max),
+                )
+                log.error("actor.crashed", actor=spec.name, restart_in=round(delay, 3), exc_info=e)
                 await trio.sleep(delay)
 
     def stale_actors(self, now: float) -> list[str]:
@@ -179,8 +187,10 @@ class Supervisor:
 
     def status_line(self, ctx: Context) -> str:
         restarts = sum(self.restarts.values())
-        return (f"serving on {', '.join(self.addresses) or '-'}; "
-                f"{ctx.hub.waiting} long-polls waiting; {restarts} actor restarts")
+        return (
+            f"serving on {', '.join(self.addresses) or '-'}; "
+            f"{ctx.hub.waiting} long-polls waiting; {restarts} actor restarts"
+        )
 
     async def _watchdog(self, ctx: Context, every: float) -> None:
         while not ctx.shutting_down.is_set():
@@ -219,8 +229,11 @@ class Supervisor:
                 if self._services_scope is not None:
                     self._services_scope.cancel()
             else:
-                log.info("supervisor.stopping", signal=signal.Signals(signum).name,
-                         grace_seconds=float(self.config.shutdown.grace_seconds))
+                log.info(
+                    "supervisor.stopping",
+                    signal=signal.Signals(signum).name,
+                    grace_seconds=float(self.config.shutdown.grace_seconds),
+                )
                 self.ctx.shutting_down.set()
 
     def stop(self) -> None:
@@ -249,16 +262,23 @@ class Supervisor:
                 self.lives[spec.name].update(section)
         logsetup.configure(new.log)
         restart = [k for k in changed if not _is_live(k)]
-        log.info("config.reloaded", source=new.source or None,
-                 applied=[k for k in changed if _is_live(k)])
+        log.info(
+            "config.reloaded",
+            source=new.source or None,
+            applied=[k for k in changed if _is_live(k)],
+        )
         if restart:
             log.warning("config.restart_required", keys=restart)
 
 
 #: Keys under ``actors.`` that cannot change while the daemon runs.
-RESTART_ONLY = {"actors.ingress.bind", "actors.ingress.processes",
-                "actors.ingress.keep_alive_timeout", "actors.ingress.request_timeout",
-                "actors.ingress.enabled"}
+RESTART_ONLY = {
+    "actors.ingress.bind",
+    "actors.ingress.processes",
+    "actors.ingress.keep_alive_timeout",
+    "actors.ingress.request_timeout",
+    "actors.ingress.enabled",
+}
 
 
 def _is_live(key: str) -> bool:

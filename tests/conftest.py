@@ -50,9 +50,25 @@ class RedisServer:
         if binary is None:
             pytest.fail("redis-server is not installed; run `make install`")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "",
-             "--protected-mode", "no", "--loglevel", "warning"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.appendfsync,
+                "--save",
+                "",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -99,8 +115,6 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-
-
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -143,12 +157,15 @@ class Daemon:
         self.base = f"http://127.0.0.1:{self.port}"
         self.state_dir = workdir / "state"
         self.dev_secret = "test-dev-secret-0123456789abcdef-" + workdir.name
-        self.config = merge({
-            "state_dir": str(self.state_dir),
-            "auth": {"dev_secret": self.dev_secret},
-            "actors": {"ingress": {"bind": f"127.0.0.1:{self.port}"}},
-            "shutdown": {"grace_seconds": 5},
-        }, config or {})
+        self.config = merge(
+            {
+                "state_dir": str(self.state_dir),
+                "auth": {"dev_secret": self.dev_secret},
+                "actors": {"ingress": {"bind": f"127.0.0.1:{self.port}"}},
+                "shutdown": {"grace_seconds": 5},
+            },
+            config or {},
+        )
         self.config_path = workdir / "codeqd.toml"
         self.log_path = workdir / "codeqd.log"
         self.notify_path = workdir / "notify.sock"
@@ -172,12 +189,21 @@ class Daemon:
             self._notify.bind(str(self.notify_path))
         self.notifications.clear()
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CODEQD_")}
-        environ.update({"PYTHONPATH": str(REPO), "NOTIFY_SOCKET": str(self.notify_path),
-                        "CODEQD_LOG__FORMAT": "json", **(env or {})})
+        environ.update(
+            {
+                "PYTHONPATH": str(REPO),
+                "NOTIFY_SOCKET": str(self.notify_path),
+                "CODEQD_LOG__FORMAT": "json",
+                **(env or {}),
+            }
+        )
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "codeqd", "run", "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environ,
+            cwd=self.workdir,
         )
         log.close()
         if not self.wait_notification("READY=1", timeout):

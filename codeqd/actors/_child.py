@@ -30,13 +30,21 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
 
 
 def spawn(
-    args: Sequence[str], *, env: Mapping[str, str] | None = None,
-    pass_fds: Sequence[int] = (), stdout: int | None = subprocess.DEVNULL,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
+    stdout: int | None = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     """Start ``args`` in its own session, with SIGTERM as its parent-death signal."""
     return subprocess.Popen(
-        list(args), stdin=subprocess.DEVNULL, stdout=stdout, env=env, pass_fds=tuple(pass_fds),
-        preexec_fn=_set_pdeathsig, start_new_session=True,
+        list(args),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        env=env,
+        pass_fds=tuple(pass_fds),
+        preexec_fn=_set_pdeathsig,
+        start_new_session=True,
     )
 
 

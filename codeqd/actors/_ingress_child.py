@@ -32,6 +32,7 @@ async def _serve(config: cfgmod.Config, fd: int, ready_fd: int, store_url: str) 
         ctx = Context(config=config, store=store, hub=WakeHub(), auth=Authenticator(config))
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
+
                 async def on_signals() -> None:
                     async for _ in signals:
                         if ctx.shutting_down.is_set():
@@ -40,8 +41,9 @@ async def _serve(config: cfgmod.Config, fd: int, ready_fd: int, store_url: str) 
 
                 nursery.start_soon(on_signals)
                 async with trio.open_nursery() as server:
-                    await server.start(lambda task_status: serve(
-                        ctx, bind=f"fd://{fd}", task_status=task_status))
+                    await server.start(
+                        lambda task_status: serve(ctx, bind=f"fd://{fd}", task_status=task_status)
+                    )
                     os.write(ready_fd, b"1")
                     os.close(ready_fd)
                 # serve() returns once a signal has set shutting_down and it drained

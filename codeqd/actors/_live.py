@@ -90,6 +90,7 @@ async def run_loop(
 async def _wait_any(a: trio.Event, b: trio.Event, timeout: float | None) -> None:
     with trio.move_on_after(float("inf") if timeout is None else timeout):
         async with trio.open_nursery() as nursery:
+
             async def wait(ev: trio.Event) -> None:
                 await ev.wait()
                 nursery.cancel_scope.cancel()

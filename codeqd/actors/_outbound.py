@@ -46,8 +46,14 @@ def forbidden_address(ip: str) -> bool:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
-    return (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
-            or addr.is_reserved or addr.is_unspecified)
+    return (
+        addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_reserved
+        or addr.is_unspecified
+    )
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -57,8 +63,12 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         self.inner = inner
 
     async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None,
-        local_address: str | None = None, socket_options: Iterable[Any] | None = None,
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
         ips = list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -68,14 +78,19 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         if bad:
             raise ForbiddenDestination(
                 f"destination {host} resolves to {bad[0]}, a private, loopback or link-local "
-                "address (refused: webhooks.deny_private_networks = true)")
-        return await self.inner.connect_tcp(ips[0], port, timeout=timeout,
-                                            local_address=local_address,
-                                            socket_options=socket_options)
+                "address (refused: webhooks.deny_private_networks = true)"
+            )
+        return await self.inner.connect_tcp(
+            ips[0],
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None
-                                  ) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
         raise ForbiddenDestination("unix sockets are not webhook destinations")
 
     async def sleep(self, seconds: float) -> None:
@@ -115,15 +130,22 @@ class Clients:
         self._next = 0
 
     def _make(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=REQUESTS_PER_CLIENT,
-                              max_keepalive_connections=REQUESTS_PER_CLIENT, keepalive_expiry=30)
+        limits = httpx.Limits(
+            max_connections=REQUESTS_PER_CLIENT,
+            max_keepalive_connections=REQUESTS_PER_CLIENT,
+            keepalive_expiry=30,
+        )
         transport: httpx.AsyncHTTPTransport
         if self.config.deny_private_networks:
             transport = _GuardedTransport(limits=limits, verify=self._ssl)
         else:
             transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False, verify=self._ssl)
-        return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False,
-                                 headers={"User-Agent": USER_AGENT})
+        return httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+        )
 
     @contextmanager
     def slot(self) -> Iterator[httpx.AsyncClient]:
@@ -177,8 +199,14 @@ def signed_headers(secret: str, body: bytes) -> dict[str, str]:
     return headers
 
 
-async def post(clients: Clients, url: str, body: bytes, secret: str,
-               timeout: float, extra_headers: dict[str, str] | None = None) -> Attempt:
+async def post(
+    clients: Clients,
+    url: str,
+    body: bytes,
+    secret: str,
+    timeout: float,
+    extra_headers: dict[str, str] | None = None,
+) -> Attempt:
     """POST ``body`` signed; never raises for the destination's failures.
 
     The whole exchange (connect, send, response headers, up to ``MAX_RESPONSE_BYTES``
@@ -189,10 +217,13 @@ async def post(clients: Clients, url: str, body: bytes, secret: str,
     error = ""
     with trio.move_on_after(timeout) as scope, clients.slot() as client:
         try:
-            async with client.stream("POST", url, content=body,
-                                     headers={**signed_headers(secret, body),
-                                              **(extra_headers or {})},
-                                     timeout=timeout) as response:
+            async with client.stream(
+                "POST",
+                url,
+                content=body,
+                headers={**signed_headers(secret, body), **(extra_headers or {})},
+                timeout=timeout,
+            ) as response:
                 status = response.status_code
                 read = 0
                 async for chunk in response.aiter_raw():
@@ -224,18 +255,24 @@ def host_of(url: str) -> str:
 
 def resolve_secret(config: WebhooksConfig) -> str:
     if not config.hmac_secret:
-        log.warning("webhooks.unsigned",
-                    reason="webhooks.hmac_secret is empty; callbacks are sent without "
-                           "X-CodeQ-Signature")
+        log.warning(
+            "webhooks.unsigned",
+            reason="webhooks.hmac_secret is empty; callbacks are sent without X-CodeQ-Signature",
+        )
     return config.hmac_secret
 
 
 # ---------------------------------------------------------------- wake-up hints
 
 
-async def listen(store: Any, channels: Sequence[str],
-                 on_message: Callable[[str, str], None], on_connect: Callable[[], None], *,
-                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def listen(
+    store: Any,
+    channels: Sequence[str],
+    on_message: Callable[[str, str], None],
+    on_connect: Callable[[], None],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Feed pub/sub messages to ``on_message(channel, data)`` until cancelled.
 
     Reconnects with backoff; ``on_connect`` runs after every (re)connect, since
@@ -257,8 +294,9 @@ async def listen(store: Any, channels: Sequence[str],
         except trio.Cancelled:
             raise
         except Exception as e:  # the store went away: retry; a hint channel must not die
-            log.warning("webhooks.hints_disconnected", error=f"{type(e).__name__}: {e}",
-                        retry_in=delay)
+            log.warning(
+                "webhooks.hints_disconnected", error=f"{type(e).__name__}: {e}", retry_in=delay
+            )
             if not started:
                 task_status.started()
                 started = True

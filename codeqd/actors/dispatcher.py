@@ -51,18 +51,23 @@ def callback_body(entry: OutboxEntry) -> bytes:
     """The callback document: the stored Result, or one synthesized for a task that
     ended without a worker's report (dead-lettered, cancelled)."""
     meta = entry.meta
-    doc = entry.result if entry.result and entry.result.get("status") == meta["status"] \
+    doc = (
+        entry.result
+        if entry.result and entry.result.get("status") == meta["status"]
         else synthesized_result(meta)
+    )
     doc = doc or {}
-    return orjson.dumps({
-        "taskId": meta["id"],
-        "eventType": meta["command"],
-        "status": meta["status"],
-        "result": doc.get("result"),
-        "error": doc.get("error"),
-        "artifacts": doc.get("artifacts") or [],
-        "completedAt": doc.get("completedAt"),
-    })
+    return orjson.dumps(
+        {
+            "taskId": meta["id"],
+            "eventType": meta["command"],
+            "status": meta["status"],
+            "result": doc.get("result"),
+            "error": doc.get("error"),
+            "artifacts": doc.get("artifacts") or [],
+            "completedAt": doc.get("completedAt"),
+        }
+    )
 
 
 class _Wake:
@@ -80,7 +85,9 @@ class _Wake:
 
 
 async def run(
-    ctx: Context, live: Live[DispatcherConfig], *,
+    ctx: Context,
+    live: Live[DispatcherConfig],
+    *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await Dispatcher(ctx, live).run(task_status=task_status)
@@ -100,10 +107,14 @@ class Dispatcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         ctx = self.ctx
         self.secret = resolve_secret(ctx.config.webhooks)
-        async with open_clients(ctx.config.webhooks) as self.client, \
-                trio.open_nursery() as outer:
-            await outer.start(listen, ctx.store, [ctx.store.keys.done_channel],
-                              lambda _c, _d: self.wake.set(), self.wake.set)
+        async with open_clients(ctx.config.webhooks) as self.client, trio.open_nursery() as outer:
+            await outer.start(
+                listen,
+                ctx.store,
+                [ctx.store.keys.done_channel],
+                lambda _c, _d: self.wake.set(),
+                self.wake.set,
+            )
             async with trio.open_nursery() as senders:
                 task_status.started()
                 await self._rounds(senders)
@@ -144,6 +155,7 @@ class Dispatcher:
         """Until a wake-up, a config change, shutdown or ``timeout`` seconds."""
         with trio.move_on_after(timeout):
             async with trio.open_nursery() as nursery:
+
                 async def wait(ev: trio.Event) -> None:
                     await ev.wait()
                     nursery.cancel_scope.cancel()
@@ -153,32 +165,59 @@ class Dispatcher:
 
     async def _deliver(self, entry: OutboxEntry, cfg: DispatcherConfig) -> None:
         meta = entry.meta
-        fields = {"task_id": meta["id"], "tenant": meta.get("tenantId"),
-                  "command": meta["command"], "attempt": entry.attempt,
-                  "destination": host_of(meta["webhook"])}
+        fields = {
+            "task_id": meta["id"],
+            "tenant": meta.get("tenantId"),
+            "command": meta["command"],
+            "attempt": entry.attempt,
+            "destination": host_of(meta["webhook"]),
+        }
         try:
-            attempt = await post(self.client, meta["webhook"], callback_body(entry),
-                                 self.secret, float(cfg.timeout),
-                                 {ATTEMPT_HEADER: str(entry.attempt)})
+            attempt = await post(
+                self.client,
+                meta["webhook"],
+                callback_body(entry),
+                self.secret,
+                float(cfg.timeout),
+                {ATTEMPT_HEADER: str(entry.attempt)},
+            )
             now = now_ms()
             if attempt.ok:
                 await self.outbox.settle(entry, "delivered", now_ms=now)
                 DELIVERIES.labels("result", meta["command"], "success").inc()
-                log.info("webhook.delivered", status_code=attempt.status,
-                         duration_ms=attempt.duration_ms, **fields)
+                log.info(
+                    "webhook.delivered",
+                    status_code=attempt.status,
+                    duration_ms=attempt.duration_ms,
+                    **fields,
+                )
             elif entry.attempt >= cfg.max_attempts:
                 await self.outbox.settle(entry, "failed", now_ms=now, error=attempt.error)
                 DELIVERIES.labels("result", meta["command"], "failure").inc()
-                log.warning("webhook.failed", error=attempt.error, status_code=attempt.status,
-                            max_attempts=cfg.max_attempts, **fields)
+                log.warning(
+                    "webhook.failed",
+                    error=attempt.error,
+                    status_code=attempt.status,
+                    max_attempts=cfg.max_attempts,
+                    **fields,
+                )
             else:
                 delay = backoff_seconds(cfg, entry.attempt)
-                await self.outbox.settle(entry, "retry", now_ms=now,
-                                         retry_at_ms=now + int(delay * 1000),
-                                         error=attempt.error)
+                await self.outbox.settle(
+                    entry,
+                    "retry",
+                    now_ms=now,
+                    retry_at_ms=now + int(delay * 1000),
+                    error=attempt.error,
+                )
                 DELIVERIES.labels("result", meta["command"], "retry").inc()
-                log.info("webhook.retry", error=attempt.error, status_code=attempt.status,
-                         retry_in=delay, **fields)
+                log.info(
+                    "webhook.retry",
+                    error=attempt.error,
+                    status_code=attempt.status,
+                    retry_in=delay,
+                    **fields,
+                )
         except StoreUnavailable as e:
             # The lease runs out and the entry is sent again: at-least-once.
             log.warning("webhook.settle_failed", error=str(e), **fields)

@@ -36,7 +36,9 @@ def process_count(cfg: IngressConfig) -> int:
 
 
 async def run(
-    ctx: Context, live: Live[IngressConfig], *,
+    ctx: Context,
+    live: Live[IngressConfig],
+    *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     cfg = live.value
@@ -51,7 +53,7 @@ async def run(
 
 def _listen(bind: str) -> tuple[socket.socket, str]:
     if bind.startswith("unix:"):
-        path = bind[len("unix:"):]
+        path = bind[len("unix:") :]
         Path(path).unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
@@ -82,9 +84,7 @@ async def _run_children(
             task_status.started([address])
 
 
-async def _child(
-    ctx: Context, index: int, fd: int, *, task_status: trio.TaskStatus[None]
-) -> None:
+async def _child(ctx: Context, index: int, fd: int, *, task_status: trio.TaskStatus[None]) -> None:
     """Run one ingress child, restarting it when it dies; give up (raise, so the
     supervisor decides) when it dies before ever becoming ready twice in a row."""
     grace = float(ctx.config.shutdown.grace_seconds) + 2
@@ -95,8 +95,19 @@ async def _child(
     failures = 0
     while not ctx.shutting_down.is_set():
         ready_r, ready_w = os.pipe()
-        args = [sys.executable, "-m", "codeqd.actors._ingress_child", "--fd", str(fd),
-                "--ready-fd", str(ready_w), "--store-url", ctx.store.url, "--index", str(index)]
+        args = [
+            sys.executable,
+            "-m",
+            "codeqd.actors._ingress_child",
+            "--fd",
+            str(fd),
+            "--ready-fd",
+            str(ready_w),
+            "--store-url",
+            ctx.store.url,
+            "--index",
+            str(index),
+        ]
         if ctx.config.source:
             args += ["--config", ctx.config.source]
         proc = spawn(args, env=env, pass_fds=[fd, ready_w], stdout=None)
@@ -116,6 +127,7 @@ async def _child(
             await terminate(proc, grace, f"ingress-{index}")
         try:
             async with trio.open_nursery() as watch:
+
                 async def stop_on_shutdown(child: subprocess.Popen[bytes]) -> None:
                     await ctx.shutting_down.wait()
                     await terminate(child, grace, f"ingress-{index}")
@@ -132,7 +144,7 @@ async def _child(
         log.error("ingress.child_exited", index=index, pid=proc.pid, code=code, ready=ready)
         if failures >= 2:
             raise RuntimeError(f"ingress child {index} exited with {code} before serving, twice")
-        await trio.sleep(min(0.2 * 2 ** failures, 5))
+        await trio.sleep(min(0.2 * 2**failures, 5))
 
 
 async def _read_ready(fd: int) -> bool:

@@ -15,7 +15,9 @@ from codeqd.store import now_ms
 
 
 async def run(
-    ctx: Context, live: Live[JanitorConfig], *,
+    ctx: Context,
+    live: Live[JanitorConfig],
+    *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def step(cfg: JanitorConfig) -> int:

@@ -18,7 +18,9 @@ from codeqd.store._subscriptions import Subscriptions
 
 
 async def run(
-    ctx: Context, live: Live[MetricsConfig], *,
+    ctx: Context,
+    live: Live[MetricsConfig],
+    *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     subscriptions = Subscriptions(ctx.store)
@@ -32,8 +34,12 @@ async def run(
             for i, n in enumerate((q.ready, q.delayed, q.in_progress, q.dlq)):
                 d[i] += n
         for command, (ready, delayed, in_progress, dlq) in depths.items():
-            for queue, n in (("ready", ready), ("delayed", delayed),
-                             ("in_progress", in_progress), ("dlq", dlq)):
+            for queue, n in (
+                ("ready", ready),
+                ("delayed", delayed),
+                ("in_progress", in_progress),
+                ("dlq", dlq),
+            ):
                 metrics.QUEUE_DEPTH.labels(command, queue).set(n)
             metrics.DLQ_DEPTH.labels(command).set(dlq)
         # Subscriptions of the tenants that have queues, counted per event type.

@@ -57,6 +57,7 @@ def plan(subs: list[dict[str, Any]], queue: str) -> list[PickUnit]:
             units.append(PickUnit([sub]))
     units += [PickUnit(members, round_robin=group) for group, members in groups.items()]
     for members in hashed.values():
+
         def weight(sub: dict[str, Any]) -> bytes:
             return hashlib.sha256(f"{queue}|{sub['id']}".encode()).digest()
 
@@ -65,7 +66,9 @@ def plan(subs: list[dict[str, Any]], queue: str) -> list[PickUnit]:
 
 
 async def run(
-    ctx: Context, live: Live[NotifierConfig], *,
+    ctx: Context,
+    live: Live[NotifierConfig],
+    *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await Notifier(ctx, live).run(task_status=task_status)
@@ -88,8 +91,11 @@ class Notifier:
         self.client: Any = None  # Clients, once running
         self._senders: trio.Nursery | None = None
         keys = ctx.store.keys
-        self.claim_url = (ctx.config.webhooks.public_url.rstrip("/") + CLAIM_PATH
-                          if ctx.config.webhooks.public_url else CLAIM_PATH)
+        self.claim_url = (
+            ctx.config.webhooks.public_url.rstrip("/") + CLAIM_PATH
+            if ctx.config.webhooks.public_url
+            else CLAIM_PATH
+        )
         # Every shard's wake channel, and the any-shard one.
         self._wake_channels = {keys.wake_channel, *(k.wake for k in keys.all())}
         self._subs_channel = keys.subs_channel
@@ -99,8 +105,9 @@ class Notifier:
     def _on_message(self, channel: str, data: str) -> None:
         if channel in self._wake_channels:
             count, _, queue = data.partition(":")
-            self.pending[queue] = self.pending.get(queue, 0) + (int(count) if count.isdigit()
-                                                                 else 1)
+            self.pending[queue] = self.pending.get(queue, 0) + (
+                int(count) if count.isdigit() else 1
+            )
             self.arrived.set()
         elif channel == self._subs_channel:
             self.cache.pop(data, None)
@@ -112,11 +119,17 @@ class Notifier:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.secret = resolve_secret(self.ctx.config.webhooks)
-        async with open_clients(self.ctx.config.webhooks) as self.client, \
-                trio.open_nursery() as outer:
-            await outer.start(listen, self.ctx.store,
-                              [*sorted(self._wake_channels), self._subs_channel],
-                              self._on_message, self._on_connect)
+        async with (
+            open_clients(self.ctx.config.webhooks) as self.client,
+            trio.open_nursery() as outer,
+        ):
+            await outer.start(
+                listen,
+                self.ctx.store,
+                [*sorted(self._wake_channels), self._subs_channel],
+                self._on_message,
+                self._on_connect,
+            )
             async with trio.open_nursery() as senders:
                 self._senders = senders
                 task_status.started()
@@ -146,6 +159,7 @@ class Notifier:
     @staticmethod
     async def _wait(*events: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
+
             async def wait(ev: trio.Event) -> None:
                 await ev.wait()
                 nursery.cancel_scope.cancel()
@@ -170,8 +184,9 @@ class Notifier:
         depth = await self.subs.ready_depth(ten, cmd)
         if not 0 < depth <= count:
             return  # nothing left to claim, or the queue was not empty before
-        chosen = await self.subs.pick(ten, cmd, plan(matching, queue),
-                                      int(float(cfg.dedup_window) * 1000))
+        chosen = await self.subs.pick(
+            ten, cmd, plan(matching, queue), int(float(cfg.dedup_window) * 1000)
+        )
         by_id = {s["id"]: s for s in matching}
         for sub_id in chosen:
             self._send(by_id[sub_id], cmd, depth, cfg)
@@ -192,11 +207,16 @@ class Notifier:
             return
         assert self._senders is not None
         self.in_flight.add(sub_id)
-        body = orjson.dumps({
-            "eventType": cmd, "available": True, "queueDepth": depth,
-            "claimUrl": self.claim_url, "sentAt": rfc3339(now_ms()),
-            "notificationId": f"ntf-{uuid.uuid4().hex}",
-        })
+        body = orjson.dumps(
+            {
+                "eventType": cmd,
+                "available": True,
+                "queueDepth": depth,
+                "claimUrl": self.claim_url,
+                "sentAt": rfc3339(now_ms()),
+                "notificationId": f"ntf-{uuid.uuid4().hex}",
+            }
+        )
         self._senders.start_soon(self._deliver, sub, cmd, body, float(cfg.timeout))
 
     def _dropped(self, sub: dict[str, Any], cmd: str, reason: str) -> None:
@@ -204,18 +224,27 @@ class Notifier:
         log.info("notification.dropped", subscription_id=sub["id"], command=cmd, reason=reason)
 
     async def _deliver(self, sub: dict[str, Any], cmd: str, body: bytes, timeout: float) -> None:
-        fields = {"subscription_id": sub["id"], "tenant": sub.get("tenantId"), "command": cmd,
-                  "destination": host_of(sub["callbackUrl"])}
+        fields = {
+            "subscription_id": sub["id"],
+            "tenant": sub.get("tenantId"),
+            "command": cmd,
+            "destination": host_of(sub["callbackUrl"]),
+        }
         try:
             attempt = await post(self.client, sub["callbackUrl"], body, self.secret, timeout)
             if attempt.ok:
                 DELIVERIES.labels("queue_ready", cmd, "success").inc()
-                log.debug("notification.sent", status_code=attempt.status,
-                          duration_ms=attempt.duration_ms, **fields)
+                log.debug(
+                    "notification.sent",
+                    status_code=attempt.status,
+                    duration_ms=attempt.duration_ms,
+                    **fields,
+                )
             else:
                 DELIVERIES.labels("queue_ready", cmd, "failure").inc()
-                log.info("notification.failed", error=attempt.error,
-                         status_code=attempt.status, **fields)
+                log.info(
+                    "notification.failed", error=attempt.error, status_code=attempt.status, **fields
+                )
         finally:
             self.in_flight.discard(sub["id"])
             self.limiter.release_on_behalf_of(sub["id"])

@@ -15,7 +15,9 @@ from codeqd.context import Context
 
 
 async def run(
-    ctx: Context, live: Live[PromoterConfig], *,
+    ctx: Context,
+    live: Live[PromoterConfig],
+    *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def step(cfg: PromoterConfig) -> int:

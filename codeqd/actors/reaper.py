@@ -15,7 +15,9 @@ from codeqd.context import Context
 
 
 async def run(
-    ctx: Context, live: Live[ReaperConfig], *,
+    ctx: Context,
+    live: Live[ReaperConfig],
+    *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async def step(cfg: ReaperConfig) -> int:

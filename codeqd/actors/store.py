@@ -53,15 +53,31 @@ def store_url(config: Config) -> str:
 
 def _server_args(config: Config, url: str) -> list[str]:
     d = store_dir(config)
-    args = [config.store.server_bin, "--dir", str(d), "--daemonize", "no",
-            "--appendonly", "yes", "--appendfsync", config.store.appendfsync,
-            "--save", "", "--pidfile", str(d / "redis.pid"),
-            "--logfile", str(d / "redis.log"), "--loglevel", "notice", "--databases", "1"]
+    args = [
+        config.store.server_bin,
+        "--dir",
+        str(d),
+        "--daemonize",
+        "no",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        config.store.appendfsync,
+        "--save",
+        "",
+        "--pidfile",
+        str(d / "redis.pid"),
+        "--logfile",
+        str(d / "redis.log"),
+        "--loglevel",
+        "notice",
+        "--databases",
+        "1",
+    ]
     if url.startswith("unix://"):
-        args += ["--port", "0", "--unixsocket", url[len("unix://"):], "--unixsocketperm", "700"]
+        args += ["--port", "0", "--unixsocket", url[len("unix://") :], "--unixsocketperm", "700"]
     else:
-        args += ["--port", url.rsplit(":", 1)[1], "--bind", "127.0.0.1",
-                 "--protected-mode", "yes"]
+        args += ["--port", url.rsplit(":", 1)[1], "--bind", "127.0.0.1", "--protected-mode", "yes"]
     return args
 
 
@@ -92,7 +108,9 @@ async def _stop_leftover(config: Config) -> None:
 
 
 async def run(
-    ctx: Context, live: Live[StoreActorConfig], *,
+    ctx: Context,
+    live: Live[StoreActorConfig],
+    *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Report started once the store answers PING; run until cancelled.
@@ -110,8 +128,9 @@ async def run(
     delay = 0.2
     while True:
         proc = spawn(_server_args(config, ctx.store.url))
-        log.info("store.started", pid=proc.pid, url=ctx.store.url,
-                 appendfsync=config.store.appendfsync)
+        log.info(
+            "store.started", pid=proc.pid, url=ctx.store.url, appendfsync=config.store.appendfsync
+        )
         try:
             with trio.move_on_after(float(live.value.start_timeout)) as waiting:
                 while not await ctx.store.ping():
@@ -126,8 +145,13 @@ async def run(
                 code: int | None = await wait_exit(proc)
             else:
                 code = proc.poll()
-            log.error("store.exited", pid=proc.pid, code=code,
-                      log=str(store_dir(config) / "redis.log"), restart_in=delay)
+            log.error(
+                "store.exited",
+                pid=proc.pid,
+                code=code,
+                log=str(store_dir(config) / "redis.log"),
+                restart_in=delay,
+            )
         finally:
             await terminate(proc, float(live.value.start_timeout), "store")
         if not started:
@@ -153,8 +177,9 @@ async def _watch_external(
         await trio.sleep(float(live.value.interval))
         ok = await ctx.store.ping()
         if ok != up:
-            (log.info if ok else log.error)("store.up" if ok else "store.down",
-                                             url=_redact(ctx.store.url))
+            (log.info if ok else log.error)(
+                "store.up" if ok else "store.down", url=_redact(ctx.store.url)
+            )
             up = ok
 
 

@@ -40,16 +40,19 @@ class Verifier(Protocol):
 
 def _bearer(header: str | None) -> str:
     if not header:
-        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'",
-                           code="missing_token")
+        raise Unauthorized(
+            "missing bearer token: send 'Authorization: Bearer <token>'", code="missing_token"
+        )
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'",
-                           code="malformed_token")
+        raise Unauthorized(
+            "malformed Authorization header: expected 'Bearer <token>'", code="malformed_token"
+        )
     if len(token) > MAX_TOKEN_BYTES:
-        raise Unauthorized(f"invalid token: longer than {MAX_TOKEN_BYTES} characters",
-                           code="malformed_token")
+        raise Unauthorized(
+            f"invalid token: longer than {MAX_TOKEN_BYTES} characters", code="malformed_token"
+        )
     return token
 
 
@@ -65,14 +68,16 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
 
 
-def _verifier(config: Config, provider: ProviderConfig, role: str,
-              key_sets: dict[str, JwksKeys]) -> Verifier:
+def _verifier(
+    config: Config, provider: ProviderConfig, role: str, key_sets: dict[str, JwksKeys]
+) -> Verifier:
     skew = float(config.auth.clock_skew)
     return CachingVerifier(_provider(config, provider, role, key_sets), ClaimRules(leeway=skew))
 
 
-def _provider(config: Config, provider: ProviderConfig, role: str,
-              key_sets: dict[str, JwksKeys]) -> Verifier:
+def _provider(
+    config: Config, provider: ProviderConfig, role: str, key_sets: dict[str, JwksKeys]
+) -> Verifier:
     skew = float(config.auth.clock_skew)
     if config.auth.mode == "dev" or provider.provider == "dev":
         return HS256Verifier(load_or_create_dev_secret(config), ClaimRules(leeway=skew))
@@ -85,14 +90,23 @@ def _provider(config: Config, provider: ProviderConfig, role: str,
     keys = key_sets.get(provider.jwks_url)
     if keys is None:
         keys = key_sets[provider.jwks_url] = JwksKeys(
-            provider.jwks_url, ttl=float(provider.jwks_cache_ttl),
-            cooldown=float(provider.jwks_refresh_cooldown), timeout=float(provider.jwks_timeout))
+            provider.jwks_url,
+            ttl=float(provider.jwks_cache_ttl),
+            cooldown=float(provider.jwks_refresh_cooldown),
+            timeout=float(provider.jwks_timeout),
+        )
     return JwksVerifier(keys, provider.algorithms, rules)
 
 
 def _same_provider(a: ProviderConfig, b: ProviderConfig) -> bool:
     return (a.provider, a.jwks_url, a.secret, a.tokens, a.issuer, a.audience) == (
-        b.provider, b.jwks_url, b.secret, b.tokens, b.issuer, b.audience)
+        b.provider,
+        b.jwks_url,
+        b.secret,
+        b.tokens,
+        b.issuer,
+        b.audience,
+    )
 
 
 class Authenticator:
@@ -107,7 +121,8 @@ class Authenticator:
         self.producer_verifier: Verifier = _verifier(config, auth.producer, "producer", key_sets)
         dev = auth.mode == "dev"
         self.worker_verifier: Verifier = (
-            self.producer_verifier if dev or _same_provider(auth.producer, auth.worker)
+            self.producer_verifier
+            if dev or _same_provider(auth.producer, auth.worker)
             else _verifier(config, auth.worker, "worker", key_sets)
         )
         self._worker_audience = (auth.worker.audience if not dev else "") or WORKER_AUDIENCE
@@ -115,30 +130,40 @@ class Authenticator:
     def _is_worker_token(self, claims: Mapping[str, Any]) -> bool:
         return self._worker_audience in _audiences(claims)
 
-    def _principal(self, claims: Mapping[str, Any], role: Literal["producer", "worker"],
-                   token_hash: str) -> Principal:
+    def _principal(
+        self, claims: Mapping[str, Any], role: Literal["producer", "worker"], token_hash: str
+    ) -> Principal:
         tenant = tenant_from_claims(claims)
         is_admin = role == "producer" and _is_admin(claims)
         if is_admin and claims.get("tenant") == ALL_TENANTS:
             tenant = ALL_TENANTS
         if not tenant:
-            raise Unauthorized("token has neither a tenant claim nor a 'sub'",
-                               code="missing_claim")
+            raise Unauthorized("token has neither a tenant claim nor a 'sub'", code="missing_claim")
         if tenant == ALL_TENANTS and not is_admin:
             raise Forbidden("tenant '*' is reserved for admin tokens (role ADMIN)")
         if role == "producer":
-            return Principal(sub=str(claims["sub"]), tenant=tenant, role="producer",
-                             is_admin=is_admin, token_hash=token_hash, claims=claims)
+            return Principal(
+                sub=str(claims["sub"]),
+                tenant=tenant,
+                role="producer",
+                is_admin=is_admin,
+                token_hash=token_hash,
+                claims=claims,
+            )
         events = claims.get("eventTypes")
         scope = claims.get("scope")
         group = claims.get("workerGroup")
         return Principal(
-            sub=str(claims["sub"]), tenant=tenant, role="worker",
+            sub=str(claims["sub"]),
+            tenant=tenant,
+            role="worker",
             scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
             event_types=tuple(e for e in events if isinstance(e, str))
-            if isinstance(events, list) else (),
+            if isinstance(events, list)
+            else (),
             worker_group=group if isinstance(group, str) else None,
-            token_hash=token_hash, claims=claims,
+            token_hash=token_hash,
+            claims=claims,
         )
 
     async def _verify_either(self, token: str, now: float) -> tuple[dict[str, Any], bool]:
@@ -162,8 +187,9 @@ class Authenticator:
         assert first is not None
         raise first
 
-    async def _verify_as(self, token: str, now: float, primary: Verifier, other: Verifier
-                         ) -> tuple[dict[str, Any], bool]:
+    async def _verify_as(
+        self, token: str, now: float, primary: Verifier, other: Verifier
+    ) -> tuple[dict[str, Any], bool]:
         """Verify with the route's provider; when it refuses, a token the other role's
         provider accepts is a valid token of the wrong kind (403, not 401).
         Returns (claims, verified by ``primary``)."""
@@ -195,17 +221,26 @@ class Authenticator:
             is_worker = via_worker or self._is_worker_token(claims)
             return self._principal(claims, "worker" if is_worker else "producer", token_hash)
         if role == "producer":
-            claims, own = await self._verify_as(token, now, self.producer_verifier,
-                                                self.worker_verifier)
+            claims, own = await self._verify_as(
+                token, now, self.producer_verifier, self.worker_verifier
+            )
             if not own or self._is_worker_token(claims):
                 raise Forbidden("a producer token is required; this is a worker token")
             return self._principal(claims, "producer", token_hash)
-        claims, own = await self._verify_as(token, now, self.worker_verifier,
-                                            self.producer_verifier)
+        claims, own = await self._verify_as(
+            token, now, self.worker_verifier, self.producer_verifier
+        )
         if own and self._is_worker_token(claims):
             return self._principal(claims, "worker", token_hash)
         if not self._config.auth.allow_producer_as_worker:
             raise Forbidden(f"a worker token is required (audience {self._worker_audience!r})")
         p = self._principal(claims, "producer", token_hash)
-        return Principal(sub=p.sub, tenant=p.tenant, role="worker", scopes=ALL_WORKER_SCOPES,
-                         event_types=("*",), token_hash=token_hash, claims=claims)
+        return Principal(
+            sub=p.sub,
+            tenant=p.tenant,
+            role="worker",
+            scopes=ALL_WORKER_SCOPES,
+            event_types=("*",),
+            token_hash=token_hash,
+            claims=claims,
+        )

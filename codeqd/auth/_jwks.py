@@ -41,7 +41,12 @@ class JwksKeys:
     """The key set of one JWKS URL. ``clock`` is trio's (monotonic, mockable in tests)."""
 
     def __init__(
-        self, url: str, *, ttl: float, cooldown: float, timeout: float,
+        self,
+        url: str,
+        *,
+        ttl: float,
+        cooldown: float,
+        timeout: float,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.url = url
@@ -104,8 +109,13 @@ class JwksKeys:
                 jwks = await self._fetch()
             except JwksFetchError as e:
                 self._last_ok = False
-                log.warning("auth.jwks_fetch_failed", url=self.url, reason=reason, error=str(e),
-                            cached_keys=len(self._jwks))
+                log.warning(
+                    "auth.jwks_fetch_failed",
+                    url=self.url,
+                    reason=reason,
+                    error=str(e),
+                    cached_keys=len(self._jwks),
+                )
                 return False
             if jwks != self._jwks:
                 self.generation += 1
@@ -141,20 +151,27 @@ class JwksKeys:
                 )
         if jwk is None:
             if kid is None:
-                raise unauthorized("token header has no 'kid' and the key set has several keys",
-                                   "unknown_key")
-            raise unauthorized(f"token signed with an unknown key (kid {kid[:64]!r})",
-                               "unknown_key")
+                raise unauthorized(
+                    "token header has no 'kid' and the key set has several keys", "unknown_key"
+                )
+            raise unauthorized(
+                f"token signed with an unknown key (kid {kid[:64]!r})", "unknown_key"
+            )
         key = self._keys.get((kid or "", alg))
         if key is None:
             if jwk.get("alg", alg) != alg:
-                raise unauthorized(f"token algorithm {alg!r} does not match its key's "
-                                   f"{str(jwk.get('alg'))[:16]!r}", "alg_not_allowed")
+                raise unauthorized(
+                    f"token algorithm {alg!r} does not match its key's "
+                    f"{str(jwk.get('alg'))[:16]!r}",
+                    "alg_not_allowed",
+                )
             try:
                 key = jwt.PyJWK(jwk, algorithm=alg)
             except (jwt.PyJWTError, ValueError, TypeError, KeyError):
-                raise unauthorized(f"token algorithm {alg!r} does not fit its key "
-                                   f"(kid {(kid or '')[:64]!r})", "alg_not_allowed") from None
+                raise unauthorized(
+                    f"token algorithm {alg!r} does not fit its key (kid {(kid or '')[:64]!r})",
+                    "alg_not_allowed",
+                ) from None
             self._keys[(kid or "", alg)] = key
         return key
 

@@ -9,8 +9,14 @@ from typing import Any, Literal
 Role = Literal["producer", "worker"]
 
 ALL_WORKER_SCOPES = frozenset(
-    {"codeq:claim", "codeq:heartbeat", "codeq:abandon", "codeq:nack", "codeq:result",
-     "codeq:subscribe"}
+    {
+        "codeq:claim",
+        "codeq:heartbeat",
+        "codeq:abandon",
+        "codeq:nack",
+        "codeq:result",
+        "codeq:subscribe",
+    }
 )
 
 TENANT_CLAIMS = ("tenantId", "tenant_id", "organizationId", "organization_id")

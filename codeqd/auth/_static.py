@@ -31,8 +31,9 @@ def _claims_of(entry: str, role: str) -> dict[str, Any]:
         pass
     claims = {"sub": f"static-{_digest(entry).hex()[:12]}", "tenantId": "default"}
     if role == "worker":
-        claims.update(aud=[WORKER_AUDIENCE], eventTypes=["*"],
-                      scope=" ".join(sorted(ALL_WORKER_SCOPES)))
+        claims.update(
+            aud=[WORKER_AUDIENCE], eventTypes=["*"], scope=" ".join(sorted(ALL_WORKER_SCOPES))
+        )
     return claims
 
 
@@ -45,7 +46,8 @@ class StaticVerifier:
     async def verify(self, token: str, now: float) -> dict[str, Any]:
         claims = self._claims.get(_digest(token))
         if claims is None:
-            raise unauthorized("invalid token: not one of the configured static tokens",
-                               "invalid_token")
+            raise unauthorized(
+                "invalid token: not one of the configured static tokens", "invalid_token"
+            )
         check_times(claims, now, self._rules)
         return claims

@@ -19,8 +19,9 @@ TTL = 60.0
 
 
 class CachingVerifier:
-    def __init__(self, inner: Any, rules: ClaimRules, *, ttl: float = TTL,
-                 max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self, inner: Any, rules: ClaimRules, *, ttl: float = TTL, max_entries: int = MAX_ENTRIES
+    ) -> None:
         self.inner = inner
         self._leeway = rules.leeway
         self._ttl = ttl

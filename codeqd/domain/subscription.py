@@ -32,8 +32,13 @@ class NewSubscription:
 
 
 def parse_new_subscription(
-    body: Any, *, token_event_types: tuple[str, ...], worker_group: str | None,
-    default_min_interval: int, default_ttl: int, max_ttl: int,
+    body: Any,
+    *,
+    token_event_types: tuple[str, ...],
+    worker_group: str | None,
+    default_min_interval: int,
+    default_ttl: int,
+    max_ttl: int,
 ) -> NewSubscription:
     body = require_object(body)
     url = check_webhook(body.get("callbackUrl"), "callbackUrl")
@@ -53,8 +58,9 @@ def parse_new_subscription(
     if "*" not in token_event_types:
         denied = [e for e in events if e not in token_event_types]
         if denied:
-            raise Forbidden(f"token's eventTypes do not include {', '.join(denied)}",
-                            eventTypes=denied)
+            raise Forbidden(
+                f"token's eventTypes do not include {', '.join(denied)}", eventTypes=denied
+            )
     group = body.get("groupId")
     if group is None or group == "":
         group = worker_group or ""
@@ -66,8 +72,9 @@ def parse_new_subscription(
     elif mode not in DELIVERY_MODES:
         raise ValidationError("deliveryMode", "must be 'fanout', 'group' or 'hash'")
     if mode == "group" and not group:
-        raise ValidationError("groupId", "is required with deliveryMode 'group' "
-                                         "(or a workerGroup claim in the token)")
+        raise ValidationError(
+            "groupId", "is required with deliveryMode 'group' (or a workerGroup claim in the token)"
+        )
     interval = get_int(body, "minIntervalSeconds", default_min_interval, 0, MAX_MIN_INTERVAL)
     ttl = get_int(body, "ttlSeconds", default_ttl, 1, max_ttl)
     assert interval is not None and ttl is not None

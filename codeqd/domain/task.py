@@ -57,9 +57,7 @@ def require_object(body: Any, what: str = "body") -> dict[str, Any]:
     return body
 
 
-def get_int(
-    body: dict[str, Any], name: str, default: int | None, lo: int, hi: int
-) -> int | None:
+def get_int(body: dict[str, Any], name: str, default: int | None, lo: int, hi: int) -> int | None:
     value = body.get(name)
     if value is None:
         return default
@@ -128,7 +126,8 @@ def check_webhook(value: str | None, name: str = "webhook") -> str | None:
     if len(value) > MAX_WEBHOOK_LEN:
         raise ValidationError(name, f"longer than {MAX_WEBHOOK_LEN} characters")
     if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE) or any(
-            ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        ord(c) < 0x20 or ord(c) == 0x7F for c in value
+    ):
         raise ValidationError(name, "must be an absolute http:// or https:// URL")
     try:
         parts = urlsplit(value)
@@ -151,9 +150,7 @@ class NewTask:
     idempotency_key: str | None
 
 
-def parse_new_task(
-    body: Any, *, now_ms: int, default_max_attempts: int, max_depth: int
-) -> NewTask:
+def parse_new_task(body: Any, *, now_ms: int, default_max_attempts: int, max_depth: int) -> NewTask:
     """Validate a create body (SPEC §2); raises ValidationError naming the field."""
     body = require_object(body)
     command = check_command(body.get("command"), "command") if "command" in body else None

@@ -34,8 +34,9 @@ PREFIX = "/v1/codeq"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status=status, headers=headers,
-                    content_type="application/json")
+    return Response(
+        orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def error_response(err: CodeqError) -> Response:
@@ -100,8 +101,7 @@ def create_app(ctx: Context) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     header_limit = ctx.config.limits.header_bytes
-    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, subscriptions.bp,
-               openapi.bp):
+    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, subscriptions.bp, openapi.bp):
         app.register_blueprint(bp)
 
     @app.before_request
@@ -125,12 +125,17 @@ def create_app(ctx: Context) -> QuartTrio:
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         metrics.HTTP_DURATION.labels(request.method, rule, str(response.status_code)).observe(
-            elapsed)
+            elapsed
+        )
         if rule not in ("/healthz", "/readyz", "/metrics"):
             log.info(
-                "http.request", method=request.method, route=rule, status=response.status_code,
+                "http.request",
+                method=request.method,
+                route=rule,
+                status=response.status_code,
                 duration_ms=round(elapsed * 1000, 2),
-                request_id=g.get("request_id"), tenant=principal.tenant if principal else None,
+                request_id=g.get("request_id"),
+                tenant=principal.tenant if principal else None,
                 task_id=g.get("task_id"),
             )
         return response
@@ -143,24 +148,37 @@ def create_app(ctx: Context) -> QuartTrio:
     async def _http_error(err: HTTPException) -> Response:
         code = err.code or 500
         if isinstance(err, RequestEntityTooLarge):
-            return error_response(PayloadTooLarge(
-                f"request body larger than {ctx.config.limits.body_bytes} bytes"))
+            return error_response(
+                PayloadTooLarge(f"request body larger than {ctx.config.limits.body_bytes} bytes")
+            )
         names = {404: "route_not_found", 405: "method_not_allowed"}
-        message = {404: f"no route {request.method} {request.path}",
-                   405: f"method {request.method} not allowed on {request.path}"}
+        message = {
+            404: f"no route {request.method} {request.path}",
+            405: f"method {request.method} not allowed on {request.path}",
+        }
         return json_response(
-            {"error": message.get(code, err.description or err.name),
-             "code": names.get(code, "http_error"), "details": {}},
+            {
+                "error": message.get(code, err.description or err.name),
+                "code": names.get(code, "http_error"),
+                "details": {},
+            },
             code,
         )
 
     @app.errorhandler(Exception)
     async def _unexpected(err: Exception) -> Response:
-        log.exception("http.unhandled_error", request_id=g.get("request_id"),
-                      route=request.url_rule.rule if request.url_rule else None)
+        log.exception(
+            "http.unhandled_error",
+            request_id=g.get("request_id"),
+            route=request.url_rule.rule if request.url_rule else None,
+        )
         return json_response(
-            {"error": "internal error; see the server log for request id "
-                      f"{g.get('request_id', '')}", "code": "internal", "details": {}},
+            {
+                "error": "internal error; see the server log for request id "
+                f"{g.get('request_id', '')}",
+                "code": "internal",
+                "details": {},
+            },
             500,
         )
 

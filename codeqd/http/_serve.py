@@ -51,8 +51,12 @@ async def serve(
         await nursery.start(ctx.hub.run, ctx.store)
         async with trio.open_nursery() as server:
             binds = await server.start(
-                partial(hypercorn_serve, app, hypercorn_config(ctx, bind),
-                        shutdown_trigger=shutdown_trigger)
+                partial(
+                    hypercorn_serve,
+                    app,
+                    hypercorn_config(ctx, bind),
+                    shutdown_trigger=shutdown_trigger,
+                )
             )
             task_status.started(list(binds))
         nursery.cancel_scope.cancel()

@@ -56,16 +56,19 @@ async def dlq_list(principal: Principal, command: str) -> Response:
     items, next_cursor = await app_context().store.dlq_page(
         principal.tenant, check_command(command), limit, cursor
     )
-    return json_response({
-        "tasks": [task_to_wire(meta, payload) for meta, payload in items],
-        "nextCursor": str(next_cursor) if next_cursor is not None else None,
-    })
+    return json_response(
+        {
+            "tasks": [task_to_wire(meta, payload) for meta, payload in items],
+            "nextCursor": str(next_cursor) if next_cursor is not None else None,
+        }
+    )
 
 
 def _dlq_selection(body: dict[str, object]) -> tuple[list[str] | None, int]:
     ids = body.get("ids")
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)
-                            or len(ids) > 10_000):
+    if ids is not None and (
+        not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 10_000
+    ):
         raise ValidationError("ids", "expected a list of task id strings (at most 10000)")
     return ids, get_int(body, "limit", 100, 1, 10_000) or 100
 

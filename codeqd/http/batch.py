@@ -31,8 +31,9 @@ def _items(body: Any, name: str) -> list[Any]:
     if not isinstance(items, list):
         raise ValidationError(name, "expected a list")
     if len(items) > limit:
-        raise ValidationError(name, f"at most {limit} items per batch (limits.batch_max)",
-                              limit=limit)
+        raise ValidationError(
+            name, f"at most {limit} items per batch (limits.batch_max)", limit=limit
+        )
     return items
 
 
@@ -49,10 +50,14 @@ async def create_tasks(principal: Principal) -> Response:
     parsed: list[NewTask | CodeqError] = []
     for item in items:
         try:
-            parsed.append(parse_new_task(
-                item, now_ms=now, default_max_attempts=ctx.config.tasks.default_max_attempts,
-                max_depth=ctx.config.limits.max_payload_depth,
-            ))
+            parsed.append(
+                parse_new_task(
+                    item,
+                    now_ms=now,
+                    default_max_attempts=ctx.config.tasks.default_max_attempts,
+                    max_depth=ctx.config.limits.max_payload_depth,
+                )
+            )
         except CodeqError as e:
             parsed.append(e)
     valid = [p for p in parsed if isinstance(p, NewTask)]
@@ -85,8 +90,7 @@ def _report(item: Any) -> Report:
     if not isinstance(task_id, str) or not task_id:
         raise ValidationError("taskId", "expected the task id as a string")
     status, result, error, artifacts = parse_report(item)
-    return Report(task_id, parse_lease_id(item.get("leaseId")), status, result, error,
-                  artifacts)
+    return Report(task_id, parse_lease_id(item.get("leaseId")), status, result, error, artifacts)
 
 
 @bp.post("/tasks/batch/results")
@@ -100,8 +104,11 @@ async def submit_results(principal: Principal) -> Response:
         except CodeqError as e:
             parsed.append(e)
     valid = [p for p in parsed if isinstance(p, Report)]
-    applied = iter(await report_batch(app_context().store, principal.tenant, principal.sub,
-                                      valid) if valid else [])
+    applied = iter(
+        await report_batch(app_context().store, principal.tenant, principal.sub, valid)
+        if valid
+        else []
+    )
     out = []
     for item, p in zip(items, parsed, strict=True):
         outcome = p if isinstance(p, CodeqError) else next(applied)

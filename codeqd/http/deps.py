@@ -40,8 +40,11 @@ def _admin_tenant(principal: Principal, all_tenants: bool) -> Principal:
             return dataclasses.replace(principal, tenant=wanted)
         if all_tenants:
             return principal
-        raise ValidationError("tenant", "an admin token for every tenant (tenant '*') must "
-                              "name the tenant to act on: ?tenant=<id>")
+        raise ValidationError(
+            "tenant",
+            "an admin token for every tenant (tenant '*') must "
+            "name the tenant to act on: ?tenant=<id>",
+        )
     if wanted and wanted != principal.tenant:
         raise Forbidden("only an admin token with tenant '*' may act on another tenant")
     return principal
@@ -52,17 +55,25 @@ async def _rate_limit(principal: Principal, rate: RateOperation) -> None:
     cfg = ctx.config.ratelimit
     if not cfg.enabled:
         return
-    decision = await take(ctx.store, principal.token_hash, rate, getattr(cfg, rate),
-                          int(ctx.auth.clock() * 1000))
+    decision = await take(
+        ctx.store, principal.token_hash, rate, getattr(cfg, rate), int(ctx.auth.clock() * 1000)
+    )
     if not decision.allowed:
         scope, operation = RATE_NAMES[rate]
         RATELIMIT_REJECTED.labels(scope, operation).inc()
-        raise RateLimited(f"rate limit exceeded for {operation}; retry later",
-                          retry_after=decision.retry_after, scope=scope, operation=operation)
+        raise RateLimited(
+            f"rate limit exceeded for {operation}; retry later",
+            retry_after=decision.retry_after,
+            scope=scope,
+            operation=operation,
+        )
 
 
 def requires(
-    audience: Audience, scope: str | None = None, *, rate: RateOperation | None = None,
+    audience: Audience,
+    scope: str | None = None,
+    *,
+    rate: RateOperation | None = None,
     all_tenants: bool = False,
 ) -> Callable[[Callable[..., Awaitable[R]]], Callable[..., Awaitable[R]]]:
     """Verify the bearer token for ``audience`` (and ``scope``) before the route runs;

@@ -43,55 +43,119 @@ def seconds(lo: int, hi: int | None = None) -> Schema:
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": STR, "code": STR, "details": ANY_OBJECT}, ("error", "code")),
-    "RateLimitError": obj({"error": STR, "code": STR, "scope": STR, "operation": STR,
-                           "retryAfterSeconds": {"type": "integer"}},
-                          ("error", "scope", "operation", "retryAfterSeconds")),
-    "Task": obj({
-        "id": STR, "command": COMMAND, "payload": ANY_OBJECT, "priority": seconds(0, 9),
-        "status": {"type": "string",
-                   "enum": ["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]},
-        "attempts": {"type": "integer"}, "maxAttempts": {"type": "integer"}, "workerId": STR,
-        "leaseId": {"type": "string", "description": "fencing token of the current lease"},
-        "leaseUntil": TIME, "runAt": TIME, "webhook": STR, "idempotencyKey": STR,
-        "tenantId": STR, "error": STR, "createdAt": TIME, "updatedAt": TIME,
-        "deadLettered": {"type": "boolean"},
-    }, ("id", "command", "payload", "status")),
-    "Artifact": obj({"name": STR, "url": STR, "contentBase64": STR, "contentType": STR},
-                    ("name",)),
-    "Result": obj({"taskId": STR, "status": {"type": "string", "enum": ["COMPLETED", "FAILED"]},
-                   "result": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]},
-                   "artifacts": {"type": "array", "items": ref("Artifact")},
-                   "completedAt": TIME}, ("taskId", "status")),
-    "NewTask": obj({
-        "command": COMMAND, "payload": ANY_OBJECT, "priority": seconds(0, 9),
-        "maxAttempts": seconds(1), "webhook": {"type": "string", "format": "uri"},
-        "idempotencyKey": STR, "runAt": TIME, "delaySeconds": seconds(0),
-    }, ("command", "payload")),
-    "Claim": obj({"commands": COMMANDS, "leaseSeconds": seconds(1),
-                  "waitSeconds": seconds(0, 30)}),
-    "BatchClaim": obj({"commands": COMMANDS, "leaseSeconds": seconds(1),
-                       "waitSeconds": seconds(0, 30), "maxTasks": seconds(1)}, ("maxTasks",)),
+    "RateLimitError": obj(
+        {
+            "error": STR,
+            "code": STR,
+            "scope": STR,
+            "operation": STR,
+            "retryAfterSeconds": {"type": "integer"},
+        },
+        ("error", "scope", "operation", "retryAfterSeconds"),
+    ),
+    "Task": obj(
+        {
+            "id": STR,
+            "command": COMMAND,
+            "payload": ANY_OBJECT,
+            "priority": seconds(0, 9),
+            "status": {
+                "type": "string",
+                "enum": ["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"],
+            },
+            "attempts": {"type": "integer"},
+            "maxAttempts": {"type": "integer"},
+            "workerId": STR,
+            "leaseId": {"type": "string", "description": "fencing token of the current lease"},
+            "leaseUntil": TIME,
+            "runAt": TIME,
+            "webhook": STR,
+            "idempotencyKey": STR,
+            "tenantId": STR,
+            "error": STR,
+            "createdAt": TIME,
+            "updatedAt": TIME,
+            "deadLettered": {"type": "boolean"},
+        },
+        ("id", "command", "payload", "status"),
+    ),
+    "Artifact": obj({"name": STR, "url": STR, "contentBase64": STR, "contentType": STR}, ("name",)),
+    "Result": obj(
+        {
+            "taskId": STR,
+            "status": {"type": "string", "enum": ["COMPLETED", "FAILED"]},
+            "result": {"type": ["object", "null"]},
+            "error": {"type": ["string", "null"]},
+            "artifacts": {"type": "array", "items": ref("Artifact")},
+            "completedAt": TIME,
+        },
+        ("taskId", "status"),
+    ),
+    "NewTask": obj(
+        {
+            "command": COMMAND,
+            "payload": ANY_OBJECT,
+            "priority": seconds(0, 9),
+            "maxAttempts": seconds(1),
+            "webhook": {"type": "string", "format": "uri"},
+            "idempotencyKey": STR,
+            "runAt": TIME,
+            "delaySeconds": seconds(0),
+        },
+        ("command", "payload"),
+    ),
+    "Claim": obj({"commands": COMMANDS, "leaseSeconds": seconds(1), "waitSeconds": seconds(0, 30)}),
+    "BatchClaim": obj(
+        {
+            "commands": COMMANDS,
+            "leaseSeconds": seconds(1),
+            "waitSeconds": seconds(0, 30),
+            "maxTasks": seconds(1),
+        },
+        ("maxTasks",),
+    ),
     "Lease": obj({"leaseId": {"type": "string", "maxLength": 128}}),
     "Heartbeat": obj({"extendSeconds": seconds(1), "leaseId": {"type": "string"}}),
     "Nack": obj({"delaySeconds": seconds(0), "reason": STR, "leaseId": STR}),
-    "Report": obj({"status": {"type": "string", "enum": ["COMPLETED", "FAILED"]},
-                   "result": ANY_OBJECT, "error": STR,
-                   "artifacts": {"type": "array", "items": ref("Artifact")}, "leaseId": STR},
-                  ("status",)),
-    "TaskWithResult": obj({"task": ref("Task"),
-                           "result": {"oneOf": [ref("Result"), {"type": "null"}]}},
-                          ("task", "result")),
-    "QueueStats": obj({"command": STR, "ready": {"type": "integer"},
-                       "delayed": {"type": "integer"}, "inProgress": {"type": "integer"},
-                       "dlq": {"type": "integer"}, "paused": {"type": "boolean"}},
-                      ("command", "ready", "delayed", "inProgress", "dlq")),
-    "Subscription": obj({"callbackUrl": {"type": "string", "format": "uri"},
-                         "eventTypes": COMMANDS,
-                         "deliveryMode": {"type": "string", "enum": ["fanout", "group", "hash"]},
-                         "groupId": STR, "minIntervalSeconds": seconds(0),
-                         "ttlSeconds": seconds(1)}, ("callbackUrl",)),
-    "SubscriptionLease": obj({"subscriptionId": STR, "expiresAt": TIME},
-                             ("subscriptionId", "expiresAt")),
+    "Report": obj(
+        {
+            "status": {"type": "string", "enum": ["COMPLETED", "FAILED"]},
+            "result": ANY_OBJECT,
+            "error": STR,
+            "artifacts": {"type": "array", "items": ref("Artifact")},
+            "leaseId": STR,
+        },
+        ("status",),
+    ),
+    "TaskWithResult": obj(
+        {"task": ref("Task"), "result": {"oneOf": [ref("Result"), {"type": "null"}]}},
+        ("task", "result"),
+    ),
+    "QueueStats": obj(
+        {
+            "command": STR,
+            "ready": {"type": "integer"},
+            "delayed": {"type": "integer"},
+            "inProgress": {"type": "integer"},
+            "dlq": {"type": "integer"},
+            "paused": {"type": "boolean"},
+        },
+        ("command", "ready", "delayed", "inProgress", "dlq"),
+    ),
+    "Subscription": obj(
+        {
+            "callbackUrl": {"type": "string", "format": "uri"},
+            "eventTypes": COMMANDS,
+            "deliveryMode": {"type": "string", "enum": ["fanout", "group", "hash"]},
+            "groupId": STR,
+            "minIntervalSeconds": seconds(0),
+            "ttlSeconds": seconds(1),
+        },
+        ("callbackUrl",),
+    ),
+    "SubscriptionLease": obj(
+        {"subscriptionId": STR, "expiresAt": TIME}, ("subscriptionId", "expiresAt")
+    ),
 }
 
 ERRORS = {
@@ -113,8 +177,7 @@ def _json(schema: Schema) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _responses(ok: dict[str, tuple[str, Schema | None]], errors: tuple[str, ...]
-               ) -> dict[str, Any]:
+def _responses(ok: dict[str, tuple[str, Schema | None]], errors: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status, (text, schema) in ok.items():
         out[status] = {"description": text, **(_json(schema) if schema else {})}
@@ -124,9 +187,17 @@ def _responses(ok: dict[str, tuple[str, Schema | None]], errors: tuple[str, ...]
     return out
 
 
-def op(summary: str, audience: str, ok: dict[str, tuple[str, Schema | None]], *,
-       body: Schema | None = None, body_required: bool = False, scope: str | None = None,
-       errors: tuple[str, ...] = (), params: list[dict[str, Any]] | None = None) -> Schema:
+def op(
+    summary: str,
+    audience: str,
+    ok: dict[str, tuple[str, Schema | None]],
+    *,
+    body: Schema | None = None,
+    body_required: bool = False,
+    scope: str | None = None,
+    errors: tuple[str, ...] = (),
+    params: list[dict[str, Any]] | None = None,
+) -> Schema:
     """One operation; ``audience`` is producer, worker, admin, any or none."""
     out: Schema = {"summary": summary, "x-codeq-audience": audience}
     if audience != "none":
@@ -152,127 +223,335 @@ def query(name: str, schema: Schema, text: str) -> dict[str, Any]:
 
 TASK_ID = path_param("task_id")
 CMD = path_param("command", COMMAND)
-TENANT = query("tenant", STR, "for an admin token with tenant '*': the tenant to act on "
-                              "(required, except for cleanup where omitting it means all)")
+TENANT = query(
+    "tenant",
+    STR,
+    "for an admin token with tenant '*': the tenant to act on "
+    "(required, except for cleanup where omitting it means all)",
+)
 OK_STATUS = obj({"status": STR}, ("status",))
 P = PREFIX
 
 PATHS: dict[str, dict[str, Schema]] = {
     "/healthz": {"get": op("Liveness", "none", {"200": ("alive", OK_STATUS)})},
-    "/readyz": {"get": op("Readiness: the store answers", "none",
-                          {"200": ("ready", OK_STATUS)}, errors=("503",))},
-    "/metrics": {"get": {"summary": "Prometheus metrics (bind to a private address)",
-                         "x-codeq-audience": "none",
-                         "responses": {"200": {"description": "Prometheus text format",
-                                               "content": {"text/plain": {"schema": STR}}}}}},
-    f"{P}/openapi.json": {"get": op("This document", "none",
-                                    {"200": ("OpenAPI 3.1 document", ANY_OBJECT)})},
-    f"{P}/tasks": {"post": op("Create a task", "producer", {"202": ("created", ref("Task"))},
-                              body=ref("NewTask"), body_required=True)},
-    f"{P}/tasks/batch": {"post": op(
-        "Create up to limits.batch_max tasks", "producer",
-        {"202": ("per item: Task or error, same order",
-                 obj({"tasks": {"type": "array", "items": ANY_OBJECT}}, ("tasks",)))},
-        body=obj({"tasks": {"type": "array", "items": ref("NewTask")}}, ("tasks",)),
-        body_required=True)},
-    f"{P}/tasks/claim": {"post": op(
-        "Lease the next task (long-poll up to waitSeconds)", "worker",
-        {"200": ("leased", ref("Task")), "204": ("nothing claimable within waitSeconds", None)},
-        body=ref("Claim"), scope="codeq:claim")},
-    f"{P}/tasks/claim/batch": {"post": op(
-        "Lease up to maxTasks tasks", "worker",
-        {"200": ("leased (possibly none)",
-                 obj({"tasks": {"type": "array", "items": ref("Task")}}, ("tasks",)))},
-        body=ref("BatchClaim"), body_required=True, scope="codeq:claim")},
-    f"{P}/tasks/batch/results": {"post": op(
-        "Report several results", "worker",
-        {"200": ("per-item outcomes", ANY_OBJECT)},
-        body=obj({"results": {"type": "array", "items": ANY_OBJECT}}, ("results",)),
-        body_required=True, scope="codeq:result")},
+    "/readyz": {
+        "get": op(
+            "Readiness: the store answers", "none", {"200": ("ready", OK_STATUS)}, errors=("503",)
+        )
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (bind to a private address)",
+            "x-codeq-audience": "none",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": STR}},
+                }
+            },
+        }
+    },
+    f"{P}/openapi.json": {
+        "get": op("This document", "none", {"200": ("OpenAPI 3.1 document", ANY_OBJECT)})
+    },
+    f"{P}/tasks": {
+        "post": op(
+            "Create a task",
+            "producer",
+            {"202": ("created", ref("Task"))},
+            body=ref("NewTask"),
+            body_required=True,
+        )
+    },
+    f"{P}/tasks/batch": {
+        "post": op(
+            "Create up to limits.batch_max tasks",
+            "producer",
+            {
+                "202": (
+                    "per item: Task or error, same order",
+                    obj({"tasks": {"type": "array", "items": ANY_OBJECT}}, ("tasks",)),
+                )
+            },
+            body=obj({"tasks": {"type": "array", "items": ref("NewTask")}}, ("tasks",)),
+            body_required=True,
+        )
+    },
+    f"{P}/tasks/claim": {
+        "post": op(
+            "Lease the next task (long-poll up to waitSeconds)",
+            "worker",
+            {"200": ("leased", ref("Task")), "204": ("nothing claimable within waitSeconds", None)},
+            body=ref("Claim"),
+            scope="codeq:claim",
+        )
+    },
+    f"{P}/tasks/claim/batch": {
+        "post": op(
+            "Lease up to maxTasks tasks",
+            "worker",
+            {
+                "200": (
+                    "leased (possibly none)",
+                    obj({"tasks": {"type": "array", "items": ref("Task")}}, ("tasks",)),
+                )
+            },
+            body=ref("BatchClaim"),
+            body_required=True,
+            scope="codeq:claim",
+        )
+    },
+    f"{P}/tasks/batch/results": {
+        "post": op(
+            "Report several results",
+            "worker",
+            {"200": ("per-item outcomes", ANY_OBJECT)},
+            body=obj({"results": {"type": "array", "items": ANY_OBJECT}}, ("results",)),
+            body_required=True,
+            scope="codeq:result",
+        )
+    },
     f"{P}/tasks/{{task_id}}": {
-        "get": op("Read a task", "any", {"200": ("the task", ref("Task"))}, errors=("404",),
-                  params=[TASK_ID]),
-        "delete": op("Cancel a task", "producer", {"200": ("cancelled", ref("Task"))},
-                     errors=("404", "409"), params=[TASK_ID]),
+        "get": op(
+            "Read a task",
+            "any",
+            {"200": ("the task", ref("Task"))},
+            errors=("404",),
+            params=[TASK_ID],
+        ),
+        "delete": op(
+            "Cancel a task",
+            "producer",
+            {"200": ("cancelled", ref("Task"))},
+            errors=("404", "409"),
+            params=[TASK_ID],
+        ),
     },
     f"{P}/tasks/{{task_id}}/result": {
-        "get": op("Read (or wait for) the result", "any",
-                  {"200": ("the task and its result (null while not terminal)",
-                           ref("TaskWithResult"))}, errors=("404",),
-                  params=[TASK_ID, query("waitSeconds", seconds(0, 30),
-                                         "wait up to this long for a terminal state")]),
-        "post": op("Report the result (lease holder)", "worker",
-                   {"200": ("stored", ref("Result"))}, body=ref("Report"), body_required=True,
-                   scope="codeq:result", errors=("404", "409"), params=[TASK_ID]),
+        "get": op(
+            "Read (or wait for) the result",
+            "any",
+            {"200": ("the task and its result (null while not terminal)", ref("TaskWithResult"))},
+            errors=("404",),
+            params=[
+                TASK_ID,
+                query("waitSeconds", seconds(0, 30), "wait up to this long for a terminal state"),
+            ],
+        ),
+        "post": op(
+            "Report the result (lease holder)",
+            "worker",
+            {"200": ("stored", ref("Result"))},
+            body=ref("Report"),
+            body_required=True,
+            scope="codeq:result",
+            errors=("404", "409"),
+            params=[TASK_ID],
+        ),
     },
-    f"{P}/tasks/{{task_id}}/heartbeat": {"post": op(
-        "Extend the lease", "worker",
-        {"200": ("extended", obj({"ok": {"type": "boolean"}, "leaseUntil": TIME},
-                                 ("ok", "leaseUntil")))},
-        body=ref("Heartbeat"), scope="codeq:heartbeat", errors=("404", "409"),
-        params=[TASK_ID])},
-    f"{P}/tasks/{{task_id}}/abandon": {"post": op(
-        "Give the task back without a penalty", "worker",
-        {"200": ("requeued", OK_STATUS)}, body=ref("Lease"), scope="codeq:abandon",
-        errors=("404", "409"), params=[TASK_ID])},
-    f"{P}/tasks/{{task_id}}/nack": {"post": op(
-        "Retry later (backoff) or dead-letter", "worker",
-        {"200": ("requeued or dead-lettered",
-                 obj({"status": {"type": "string", "enum": ["requeued", "dead_lettered"]},
-                      "delaySeconds": {"type": "integer"}}, ("status",)))},
-        body=ref("Nack"), scope="codeq:nack", errors=("404", "409"), params=[TASK_ID])},
-    f"{P}/workers/subscriptions": {"post": op(
-        "Subscribe to worker-availability notifications", "worker",
-        {"200": ("subscribed", ref("SubscriptionLease"))}, body=ref("Subscription"),
-        body_required=True, scope="codeq:subscribe")},
-    f"{P}/workers/subscriptions/{{subscription_id}}/heartbeat": {"post": op(
-        "Keep a subscription alive", "worker",
-        {"200": ("extended", ref("SubscriptionLease"))}, body=ANY_OBJECT, errors=("404",),
-        params=[path_param("subscription_id")])},
-    f"{P}/workers/subscriptions/{{subscription_id}}": {"delete": op(
-        "Unsubscribe", "worker", {"204": ("removed", None)}, errors=("404",),
-        params=[path_param("subscription_id")])},
-    f"{P}/admin/queues": {"get": op(
-        "Every queue of the tenant", "admin",
-        {"200": ("queues", {"type": "array", "items": ref("QueueStats")})}, params=[TENANT])},
-    f"{P}/admin/queues/{{command}}": {"get": op(
-        "One queue's counts", "admin", {"200": ("counts", ref("QueueStats"))},
-        params=[CMD, TENANT])},
-    f"{P}/admin/queues/{{command}}/stats": {"get": op(
-        "One queue's counts", "admin", {"200": ("counts", ref("QueueStats"))},
-        params=[CMD, TENANT])},
-    f"{P}/admin/queues/{{command}}/dlq": {"get": op(
-        "A page of dead-lettered tasks, oldest first", "admin",
-        {"200": ("page", obj({"tasks": {"type": "array", "items": ref("Task")},
-                              "nextCursor": {"type": ["string", "null"]}}, ("tasks",)))},
-        params=[CMD, TENANT, query("limit", seconds(1, 1000), "page size"),
-                query("cursor", seconds(0), "from the previous page's nextCursor")])},
-    f"{P}/admin/queues/{{command}}/dlq/replay": {"post": op(
-        "Requeue dead tasks (chosen ids, or the oldest limit)", "admin",
-        {"200": ("replayed", obj({"replayed": {"type": "integer"},
-                                  "ids": {"type": "array", "items": STR},
-                                  "notFound": {"type": "array", "items": STR}}, ("replayed",)))},
-        body=obj({"ids": {"type": "array", "items": STR, "maxItems": 10000},
-                  "limit": seconds(1, 10000)}), params=[CMD, TENANT])},
-    f"{P}/admin/queues/{{command}}/dlq/purge": {"post": op(
-        "Delete dead tasks for good (chosen ids, or the oldest limit)", "admin",
-        {"200": ("purged", obj({"purged": {"type": "integer"},
-                                "ids": {"type": "array", "items": STR},
-                                "notFound": {"type": "array", "items": STR}}, ("purged",)))},
-        body=obj({"ids": {"type": "array", "items": STR, "maxItems": 10000},
-                  "limit": seconds(1, 10000)}), params=[CMD, TENANT])},
-    f"{P}/admin/queues/{{command}}/pause": {"post": op(
-        "Stop handing out tasks of a queue", "admin",
-        {"200": ("paused", obj({"command": STR, "paused": {"type": "boolean"}}))},
-        params=[CMD, TENANT])},
-    f"{P}/admin/queues/{{command}}/resume": {"post": op(
-        "Hand out tasks of a queue again", "admin",
-        {"200": ("resumed", obj({"command": STR, "paused": {"type": "boolean"}}))},
-        params=[CMD, TENANT])},
-    f"{P}/admin/tasks/cleanup": {"post": op(
-        "Delete terminal tasks finished before a time", "admin",
-        {"200": ("deleted", obj({"deleted": {"type": "integer"}}, ("deleted",)))},
-        body=obj({"before": TIME, "limit": seconds(1, 100000)}), params=[TENANT])},
+    f"{P}/tasks/{{task_id}}/heartbeat": {
+        "post": op(
+            "Extend the lease",
+            "worker",
+            {
+                "200": (
+                    "extended",
+                    obj({"ok": {"type": "boolean"}, "leaseUntil": TIME}, ("ok", "leaseUntil")),
+                )
+            },
+            body=ref("Heartbeat"),
+            scope="codeq:heartbeat",
+            errors=("404", "409"),
+            params=[TASK_ID],
+        )
+    },
+    f"{P}/tasks/{{task_id}}/abandon": {
+        "post": op(
+            "Give the task back without a penalty",
+            "worker",
+            {"200": ("requeued", OK_STATUS)},
+            body=ref("Lease"),
+            scope="codeq:abandon",
+            errors=("404", "409"),
+            params=[TASK_ID],
+        )
+    },
+    f"{P}/tasks/{{task_id}}/nack": {
+        "post": op(
+            "Retry later (backoff) or dead-letter",
+            "worker",
+            {
+                "200": (
+                    "requeued or dead-lettered",
+                    obj(
+                        {
+                            "status": {"type": "string", "enum": ["requeued", "dead_lettered"]},
+                            "delaySeconds": {"type": "integer"},
+                        },
+                        ("status",),
+                    ),
+                )
+            },
+            body=ref("Nack"),
+            scope="codeq:nack",
+            errors=("404", "409"),
+            params=[TASK_ID],
+        )
+    },
+    f"{P}/workers/subscriptions": {
+        "post": op(
+            "Subscribe to worker-availability notifications",
+            "worker",
+            {"200": ("subscribed", ref("SubscriptionLease"))},
+            body=ref("Subscription"),
+            body_required=True,
+            scope="codeq:subscribe",
+        )
+    },
+    f"{P}/workers/subscriptions/{{subscription_id}}/heartbeat": {
+        "post": op(
+            "Keep a subscription alive",
+            "worker",
+            {"200": ("extended", ref("SubscriptionLease"))},
+            body=ANY_OBJECT,
+            errors=("404",),
+            params=[path_param("subscription_id")],
+        )
+    },
+    f"{P}/workers/subscriptions/{{subscription_id}}": {
+        "delete": op(
+            "Unsubscribe",
+            "worker",
+            {"204": ("removed", None)},
+            errors=("404",),
+            params=[path_param("subscription_id")],
+        )
+    },
+    f"{P}/admin/queues": {
+        "get": op(
+            "Every queue of the tenant",
+            "admin",
+            {"200": ("queues", {"type": "array", "items": ref("QueueStats")})},
+            params=[TENANT],
+        )
+    },
+    f"{P}/admin/queues/{{command}}": {
+        "get": op(
+            "One queue's counts",
+            "admin",
+            {"200": ("counts", ref("QueueStats"))},
+            params=[CMD, TENANT],
+        )
+    },
+    f"{P}/admin/queues/{{command}}/stats": {
+        "get": op(
+            "One queue's counts",
+            "admin",
+            {"200": ("counts", ref("QueueStats"))},
+            params=[CMD, TENANT],
+        )
+    },
+    f"{P}/admin/queues/{{command}}/dlq": {
+        "get": op(
+            "A page of dead-lettered tasks, oldest first",
+            "admin",
+            {
+                "200": (
+                    "page",
+                    obj(
+                        {
+                            "tasks": {"type": "array", "items": ref("Task")},
+                            "nextCursor": {"type": ["string", "null"]},
+                        },
+                        ("tasks",),
+                    ),
+                )
+            },
+            params=[
+                CMD,
+                TENANT,
+                query("limit", seconds(1, 1000), "page size"),
+                query("cursor", seconds(0), "from the previous page's nextCursor"),
+            ],
+        )
+    },
+    f"{P}/admin/queues/{{command}}/dlq/replay": {
+        "post": op(
+            "Requeue dead tasks (chosen ids, or the oldest limit)",
+            "admin",
+            {
+                "200": (
+                    "replayed",
+                    obj(
+                        {
+                            "replayed": {"type": "integer"},
+                            "ids": {"type": "array", "items": STR},
+                            "notFound": {"type": "array", "items": STR},
+                        },
+                        ("replayed",),
+                    ),
+                )
+            },
+            body=obj(
+                {
+                    "ids": {"type": "array", "items": STR, "maxItems": 10000},
+                    "limit": seconds(1, 10000),
+                }
+            ),
+            params=[CMD, TENANT],
+        )
+    },
+    f"{P}/admin/queues/{{command}}/dlq/purge": {
+        "post": op(
+            "Delete dead tasks for good (chosen ids, or the oldest limit)",
+            "admin",
+            {
+                "200": (
+                    "purged",
+                    obj(
+                        {
+                            "purged": {"type": "integer"},
+                            "ids": {"type": "array", "items": STR},
+                            "notFound": {"type": "array", "items": STR},
+                        },
+                        ("purged",),
+                    ),
+                )
+            },
+            body=obj(
+                {
+                    "ids": {"type": "array", "items": STR, "maxItems": 10000},
+                    "limit": seconds(1, 10000),
+                }
+            ),
+            params=[CMD, TENANT],
+        )
+    },
+    f"{P}/admin/queues/{{command}}/pause": {
+        "post": op(
+            "Stop handing out tasks of a queue",
+            "admin",
+            {"200": ("paused", obj({"command": STR, "paused": {"type": "boolean"}}))},
+            params=[CMD, TENANT],
+        )
+    },
+    f"{P}/admin/queues/{{command}}/resume": {
+        "post": op(
+            "Hand out tasks of a queue again",
+            "admin",
+            {"200": ("resumed", obj({"command": STR, "paused": {"type": "boolean"}}))},
+            params=[CMD, TENANT],
+        )
+    },
+    f"{P}/admin/tasks/cleanup": {
+        "post": op(
+            "Delete terminal tasks finished before a time",
+            "admin",
+            {"200": ("deleted", obj({"deleted": {"type": "integer"}}, ("deleted",)))},
+            body=obj({"before": TIME, "limit": seconds(1, 100000)}),
+            params=[TENANT],
+        )
+    },
 }
 
 DOCUMENT: dict[str, Any] = {
@@ -281,18 +560,22 @@ DOCUMENT: dict[str, Any] = {
         "title": "codeqd",
         "version": __version__,
         "description": "Task queue daemon, wire-compatible with codeQ's /v1/codeq API. Every "
-                       "error is {error, code, details}; 429 is {error, scope, operation, "
-                       "retryAfterSeconds}.",
+        "error is {error, code, details}; 429 is {error, scope, operation, "
+        "retryAfterSeconds}.",
     },
     "paths": PATHS,
     "components": {
         "schemas": SCHEMAS,
-        "securitySchemes": {"bearer": {
-            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-            "description": "Producer token, worker token (aud codeq-worker, scope, eventTypes) "
-                           "or admin token (producer token with role ADMIN), per operation's "
-                           "x-codeq-audience.",
-        }},
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "Producer token, worker token (aud codeq-worker, scope, eventTypes) "
+                "or admin token (producer token with role ADMIN), per operation's "
+                "x-codeq-audience.",
+            }
+        },
     },
 }
 

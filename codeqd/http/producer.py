@@ -28,7 +28,8 @@ bp = Blueprint("producer", __name__, url_prefix=PREFIX)
 async def create_task(principal: Principal) -> Response:
     ctx = app_context()
     task = parse_new_task(
-        await json_body(allow_empty=False), now_ms=now_ms(),
+        await json_body(allow_empty=False),
+        now_ms=now_ms(),
         default_max_attempts=ctx.config.tasks.default_max_attempts,
         max_depth=ctx.config.limits.max_payload_depth,
     )
@@ -67,11 +68,15 @@ async def get_result(principal: Principal, task_id: str) -> Response:
     while True:
         with ctx.hub.done_waiter(ten, task_id) as waiter:
             meta, payload, result = await ctx.store.get_with_result(principal.tenant, task_id)
-            if (meta["status"] in TERMINAL or trio.current_time() >= deadline
-                    or ctx.shutting_down.is_set()):
+            if (
+                meta["status"] in TERMINAL
+                or trio.current_time() >= deadline
+                or ctx.shutting_down.is_set()
+            ):
                 break
-            with trio.move_on_at(ctx.hub.wait_until(
-                    deadline, float(ctx.actor_config("ingress").poll_fallback))):
+            with trio.move_on_at(
+                ctx.hub.wait_until(deadline, float(ctx.actor_config("ingress").poll_fallback))
+            ):
                 await waiter.event.wait()
     body = {
         "task": task_to_wire(meta, payload),

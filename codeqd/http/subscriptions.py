@@ -32,16 +32,23 @@ async def create(principal: Principal) -> Response:
     ctx = app_context()
     hooks = ctx.config.webhooks
     new = parse_new_subscription(
-        await json_body(allow_empty=False), token_event_types=principal.event_types,
+        await json_body(allow_empty=False),
+        token_event_types=principal.event_types,
         worker_group=principal.worker_group,
         default_min_interval=int(hooks.subscription_min_interval),
-        default_ttl=int(hooks.subscription_ttl), max_ttl=int(hooks.subscription_max_ttl),
+        default_ttl=int(hooks.subscription_ttl),
+        max_ttl=int(hooks.subscription_max_ttl),
     )
     doc = {
-        "id": new_subscription_id(), "tenantId": principal.tenant, "workerId": principal.sub,
-        "callbackUrl": new.callback_url, "eventTypes": new.event_types,
-        "deliveryMode": new.delivery_mode, "groupId": new.group_id,
-        "minIntervalSeconds": new.min_interval_seconds, "createdAt": now_ms(),
+        "id": new_subscription_id(),
+        "tenantId": principal.tenant,
+        "workerId": principal.sub,
+        "callbackUrl": new.callback_url,
+        "eventTypes": new.event_types,
+        "deliveryMode": new.delivery_mode,
+        "groupId": new.group_id,
+        "minIntervalSeconds": new.min_interval_seconds,
+        "createdAt": now_ms(),
     }
     stored = await Subscriptions(ctx.store).put(principal.tenant, doc, new.ttl_seconds * 1000)
     return json_response(_wire(stored))
@@ -51,8 +58,7 @@ async def create(principal: Principal) -> Response:
 @requires("worker")
 async def heartbeat(principal: Principal, sub_id: str) -> Response:
     ctx = app_context()
-    ttl = parse_heartbeat(await json_body(),
-                          max_ttl=int(ctx.config.webhooks.subscription_max_ttl))
+    ttl = parse_heartbeat(await json_body(), max_ttl=int(ctx.config.webhooks.subscription_max_ttl))
     stored = await Subscriptions(ctx.store).renew(principal.tenant, sub_id, ttl * 1000)
     if stored is None:
         raise _not_found(sub_id)

@@ -50,8 +50,7 @@ def _claim_commands(principal: Principal, body: dict[str, Any]) -> list[str] | N
         return list(principal.event_types)
     denied = [c for c in requested if not principal.allows_event(c)]
     if denied:
-        raise Forbidden(f"token's eventTypes do not include {', '.join(denied)}",
-                        commands=denied)
+        raise Forbidden(f"token's eventTypes do not include {', '.join(denied)}", commands=denied)
     return requested
 
 
@@ -62,23 +61,32 @@ async def claim_tasks(
     ctx = app_context()
     cfg = ctx.config
     commands = _claim_commands(principal, body)
-    lease = get_int(body, "leaseSeconds", cfg.tasks.default_lease_seconds, 1,
-                    cfg.limits.max_lease_seconds)
+    lease = get_int(
+        body, "leaseSeconds", cfg.tasks.default_lease_seconds, 1, cfg.limits.max_lease_seconds
+    )
     wait = get_int(body, "waitSeconds", 0, 0, MAX_WAIT_SECONDS) or 0
     assert lease is not None
     ten = escape_tenant(principal.tenant)
 
     async def attempt(shards: set[int] | None = None) -> list[ClaimedTask]:
-        cmds = commands if commands is not None \
+        cmds = (
+            commands
+            if commands is not None
             else await ctx.store.commands_of(principal.tenant, shards)
-        return await ctx.store.claim(principal.tenant, principal.sub, cmds, lease, max_tasks,
-                                     shards)
+        )
+        return await ctx.store.claim(
+            principal.tenant, principal.sub, cmds, lease, max_tasks, shards
+        )
 
     if wait == 0 or ctx.shutting_down.is_set():
         return await attempt()
     if ctx.hub.waiting >= ctx.actor_config("ingress").max_waiters:
-        raise RateLimited("too many long-polling claims are waiting; retry later",
-                          retry_after=1, scope="ingress", operation="claim")
+        raise RateLimited(
+            "too many long-polling claims are waiting; retry later",
+            retry_after=1,
+            scope="ingress",
+            operation="claim",
+        )
     deadline = trio.current_time() + wait
     fallback = float(ctx.actor_config("ingress").poll_fallback)
     shards: set[int] | None = None  # the first look and fallback polls visit every shard
@@ -111,11 +119,17 @@ async def claim(principal: Principal) -> Response:
 async def heartbeat(principal: Principal, task_id: str) -> Response:
     ctx = app_context()
     body = require_object(await json_body())
-    extend = get_int(body, "extendSeconds", ctx.config.tasks.default_lease_seconds, 1,
-                     ctx.config.limits.max_lease_seconds)
+    extend = get_int(
+        body,
+        "extendSeconds",
+        ctx.config.tasks.default_lease_seconds,
+        1,
+        ctx.config.limits.max_lease_seconds,
+    )
     assert extend is not None
-    until = await ctx.store.heartbeat(principal.tenant, task_id, principal.sub,
-                                      _lease_id(body), extend)
+    until = await ctx.store.heartbeat(
+        principal.tenant, task_id, principal.sub, _lease_id(body), extend
+    )
     return json_response({"ok": True, "leaseUntil": rfc3339(until)})
 
 
@@ -134,8 +148,9 @@ async def nack(principal: Principal, task_id: str) -> Response:
     body = require_object(await json_body())
     delay = get_int(body, "delaySeconds", None, 0, 365 * 86400)
     reason = get_str(body, "reason", MAX_REASON_LEN)
-    outcome, seconds = await ctx.store.nack(principal.tenant, task_id, principal.sub,
-                                            _lease_id(body), delay, reason)
+    outcome, seconds = await ctx.store.nack(
+        principal.tenant, task_id, principal.sub, _lease_id(body), delay, reason
+    )
     if outcome == "dead_lettered":
         return json_response({"status": "dead_lettered"})
     return json_response({"status": "requeued", "delaySeconds": seconds})
@@ -154,16 +169,19 @@ def _artifacts(value: Any) -> list[dict[str, Any]]:
         if not isinstance(name, str) or not name or len(name) > 256:
             raise ValidationError(f"artifacts[{i}].name", "expected a non-empty string")
         if "contentBase64" in item:
-            raise ValidationError(f"artifacts[{i}].contentBase64",
-                                  "inline artifact content is not supported; send a url")
+            raise ValidationError(
+                f"artifacts[{i}].contentBase64",
+                "inline artifact content is not supported; send a url",
+            )
         if not isinstance(url, str) or not url or len(url) > 2048:
             raise ValidationError(f"artifacts[{i}].url", "expected a URL string")
         out.append({"name": name, "url": url})
     return out
 
 
-def parse_report(body: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None,
-                                                   list[dict[str, Any]]]:
+def parse_report(
+    body: dict[str, Any],
+) -> tuple[str, dict[str, Any] | None, str | None, list[dict[str, Any]]]:
     status = body.get("status")
     if status not in ("COMPLETED", "FAILED"):
         raise ValidationError("status", "must be 'COMPLETED' or 'FAILED'")
@@ -188,7 +206,13 @@ async def submit_result(principal: Principal, task_id: str) -> Response:
         raise BadRequest("body must be a JSON object")
     status, result, error, artifacts = parse_report(body)
     _, doc = await app_context().store.report(
-        principal.tenant, task_id, principal.sub, _lease_id(body), status,  # type: ignore[arg-type]
-        result, error, artifacts,
+        principal.tenant,
+        task_id,
+        principal.sub,
+        _lease_id(body),
+        status,  # type: ignore[arg-type]
+        result,
+        error,
+        artifacts,
     )
     return json_response(doc)

@@ -50,7 +50,7 @@ class Report:
 
 async def _per_shard(groups: dict[int, list[int]], run: Any) -> None:
     if len(groups) == 1:
-        (s, idx), = groups.items()
+        ((s, idx),) = groups.items()
         await run(s, idx)
         return
     async with trio.open_nursery() as nursery:
@@ -93,9 +93,17 @@ async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> l
             meta = new_meta(new_task_id(s), tenant, task, now)
             metas.append(meta)
             idem = key_index(k.idem(ten, task.idempotency_key)) if task.idempotency_key else 0
-            args += [meta["id"], orjson.dumps(meta), task.payload, task.run_at_ms,
-                     task.priority, store.idempotency_ttl_ms(task), task.command,
-                     key_index(k.ready(ten, task.command)), idem]
+            args += [
+                meta["id"],
+                orjson.dumps(meta),
+                task.payload,
+                task.run_at_ms,
+                task.priority,
+                store.idempotency_ttl_ms(task),
+                task.command,
+                key_index(k.ready(ten, task.command)),
+                idem,
+            ]
         replies = await store.run_script("create_batch", keys, args)
         for i, meta, reply in zip(idx, metas, replies, strict=True):
             if reply[0] == 1:
@@ -130,10 +138,16 @@ async def report_batch(
             rep = reports[i]
             doc = result_doc(rep.task_id, rep.status, rep.result, rep.error, rep.artifacts, now)
             docs.append(doc)
-            args += [rep.task_id, rep.lease_id or "", rep.status, orjson.dumps(doc),
-                     rep.error or ""]
+            args += [
+                rep.task_id,
+                rep.lease_id or "",
+                rep.status,
+                orjson.dumps(doc),
+                rep.error or "",
+            ]
         replies = await store.run_script(
-            "result_batch", [k.task, k.result, k.leases, k.done, k.counts, k.outbox], args)
+            "result_batch", [k.task, k.result, k.leases, k.done, k.counts, k.outbox], args
+        )
         for i, doc, reply in zip(idx, docs, replies, strict=True):
             if reply[0] == "OK":
                 meta = orjson.loads(reply[1])

@@ -55,9 +55,14 @@ def escape_tenant(tenant: str) -> str:
     """Injective and free of ``: | { }``; plain tenants stay readable."""
     if _SAFE.fullmatch(tenant):
         return tenant
-    return "~" + "".join(
-        c if (c.isascii() and (c.isalnum() or c in "_.-")) else f"%{ord(c):x};" for c in tenant
-    )[:200] + "~" + hashlib.sha256(tenant.encode()).hexdigest()[:16]
+    return (
+        "~"
+        + "".join(
+            c if (c.isascii() and (c.isalnum() or c in "_.-")) else f"%{ord(c):x};" for c in tenant
+        )[:200]
+        + "~"
+        + hashlib.sha256(tenant.encode()).hexdigest()[:16]
+    )
 
 
 @dataclass(frozen=True)
@@ -152,8 +157,9 @@ class Keys:
     def __init__(self, prefix: str, shards: int) -> None:
         self.prefix = prefix
         self.shards = shards
-        self._shards = [ShardKeys(f"{prefix}:{{{prefix}:{s}}}", f"{prefix}:wake:{s}")
-                        for s in range(shards)]
+        self._shards = [
+            ShardKeys(f"{prefix}:{{{prefix}:{s}}}", f"{prefix}:wake:{s}") for s in range(shards)
+        ]
         self.meta = f"{prefix}:{{{prefix}:meta}}"
         self.wake_channel = f"{prefix}:wake"  # any shard
         self.done_channel = f"{prefix}:done"

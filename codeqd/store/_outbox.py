@@ -44,8 +44,9 @@ class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def claim(self, now_ms: int, lease_ms: int, limit: int) -> tuple[list[OutboxEntry],
-                                                                           int | None]:
+    async def claim(
+        self, now_ms: int, lease_ms: int, limit: int
+    ) -> tuple[list[OutboxEntry], int | None]:
         """Lease up to ``limit`` due entries across shards (one script call per shard).
 
         Returns the entries and the earliest score left in any outbox (the next time
@@ -59,26 +60,49 @@ class Outbox:
             if len(out) >= limit:
                 break
             raw, head = await self.store.run_script(
-                "outbox_claim", [k.outbox, k.outbox_attempts, k.task, k.result],
+                "outbox_claim",
+                [k.outbox, k.outbox_attempts, k.task, k.result],
                 [now_ms, lease_ms, limit - len(out)],
             )
             for member, attempt, meta, result in raw:
-                out.append(OutboxEntry(s, member, int(attempt), orjson.loads(meta),
-                                       orjson.loads(result) if result else None))
+                out.append(
+                    OutboxEntry(
+                        s,
+                        member,
+                        int(attempt),
+                        orjson.loads(meta),
+                        orjson.loads(result) if result else None,
+                    )
+                )
             if head:
                 due = int(float(head))
                 next_due = due if next_due is None else min(next_due, due)
         return out, next_due
 
-    async def settle(self, entry: OutboxEntry, outcome: Outcome, *, now_ms: int,
-                     retry_at_ms: int = 0, error: str = "") -> bool:
+    async def settle(
+        self,
+        entry: OutboxEntry,
+        outcome: Outcome,
+        *,
+        now_ms: int,
+        retry_at_ms: int = 0,
+        error: str = "",
+    ) -> bool:
         """Record the attempt's outcome; False when a later attempt superseded it."""
         k = self.store.keys.shard(entry.shard)
         ten, _, task_id = split_member(entry.member)
         res = await self.store.run_script(
-            "outbox_settle", [k.outbox, k.outbox_attempts, k.task],
-            [entry.member, entry.attempt, outcome, retry_at_ms, error[:1000],
-             field(ten, task_id), now_ms],
+            "outbox_settle",
+            [k.outbox, k.outbox_attempts, k.task],
+            [
+                entry.member,
+                entry.attempt,
+                outcome,
+                retry_at_ms,
+                error[:1000],
+                field(ten, task_id),
+                now_ms,
+            ],
         )
         return res == "OK"  # type: ignore[no-any-return]
 

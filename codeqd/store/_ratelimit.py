@@ -20,6 +20,7 @@ from codeqd.store._store import Store
 
 log = structlog.get_logger("codeqd.ratelimit")
 
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -42,7 +43,8 @@ async def take(
     """
     try:
         allowed, retry_ms, remaining = await store.run_script(
-            "rate_limit", [bucket_key(store, token_hash, operation)],
+            "rate_limit",
+            [bucket_key(store, token_hash, operation)],
             [now_ms, repr(float(bucket.rate)), bucket.burst],
         )
     except (CodeqError, cx.RedisError, OSError) as e:

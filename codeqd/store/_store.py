@@ -38,8 +38,14 @@ from codeqd.domain.task import NewTask, rfc3339
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 Meta = dict[str, Any]
-_UNAVAILABLE = (cx.ConnectionError, cx.ClusterDownError, cx.TryAgainError,
-                OSError, trio.TooSlowError, TimeoutError)
+_UNAVAILABLE = (
+    cx.ConnectionError,
+    cx.ClusterDownError,
+    cx.TryAgainError,
+    OSError,
+    trio.TooSlowError,
+    TimeoutError,
+)
 
 
 def now_ms() -> int:
@@ -62,16 +68,29 @@ class QueueStats:
     paused: bool
 
     def to_wire(self) -> dict[str, Any]:
-        return {"command": self.command, "ready": self.ready, "delayed": self.delayed,
-                "inProgress": self.in_progress, "dlq": self.dlq, "paused": self.paused}
+        return {
+            "command": self.command,
+            "ready": self.ready,
+            "delayed": self.delayed,
+            "inProgress": self.in_progress,
+            "dlq": self.dlq,
+            "paused": self.paused,
+        }
 
 
 def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
     """A new task's metadata as the create scripts store it."""
     meta: Meta = {
-        "id": task_id, "command": task.command, "priority": task.priority,
-        "status": "PENDING", "attempts": 0, "maxAttempts": task.max_attempts,
-        "runAt": task.run_at_ms, "tenantId": tenant, "createdAt": now, "updatedAt": now,
+        "id": task_id,
+        "command": task.command,
+        "priority": task.priority,
+        "status": "PENDING",
+        "attempts": 0,
+        "maxAttempts": task.max_attempts,
+        "runAt": task.run_at_ms,
+        "tenantId": tenant,
+        "createdAt": now,
+        "updatedAt": now,
     }
     if task.webhook:
         meta["webhook"] = task.webhook
@@ -81,12 +100,22 @@ def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
 
 
 def result_doc(
-    task_id: str, status: str, result: dict[str, Any] | None, error: str | None,
-    artifacts: list[dict[str, Any]], now: int,
+    task_id: str,
+    status: str,
+    result: dict[str, Any] | None,
+    error: str | None,
+    artifacts: list[dict[str, Any]],
+    now: int,
 ) -> dict[str, Any]:
     """The SPEC Result a worker's report stores."""
-    return {"taskId": task_id, "status": status, "result": result, "error": error,
-            "artifacts": artifacts, "completedAt": rfc3339(now)}
+    return {
+        "taskId": task_id,
+        "status": status,
+        "result": result,
+        "error": error,
+        "artifacts": artifacts,
+        "completedAt": rfc3339(now),
+    }
 
 
 def count_reported(meta: Meta, status: str, now: int) -> None:
@@ -248,10 +277,31 @@ class Store:
         q = qname(ten, task.command)
         out = await self.run_script(
             "create",
-            [k.task, k.payload, k.seq, k.ready(ten, task.command), k.delayed, k.counts,
-             k.queues, k.cmds(ten), k.idem(ten, task.idempotency_key or "")],
-            [field(ten, task_id), meta_json, task.payload, now, task.run_at_ms, task.priority,
-             idem_ttl, member(ten, task.command, task_id), q, task.command, k.wake, task_id],
+            [
+                k.task,
+                k.payload,
+                k.seq,
+                k.ready(ten, task.command),
+                k.delayed,
+                k.counts,
+                k.queues,
+                k.cmds(ten),
+                k.idem(ten, task.idempotency_key or ""),
+            ],
+            [
+                field(ten, task_id),
+                meta_json,
+                task.payload,
+                now,
+                task.run_at_ms,
+                task.priority,
+                idem_ttl,
+                member(ten, task.command, task_id),
+                q,
+                task.command,
+                k.wake,
+                task_id,
+            ],
         )
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
@@ -277,8 +327,15 @@ class Store:
         return sorted(found)
 
     async def claim(
-        self, tenant: str, worker_id: str, commands: Sequence[str], lease_seconds: int,
-        max_tasks: int = 1, shards: Collection[int] | None = None, *, now: int | None = None,
+        self,
+        tenant: str,
+        worker_id: str,
+        commands: Sequence[str],
+        lease_seconds: int,
+        max_tasks: int = 1,
+        shards: Collection[int] | None = None,
+        *,
+        now: int | None = None,
     ) -> list[ClaimedTask]:
         """Lease up to ``max_tasks`` tasks; visits ``shards`` (default: every shard,
         starting at a rotating one so that none is starved), one script call each."""
@@ -287,17 +344,32 @@ class Store:
             return []
         out: list[ClaimedTask] = []
         start = self._pick_shard()
-        order = [(start + i) % self.shards for i in range(self.shards)] if shards is None \
+        order = (
+            [(start + i) % self.shards for i in range(self.shards)]
+            if shards is None
             else sorted(shards)
+        )
         for s in order:
             k = self.keys.shard(s)
             raw = await self.run_script(
                 "claim",
-                [k.task, k.payload, k.leases, k.paused, k.counts,
-                 *(k.ready(ten, c) for c in commands)],
-                [now_ms() if now is None else now, lease_seconds * 1000, worker_id,
-                 secrets.token_hex(8), ten,
-                 max_tasks - len(out), *commands],
+                [
+                    k.task,
+                    k.payload,
+                    k.leases,
+                    k.paused,
+                    k.counts,
+                    *(k.ready(ten, c) for c in commands),
+                ],
+                [
+                    now_ms() if now is None else now,
+                    lease_seconds * 1000,
+                    worker_id,
+                    secrets.token_hex(8),
+                    ten,
+                    max_tasks - len(out),
+                    *commands,
+                ],
             )
             for j in range(0, len(raw), 2):
                 claimed = ClaimedTask(orjson.loads(raw[j]), raw[j + 1])
@@ -308,8 +380,14 @@ class Store:
         return out
 
     async def heartbeat(
-        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
-        extend_seconds: int, *, now: int | None = None,
+        self,
+        tenant: str,
+        task_id: str,
+        worker_id: str,
+        lease_id: str | None,
+        extend_seconds: int,
+        *,
+        now: int | None = None,
     ) -> int:
         """Extend the lease; returns the new leaseUntil in ms."""
         if not is_task_id(task_id):
@@ -317,18 +395,33 @@ class Store:
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
         out = await self.run_script(
-            "heartbeat", [k.task, k.leases],
-            [field(ten, task_id), worker_id, lease_id or "", now_ms() if now is None else now,
-             extend_seconds * 1000, ten],
+            "heartbeat",
+            [k.task, k.leases],
+            [
+                field(ten, task_id),
+                worker_id,
+                lease_id or "",
+                now_ms() if now is None else now,
+                extend_seconds * 1000,
+                ten,
+            ],
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
         return int(out[1])
 
     async def report(
-        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
-        status: Literal["COMPLETED", "FAILED"], result: dict[str, Any] | None, error: str | None,
-        artifacts: list[dict[str, Any]], *, now: int | None = None,
+        self,
+        tenant: str,
+        task_id: str,
+        worker_id: str,
+        lease_id: str | None,
+        status: Literal["COMPLETED", "FAILED"],
+        result: dict[str, Any] | None,
+        error: str | None,
+        artifacts: list[dict[str, Any]],
+        *,
+        now: int | None = None,
     ) -> tuple[Meta, dict[str, Any]]:
         """The lease holder's result; the task becomes terminal. Returns (meta, Result)."""
         if not is_task_id(task_id):
@@ -338,9 +431,19 @@ class Store:
         now = now_ms() if now is None else now
         doc = result_doc(task_id, status, result, error, artifacts, now)
         out = await self.run_script(
-            "result", [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
-            [field(ten, task_id), worker_id, lease_id or "", now, status, orjson.dumps(doc),
-             error or "", self.keys.done_channel, ten],
+            "result",
+            [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
+            [
+                field(ten, task_id),
+                worker_id,
+                lease_id or "",
+                now,
+                status,
+                orjson.dumps(doc),
+                error or "",
+                self.keys.done_channel,
+                ten,
+            ],
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
@@ -349,18 +452,45 @@ class Store:
         return meta, doc
 
     async def _retry(
-        self, s: int, ten: str, meta: Meta, mode: Literal["nack", "abandon", "expire"],
-        worker_id: str, lease_id: str, delay_ms: int, reason: str, now: int | None = None,
+        self,
+        s: int,
+        ten: str,
+        meta: Meta,
+        mode: Literal["nack", "abandon", "expire"],
+        worker_id: str,
+        lease_id: str,
+        delay_ms: int,
+        reason: str,
+        now: int | None = None,
     ) -> list[Any]:
         k = self.keys.shard(s)
         cmd, task_id = meta["command"], meta["id"]
         out: list[Any] = await self.run_script(
             "retry",
-            [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.dlq(ten, cmd), k.seq,
-             k.outbox],
-            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd),
-             now_ms() if now is None else now, mode,
-             worker_id, lease_id, delay_ms, reason, k.wake, self.keys.done_channel, task_id],
+            [
+                k.task,
+                k.leases,
+                k.delayed,
+                k.counts,
+                k.ready(ten, cmd),
+                k.dlq(ten, cmd),
+                k.seq,
+                k.outbox,
+            ],
+            [
+                field(ten, task_id),
+                member(ten, cmd, task_id),
+                qname(ten, cmd),
+                now_ms() if now is None else now,
+                mode,
+                worker_id,
+                lease_id,
+                delay_ms,
+                reason,
+                k.wake,
+                self.keys.done_channel,
+                task_id,
+            ],
         )
         if mode == "expire" and out[0] in ("REQUEUED", "DEAD"):
             metrics.LEASE_EXPIRED.labels(cmd).inc()
@@ -373,8 +503,15 @@ class Store:
         return int(retry_delay(policy, int(meta.get("attempts", 1))) * 1000)
 
     async def nack(
-        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None,
-        delay_seconds: int | None, reason: str | None, *, now: int | None = None,
+        self,
+        tenant: str,
+        task_id: str,
+        worker_id: str,
+        lease_id: str | None,
+        delay_seconds: int | None,
+        reason: str | None,
+        *,
+        now: int | None = None,
     ) -> tuple[str, int]:
         """Retry later (backoff, or ``delay_seconds`` capped by the max) or dead-letter.
 
@@ -382,10 +519,14 @@ class Store:
         """
         s, ten, meta = await self._lookup(tenant, task_id)
         cap_ms = int(self.config.backoff.for_command(meta["command"]).max * 1000)
-        delay_ms = min(cap_ms, delay_seconds * 1000) if delay_seconds is not None \
+        delay_ms = (
+            min(cap_ms, delay_seconds * 1000)
+            if delay_seconds is not None
             else self.backoff_ms(meta)
-        out = await self._retry(s, ten, meta, "nack", worker_id, lease_id or "", delay_ms,
-                                reason or "NACK", now)
+        )
+        out = await self._retry(
+            s, ten, meta, "nack", worker_id, lease_id or "", delay_ms, reason or "NACK", now
+        )
         if out[0] == "DEAD":
             return "dead_lettered", 0
         if out[0] != "REQUEUED":
@@ -393,7 +534,12 @@ class Store:
         return "requeued", (delay_ms + 999) // 1000
 
     async def abandon(
-        self, tenant: str, task_id: str, worker_id: str, lease_id: str | None, *,
+        self,
+        tenant: str,
+        task_id: str,
+        worker_id: str,
+        lease_id: str | None,
+        *,
         now: int | None = None,
     ) -> None:
         s, ten, meta = await self._lookup(tenant, task_id)
@@ -408,8 +554,14 @@ class Store:
         out = await self.run_script(
             "cancel",
             [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.done, k.outbox],
-            [field(ten, task_id), member(ten, cmd, task_id), qname(ten, cmd),
-             now_ms() if now is None else now, task_id, self.keys.done_channel],
+            [
+                field(ten, task_id),
+                member(ten, cmd, task_id),
+                qname(ten, cmd),
+                now_ms() if now is None else now,
+                task_id,
+                self.keys.done_channel,
+            ],
         )
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
@@ -430,7 +582,8 @@ class Store:
                 continue
             ready = [k.ready(ten, cmd) for ten, cmd, _ in map(split_member, due)]
             moved += await self.run_script(
-                "promote", [k.task, k.delayed, k.counts, k.seq, *ready],
+                "promote",
+                [k.task, k.delayed, k.counts, k.seq, *ready],
                 [now, k.wake, *due],
             )
         return moved
@@ -455,8 +608,17 @@ class Store:
                 meta = orjson.loads(raw)
                 if meta.get("status") != "IN_PROGRESS":
                     continue
-                out = await self._retry(s, ten, meta, "expire", "", meta.get("leaseId", ""),
-                                        self.backoff_ms(meta), "LEASE_EXPIRED", now)
+                out = await self._retry(
+                    s,
+                    ten,
+                    meta,
+                    "expire",
+                    "",
+                    meta.get("leaseId", ""),
+                    self.backoff_ms(meta),
+                    "LEASE_EXPIRED",
+                    now,
+                )
                 if out[0] in ("REQUEUED", "DEAD"):
                     reaped += 1
             # Members whose task vanished cannot be retried; drop them from the index.
@@ -474,8 +636,12 @@ class Store:
             old: list[str] = []
             for page in range(100 if tenant is not None else 1):
                 got = await self.command(
-                    self.client.zrangebyscore, k.done, "-inf", f"({before_ms}",
-                    offset=page * limit, count=limit,
+                    self.client.zrangebyscore,
+                    k.done,
+                    "-inf",
+                    f"({before_ms}",
+                    offset=page * limit,
+                    count=limit,
                 )
                 old.extend(m for m in got if m.startswith(mine))
                 if len(got) < limit or len(old) >= limit:
@@ -578,7 +744,12 @@ class Store:
         return by_shard, missing
 
     async def dlq_replay(
-        self, tenant: str, command: str, ids: list[str] | None, limit: int, *,
+        self,
+        tenant: str,
+        command: str,
+        ids: list[str] | None,
+        limit: int,
+        *,
         now: int | None = None,
     ) -> tuple[list[str], list[str]]:
         """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
@@ -588,9 +759,9 @@ class Store:
         for s, shard_ids in by_shard.items():
             k = self.keys.shard(s)
             ok, gone = await self.run_script(
-                "replay", [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
-                [now_ms() if now is None else now, ten, qname(ten, command), k.wake,
-                 *shard_ids],
+                "replay",
+                [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
+                [now_ms() if now is None else now, ten, qname(ten, command), k.wake, *shard_ids],
             )
             replayed.extend(ok)
             missing.extend(gone)

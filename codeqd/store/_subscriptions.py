@@ -26,9 +26,12 @@ def new_subscription_id() -> str:
 
 
 def is_subscription_id(value: str) -> bool:
-    rest = value[len(SUBSCRIPTION_ID_PREFIX):]
-    return (value.startswith(SUBSCRIPTION_ID_PREFIX) and len(rest) == 24
-            and all(c in "0123456789abcdef" for c in rest))
+    rest = value[len(SUBSCRIPTION_ID_PREFIX) :]
+    return (
+        value.startswith(SUBSCRIPTION_ID_PREFIX)
+        and len(rest) == 24
+        and all(c in "0123456789abcdef" for c in rest)
+    )
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class Subscriptions:
         """Create (or replace) a subscription; ``doc`` gets ``ttlMs`` and ``expiresAt``."""
         ten = escape_tenant(tenant)
         out = await self.store.run_script(
-            "sub_put", [self.keys.sub(ten, doc["id"]), self.keys.index(ten)],
+            "sub_put",
+            [self.keys.sub(ten, doc["id"]), self.keys.index(ten)],
             [doc["id"], orjson.dumps(doc), now_ms(), ttl_ms, self.store.keys.subs_channel, ten],
         )
         return orjson.loads(out[1])  # type: ignore[no-any-return]
@@ -60,7 +64,8 @@ class Subscriptions:
             return None
         ten = escape_tenant(tenant)
         out = await self.store.run_script(
-            "sub_put", [self.keys.sub(ten, sub_id), self.keys.index(ten)],
+            "sub_put",
+            [self.keys.sub(ten, sub_id), self.keys.index(ten)],
             [sub_id, "", now_ms(), ttl_ms, self.store.keys.subs_channel, ten],
         )
         if out[0] != "OK":
@@ -81,15 +86,15 @@ class Subscriptions:
     async def active(self, ten: str) -> list[dict[str, Any]]:
         """The live subscriptions of an (escaped) tenant: two reads, no script."""
         client = self.store.client
-        ids = await self.store.command(client.zrangebyscore, self.keys.index(ten),
-                                       now_ms(), "+inf")
+        ids = await self.store.command(client.zrangebyscore, self.keys.index(ten), now_ms(), "+inf")
         if not ids:
             return []
         raws = await self.store.command(client.mget, [self.keys.sub(ten, i) for i in ids])
         return [orjson.loads(r) for r in raws if r]
 
-    async def pick(self, ten: str, cmd: str, units: Sequence[PickUnit],
-                   window_ms: int) -> list[str]:
+    async def pick(
+        self, ten: str, cmd: str, units: Sequence[PickUnit], window_ms: int
+    ) -> list[str]:
         """Ids to notify now for an event of queue ``ten|cmd`` (see ``sub_pick.lua``)."""
         keys = [self.keys.event(ten, cmd)]
         plan = []

@@ -164,8 +164,7 @@ class WakeHub:
                 self.wake_done(key)
             return
         count, _, queue = data.partition(":")
-        self.wake_queue(queue, int(count) if count.isdigit() else 1,
-                        self._channels.get(channel))
+        self.wake_queue(queue, int(count) if count.isdigit() else 1, self._channels.get(channel))
 
     def channels_of(self, keys: Keys) -> list[str]:
         """The channels to listen to for ``keys``' keyspace (and learn which is which)."""
@@ -203,8 +202,9 @@ class WakeHub:
             except Exception as e:  # the store went away: retry; a hint channel must not die
                 self.connected = trio.Event()
                 self.wake_all()  # waiters switch to polling until the reconnect
-                log.warning("wakeups.disconnected", error=f"{type(e).__name__}: {e}",
-                            retry_in=delay)
+                log.warning(
+                    "wakeups.disconnected", error=f"{type(e).__name__}: {e}", retry_in=delay
+                )
                 if not started:
                     task_status.started()
                     started = True

@@ -16,8 +16,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 _REPLY = orjson.dumps({"id": "01234567-89ab-7cde-8f01-23456789abcd", "status": "PENDING"})
-_HEADERS = [(b"content-type", b"application/json"),
-            (b"content-length", str(len(_REPLY)).encode())]
+_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(_REPLY)).encode())]
 
 
 async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -56,15 +56,16 @@ class Connection:
         at = lower.find(b"\r\ncontent-length:")
         if at >= 0:
             stop = lower.find(b"\r\n", at + 2)
-            length = int(lower[at + 17:stop if stop > 0 else len(lower)])
+            length = int(lower[at + 17 : stop if stop > 0 else len(lower)])
         body_start = end + 4
         while len(buf) < body_start + length:
             buf += await self._receive()
-        self.buf = buf[body_start + length:]
-        return status, buf[body_start:body_start + length]
+        self.buf = buf[body_start + length :]
+        return status, buf[body_start : body_start + length]
 
-    async def request(self, method: str, path: str, body: Any = None,
-                      token: str | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, bytes]:
         return await self.send(build(method, path, body, token, self.host))
 
     async def _receive(self) -> bytes:
@@ -74,8 +75,9 @@ class Connection:
         return data
 
 
-def build(method: str, path: str, body: Any = None, token: str | None = None,
-          host: str = "127.0.0.1") -> bytes:
+def build(
+    method: str, path: str, body: Any = None, token: str | None = None, host: str = "127.0.0.1"
+) -> bytes:
     """A request as bytes, built once and sent many times to keep the generator's cost down."""
     data = b"" if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
     head = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(data)}"]

@@ -32,12 +32,18 @@ def rss_bytes(pid: int) -> int:
 
 
 class Child:
-    def __init__(self, args: list[str], port: int, log: Path, env: dict[str, str] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.log = log
-        self.proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                                     env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
     @property
     def pid(self) -> int:
@@ -70,8 +76,11 @@ class Child:
 
 def start_bare(workdir: Path, kind: str) -> Child:
     port = free_port()
-    return Child([sys.executable, "-m", "tests.bench._bare", str(port), kind], port,
-                 workdir / f"bare-{kind}.log")
+    return Child(
+        [sys.executable, "-m", "tests.bench._bare", str(port), kind],
+        port,
+        workdir / f"bare-{kind}.log",
+    )
 
 
 class Daemon(Child):
@@ -88,10 +97,13 @@ class Daemon(Child):
             f'[actors.ingress]\nbind = "127.0.0.1:{port}"\n{extra_toml}'
         )
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-        super().__init__([sys.executable, "-m", "codeqd", "run", "--config", str(config)],
-                         port, workdir / f"{name}.log", env)
-        self.producer = mint_dev_token(self.secret, "producer", sub="bench-producer",
-                                       ttl=86400)
+        super().__init__(
+            [sys.executable, "-m", "codeqd", "run", "--config", str(config)],
+            port,
+            workdir / f"{name}.log",
+            env,
+        )
+        self.producer = mint_dev_token(self.secret, "producer", sub="bench-producer", ttl=86400)
         self.worker = mint_dev_token(self.secret, "worker", sub="bench-worker", ttl=86400)
 
     @property

@@ -34,16 +34,28 @@ STATIC_TOKEN = "bench-static-token-0123456789"
 
 def configs(tmp: Path, jwks_url: str) -> dict[str, cfgmod.Config]:
     return {
-        "static": make_config(tmp / "s", auth={"mode": "jwt", "producer": {
-            "provider": "static", "tokens": [STATIC_TOKEN]}}),
-        "jwks-rs256": make_config(tmp / "j", auth={"mode": "jwt", "producer": {
-            "provider": "jwks", "jwks_url": jwks_url, "issuer": ISSUER,
-            "audience": PRODUCER_AUD}}),
+        "static": make_config(
+            tmp / "s",
+            auth={"mode": "jwt", "producer": {"provider": "static", "tokens": [STATIC_TOKEN]}},
+        ),
+        "jwks-rs256": make_config(
+            tmp / "j",
+            auth={
+                "mode": "jwt",
+                "producer": {
+                    "provider": "jwks",
+                    "jwks_url": jwks_url,
+                    "issuer": ISSUER,
+                    "audience": PRODUCER_AUD,
+                },
+            },
+        ),
     }
 
 
-async def creates_per_second(config: cfgmod.Config, url: str, token: str, seconds: float,
-                             concurrency: int) -> float:
+async def creates_per_second(
+    config: cfgmod.Config, url: str, token: str, seconds: float, concurrency: int
+) -> float:
     async with connect(config, url) as store, trio.open_nursery() as nursery:
         await store.init_keyspace()
         ctx = Context(config=config, store=store, hub=WakeHub(), auth=Authenticator(config))
@@ -53,8 +65,9 @@ async def creates_per_second(config: cfgmod.Config, url: str, token: str, second
         async with httpx.AsyncClient(base_url=base, limits=limits) as client:
             headers = {"Authorization": f"Bearer {token}"}
             body = {"command": "bench", "payload": {"n": 1}}
-            assert (await client.post("/v1/codeq/tasks", json=body, headers=headers)).status_code \
-                == 202
+            assert (
+                await client.post("/v1/codeq/tasks", json=body, headers=headers)
+            ).status_code == 202
             deadline = trio.current_time() + seconds
 
             async def loop() -> None:
@@ -111,26 +124,36 @@ async def main(seconds: float, concurrency: int) -> None:
             print(f"create req/s, {concurrency} concurrent clients, {seconds:g} s per mode")
             rates = {}
             for name in ("static", "jwks-rs256", "static", "jwks-rs256"):
-                rate = await creates_per_second(cfgs[name], redis.url, tokens[name], seconds,
-                                                concurrency)
+                rate = await creates_per_second(
+                    cfgs[name], redis.url, tokens[name], seconds, concurrency
+                )
                 rates.setdefault(name, []).append(rate)
                 print(f"  {name:11s} {rate:8.0f} req/s")
             s, j = max(rates["static"]), max(rates["jwks-rs256"])
-            print(f"  best of 2: static {s:.0f}, jwks RS256 {j:.0f} "
-                  f"({(1 - j / s) * 100:.1f}% fewer; {(1 / j - 1 / s) * 1e6:.0f} us per request)")
+            print(
+                f"  best of 2: static {s:.0f}, jwks RS256 {j:.0f} "
+                f"({(1 - j / s) * 100:.1f}% fewer; {(1 / j - 1 / s) * 1e6:.0f} us per request)"
+            )
             print("authenticate() per call:")
             for name in ("static", "jwks-rs256"):
                 us = await verify_cost(cfgs[name], tokens[name], 3000)
                 print(f"  {name:11s} {us:8.1f} us  (same token again: verified-token cache hit)")
             fresh = [key.sign(claims(ttl=3600, jti=str(i))) for i in range(1001)]
             us = await verify_cost_uncached(cfgs["jwks-rs256"], fresh)
-            print(f"  jwks-rs256  {us:8.1f} us  (a new token each call: RS256 check, JWKS key "
-                  "cache hit)")
+            print(
+                f"  jwks-rs256  {us:8.1f} us  (a new token each call: RS256 check, JWKS key "
+                "cache hit)"
+            )
             nursery.cancel_scope.cancel()
     finally:
         redis.stop()
 
 
 if __name__ == "__main__":
-    trio.run(partial(main, float(sys.argv[1]) if len(sys.argv) > 1 else 5.0,
-                     int(sys.argv[2]) if len(sys.argv) > 2 else 16))
+    trio.run(
+        partial(
+            main,
+            float(sys.argv[1]) if len(sys.argv) > 1 else 5.0,
+            int(sys.argv[2]) if len(sys.argv) > 2 else 16,
+        )
+    )

@@ -55,8 +55,15 @@ class Results:
     values: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, key: str, label: str, value: float, unit: str, fmt: str = "{:,.0f}",
-            per_cpu: float | None = None) -> None:
+    def add(
+        self,
+        key: str,
+        label: str,
+        value: float,
+        unit: str,
+        fmt: str = "{:,.0f}",
+        per_cpu: float | None = None,
+    ) -> None:
         """A figure; ``per_cpu`` is the same rate per CPU-second the server process used
         (robust when other work shares the cores; see the module docstring)."""
         self.values[key] = value
@@ -64,8 +71,11 @@ class Results:
         if per_cpu is not None:
             self.values[f"{key}_cpu"] = per_cpu
         self.rows.append((label, fmt.format(value), cpu, unit))
-        print(f"  {label}: {fmt.format(value)} {unit}"
-              + ("" if per_cpu is None else f" ({cpu} per server CPU-second)"), flush=True)
+        print(
+            f"  {label}: {fmt.format(value)} {unit}"
+            + ("" if per_cpu is None else f" ({cpu} per server CPU-second)"),
+            flush=True,
+        )
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -89,7 +99,10 @@ class CpuMeter:
 
 
 async def closed_loop(
-    port: int, conns: int, seconds: float, body: Callable[[Connection], Awaitable[int]],
+    port: int,
+    conns: int,
+    seconds: float,
+    body: Callable[[Connection], Awaitable[int]],
     server_pid: int,
 ) -> tuple[float, float]:
     """``conns`` connections each running ``body`` back to back for ``seconds``;
@@ -120,8 +133,10 @@ async def closed_loop(
 
 
 async def bare(res: Results, workdir: Path, secs: float, conns: int) -> None:
-    for kind, key, label in (("asgi", "a", "a  bare hypercorn-trio (raw ASGI)"),
-                             ("quart", "a_quart", "a' bare hypercorn-trio + Quart-Trio")):
+    for kind, key, label in (
+        ("asgi", "a", "a  bare hypercorn-trio (raw ASGI)"),
+        ("quart", "a_quart", "a' bare hypercorn-trio + Quart-Trio"),
+    ):
         child = start_bare(workdir, kind)
         try:
             await child.wait_ready("/echo")
@@ -139,8 +154,9 @@ async def bare(res: Results, workdir: Path, secs: float, conns: int) -> None:
 
 
 async def create_rate(res: Results, d: Daemon, secs: float, conns: int) -> None:
-    req = build("POST", "/v1/codeq/tasks", {"command": "bench.create", "payload": PAYLOAD},
-                d.producer)
+    req = build(
+        "POST", "/v1/codeq/tasks", {"command": "bench.create", "payload": PAYLOAD}, d.producer
+    )
 
     async def post(conn: Connection) -> int:
         status, body = await conn.send(req)
@@ -151,23 +167,39 @@ async def create_rate(res: Results, d: Daemon, secs: float, conns: int) -> None:
     res.add("b", "b  codeqd create", rate, "req/s", per_cpu=per_cpu)
 
 
-async def lifecycle(res: Results, d: Daemon, secs: float, batch: int, producers: int,
-                    workers: int, key: str, label: str) -> None:
+async def lifecycle(
+    res: Results,
+    d: Daemon,
+    secs: float,
+    batch: int,
+    producers: int,
+    workers: int,
+    key: str,
+    label: str,
+) -> None:
     """Producers create (bounded backlog), workers claim and report; tasks/s completed."""
     cmd = f"bench.life{batch}"
     backlog = max(2000, batch * workers * 4)
     state = {"created": 0, "completed": 0}
     deadline = trio.current_time() + secs
     if batch == 1:
-        create = build("POST", "/v1/codeq/tasks", {"command": cmd, "payload": PAYLOAD},
-                       d.producer)
-        claim = build("POST", "/v1/codeq/tasks/claim", {"commands": [cmd], "waitSeconds": 1},
-                      d.worker)
+        create = build("POST", "/v1/codeq/tasks", {"command": cmd, "payload": PAYLOAD}, d.producer)
+        claim = build(
+            "POST", "/v1/codeq/tasks/claim", {"commands": [cmd], "waitSeconds": 1}, d.worker
+        )
     else:
-        create = build("POST", "/v1/codeq/tasks/batch",
-            {"tasks": [{"command": cmd, "payload": PAYLOAD}] * batch}, d.producer)
-        claim = build("POST", "/v1/codeq/tasks/claim/batch",
-            {"commands": [cmd], "waitSeconds": 1, "maxTasks": batch}, d.worker)
+        create = build(
+            "POST",
+            "/v1/codeq/tasks/batch",
+            {"tasks": [{"command": cmd, "payload": PAYLOAD}] * batch},
+            d.producer,
+        )
+        claim = build(
+            "POST",
+            "/v1/codeq/tasks/claim/batch",
+            {"commands": [cmd], "waitSeconds": 1, "maxTasks": batch},
+            d.worker,
+        )
 
     async def producer() -> None:
         conn = await Connection.open("127.0.0.1", d.port)
@@ -190,8 +222,11 @@ async def lifecycle(res: Results, d: Daemon, secs: float, batch: int, producers:
             if batch == 1:
                 task = orjson.loads(body)
                 status, body = await conn.request(
-                    "POST", f"/v1/codeq/tasks/{task['id']}/result",
-                    {"status": "COMPLETED", "result": {"ok": True}}, d.worker)
+                    "POST",
+                    f"/v1/codeq/tasks/{task['id']}/result",
+                    {"status": "COMPLETED", "result": {"ok": True}},
+                    d.worker,
+                )
                 assert status == 200, body
                 state["completed"] += 1
             else:
@@ -199,9 +234,15 @@ async def lifecycle(res: Results, d: Daemon, secs: float, batch: int, producers:
                 if not tasks:
                     continue
                 status, body = await conn.request(
-                    "POST", "/v1/codeq/tasks/batch/results",
-                    {"results": [{"taskId": t["id"], "status": "COMPLETED", "result": {}}
-                                 for t in tasks]}, d.worker)
+                    "POST",
+                    "/v1/codeq/tasks/batch/results",
+                    {
+                        "results": [
+                            {"taskId": t["id"], "status": "COMPLETED", "result": {}} for t in tasks
+                        ]
+                    },
+                    d.worker,
+                )
                 assert status == 200, body
                 state["completed"] += len(tasks)
         await conn.aclose()
@@ -214,16 +255,23 @@ async def lifecycle(res: Results, d: Daemon, secs: float, batch: int, producers:
         for _ in range(workers):
             n.start_soon(worker)
     wall, cpu = meter.stop()
-    res.add(key, label, state["completed"] / wall, "tasks/s",
-            per_cpu=state["completed"] / max(cpu[0], 1e-9))
+    res.add(
+        key,
+        label,
+        state["completed"] / wall,
+        "tasks/s",
+        per_cpu=state["completed"] / max(cpu[0], 1e-9),
+    )
     res.values[f"{key}_total"] = state["completed"]
     if len(cpu) > 1:
-        res.notes.append(f"{key}: daemon {cpu[0] / wall:.0%} of a core, redis-server "
-                         f"{cpu[1] / wall:.0%}")
+        res.notes.append(
+            f"{key}: daemon {cpu[0] / wall:.0%} of a core, redis-server {cpu[1] / wall:.0%}"
+        )
 
 
-async def idle_long_polls(res: Results, d: Daemon, waiters: int, window: float,
-                          wakeups: int) -> None:
+async def idle_long_polls(
+    res: Results, d: Daemon, waiters: int, window: float, wakeups: int
+) -> None:
     """Park ``waiters`` long-poll claims; sample the daemon's CPU while they wait; then
     create tasks one at a time and time create-sent -> claim-answered."""
     cmd = "bench.idle"
@@ -248,21 +296,22 @@ async def idle_long_polls(res: Results, d: Daemon, waiters: int, window: float,
         limiter = trio.CapacityLimiter(50)
         async with trio.open_nursery() as opening:
             for _ in range(waiters):
+
                 async def open_one() -> None:
                     async with limiter:
                         await n.start(waiter)
+
                 opening.start_soon(open_one)
         await trio.sleep(3)  # let the daemon register every claim (no hook from outside)
         cpu0, t0 = cpu_seconds(d.pid), now()
         await trio.sleep(window)
         cpu = (cpu_seconds(d.pid) - cpu0) / (now() - t0) * 100
-        res.add("f_cpu", f"f  daemon CPU, {waiters} idle long-polls", cpu, "% of a core",
-                "{:.1f}")
+        res.add("f_cpu", f"f  daemon CPU, {waiters} idle long-polls", cpu, "% of a core", "{:.1f}")
         conn = await Connection.open("127.0.0.1", d.port)
         for _ in range(wakeups):
             status, _ = await conn.request(
-                "POST", "/v1/codeq/tasks", {"command": cmd, "payload": {"sent": now()}},
-                d.producer)
+                "POST", "/v1/codeq/tasks", {"command": cmd, "payload": {"sent": now()}}, d.producer
+            )
             assert status == 202
             await trio.sleep(0.02)
         with trio.move_on_after(5):
@@ -292,8 +341,12 @@ async def claim_latency(res: Results, d: Daemon, pending: list[int], samples: in
     async with connect(cfg, url) as store:
         mem0 = int((await store.client.info("memory"))["used_memory"])
         loaded = 0
-        task = parse_new_task({"command": cmd, "payload": PAYLOAD}, now_ms=now_ms(),
-                              default_max_attempts=5, max_depth=64)
+        task = parse_new_task(
+            {"command": cmd, "payload": PAYLOAD},
+            now_ms=now_ms(),
+            default_max_attempts=5,
+            max_depth=64,
+        )
         http = await Connection.open("127.0.0.1", d.port)
         claim = build("POST", "/v1/codeq/tasks/claim", {"commands": [cmd]}, d.worker)
         for level in pending:
@@ -309,10 +362,16 @@ async def claim_latency(res: Results, d: Daemon, pending: list[int], samples: in
             await settle_aof(store)
             if level == pending[-1]:
                 mem = int((await store.client.info("memory"))["used_memory"])
-                res.add("mem_task", "   store memory per pending task (100 B payload)",
-                        (mem - mem0) / loaded, "bytes")
-                res.notes.append(f"e: loaded {loaded:,} tasks at {load_rate:,.0f} tasks/s "
-                                 "(create_batch.lua, 1000 per call, 4 in flight)")
+                res.add(
+                    "mem_task",
+                    "   store memory per pending task (100 B payload)",
+                    (mem - mem0) / loaded,
+                    "bytes",
+                )
+                res.notes.append(
+                    f"e: loaded {loaded:,} tasks at {load_rate:,.0f} tasks/s "
+                    "(create_batch.lua, 1000 per call, 4 in flight)"
+                )
             http_ms: list[float] = []
             for _ in range(samples):
                 t = now()
@@ -327,14 +386,34 @@ async def claim_latency(res: Results, d: Daemon, pending: list[int], samples: in
                 assert got
             loaded -= 2 * samples
             tag = f"{level // 1000}k" if level < 1_000_000 else f"{level // 1_000_000}M"
-            res.add(f"e_http_p50_{tag}", f"e  claim p50 over HTTP, {tag} pending",
-                    statistics.median(http_ms), "ms", "{:.2f}")
-            res.add(f"e_http_p99_{tag}", f"e  claim p99 over HTTP, {tag} pending",
-                    pct(http_ms, 99), "ms", "{:.2f}")
-            res.add(f"e_lua_p50_{tag}", f"e  claim p50, script alone, {tag} pending",
-                    statistics.median(script_ms), "ms", "{:.3f}")
-            res.add(f"e_lua_p99_{tag}", f"e  claim p99, script alone, {tag} pending",
-                    pct(script_ms, 99), "ms", "{:.3f}")
+            res.add(
+                f"e_http_p50_{tag}",
+                f"e  claim p50 over HTTP, {tag} pending",
+                statistics.median(http_ms),
+                "ms",
+                "{:.2f}",
+            )
+            res.add(
+                f"e_http_p99_{tag}",
+                f"e  claim p99 over HTTP, {tag} pending",
+                pct(http_ms, 99),
+                "ms",
+                "{:.2f}",
+            )
+            res.add(
+                f"e_lua_p50_{tag}",
+                f"e  claim p50, script alone, {tag} pending",
+                statistics.median(script_ms),
+                "ms",
+                "{:.3f}",
+            )
+            res.add(
+                f"e_lua_p99_{tag}",
+                f"e  claim p99, script alone, {tag} pending",
+                pct(script_ms, 99),
+                "ms",
+                "{:.3f}",
+            )
         await http.aclose()
 
 
@@ -346,8 +425,7 @@ async def settle_aof(store: Any) -> None:
     with trio.fail_after(300):
         while True:
             info = await store.client.info("persistence")
-            if not int(info["aof_rewrite_in_progress"]) and \
-                    not int(info["aof_rewrite_scheduled"]):
+            if not int(info["aof_rewrite_in_progress"]) and not int(info["aof_rewrite_scheduled"]):
                 return
             await trio.sleep(0.2)
 
@@ -360,9 +438,25 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes
     if not Path(spy).exists():
         print("  (py-spy not installed: pip install py-spy)")
         return None
-    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250",
-                             "-f", "raw", "-o", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(int(seconds)),
+            "-r",
+            "250",
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def summarize_profile(path: Path, top: int = 25) -> str:
@@ -403,27 +497,38 @@ def report_profile(spy: subprocess.Popen[bytes] | None, workdir: Path, key: str)
 
 def table(res: Results, started: float) -> str:
     v = res.values
-    out = [f"codeqd benchmark, {time.strftime('%Y-%m-%d %H:%M')}, "
-           f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-           f"Python {platform.python_version()}, loopback, "
-           "1 ingress process, embedded redis-server", ""]
+    out = [
+        f"codeqd benchmark, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"Python {platform.python_version()}, loopback, "
+        "1 ingress process, embedded redis-server",
+        "",
+    ]
     width = max(len(r[0]) for r in res.rows)
     out.append(f"{'':<{width}}  {'wall':>10}  {'per CPU-s':>10}")
-    out += [f"{label:<{width}}  {value:>10}  {cpu:>10}  {unit}"
-            for label, value, cpu, unit in res.rows]
+    out += [
+        f"{label:<{width}}  {value:>10}  {cpu:>10}  {unit}" for label, value, cpu, unit in res.rows
+    ]
     out.append("")
     if "a" in v:
-        for key, what in (("b", "create / bare"), ("c", "single lifecycle tasks / bare req"),
-                          ("d", "batch lifecycle tasks / bare req")):
+        for key, what in (
+            ("b", "create / bare"),
+            ("c", "single lifecycle tasks / bare req"),
+            ("d", "batch lifecycle tasks / bare req"),
+        ):
             if key in v:
-                out.append(f"ratio {key}/a  ({what}): wall {v[key] / v['a']:.2f}, "
-                           f"per CPU-second {v[key + '_cpu'] / v['a_cpu']:.2f}")
+                out.append(
+                    f"ratio {key}/a  ({what}): wall {v[key] / v['a']:.2f}, "
+                    f"per CPU-second {v[key + '_cpu'] / v['a_cpu']:.2f}"
+                )
     if "e_http_p50_1k" in v:
         big = next((k for k in v if k.startswith("e_http_p50_") and not k.endswith("_1k")), None)
         if big:
-            out.append(f"claim p50 ratio {big[11:]} / 1k pending: HTTP "
-                       f"{v[big] / v['e_http_p50_1k']:.2f}, script "
-                       f"{v['e_lua_p50_' + big[11:]] / v['e_lua_p50_1k']:.2f}")
+            out.append(
+                f"claim p50 ratio {big[11:]} / 1k pending: HTTP "
+                f"{v[big] / v['e_http_p50_1k']:.2f}, script "
+                f"{v['e_lua_p50_' + big[11:]] / v['e_lua_p50_1k']:.2f}"
+            )
     out += [f"note {n}" for n in res.notes]
     out.append(f"total bench time {time.monotonic() - started:.0f} s")
     return "\n".join(out) + "\n"
@@ -445,24 +550,36 @@ async def amain(args: argparse.Namespace) -> None:
                 await d.wait_ready("/healthz")
                 if "b" in only:
                     print("b: create", flush=True)
-                    spy = start_profile(d.pid, secs, workdir / "profile-b.txt") \
-                        if args.profile else None
+                    spy = (
+                        start_profile(d.pid, secs, workdir / "profile-b.txt")
+                        if args.profile
+                        else None
+                    )
                     await create_rate(res, d, secs, args.conns)
                     report_profile(spy, workdir, "b")
                 for key, batch, prod, work, label in (
-                        ("c", 1, 8, 24, "c  single-task lifecycle"),
-                        ("d", 100, 2, 4, "d  batch lifecycle (batches of 100)")):
+                    ("c", 1, 8, 24, "c  single-task lifecycle"),
+                    ("d", 100, 2, 4, "d  batch lifecycle (batches of 100)"),
+                ):
                     if key not in only:
                         continue
                     print(f"{key}: lifecycle, batch {batch}", flush=True)
-                    spy = start_profile(d.pid, secs * 2, workdir / f"profile-{key}.txt") \
-                        if args.profile else None
+                    spy = (
+                        start_profile(d.pid, secs * 2, workdir / f"profile-{key}.txt")
+                        if args.profile
+                        else None
+                    )
                     await lifecycle(res, d, secs * 2, batch, prod, work, key, label)
                     report_profile(spy, workdir, key)
                 total = int(res.values.get("c_total", 0) + res.values.get("d_total", 0))
                 if total:
-                    res.add("rss", f"   daemon RSS after {total:,} lifecycles",
-                            rss_bytes(d.pid) / 2**20, "MiB", "{:.0f}")
+                    res.add(
+                        "rss",
+                        f"   daemon RSS after {total:,} lifecycles",
+                        rss_bytes(d.pid) / 2**20,
+                        "MiB",
+                        "{:.0f}",
+                    )
                 if "f" in only:
                     print("f: idle long-polls", flush=True)
                     await idle_long_polls(res, d, args.waiters, 5 if args.quick else 10, 100)
@@ -490,8 +607,11 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m tests.bench.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m tests.bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, raw profiles)")
@@ -504,5 +624,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-

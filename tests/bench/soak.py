@@ -41,8 +41,12 @@ appendfsync = "everysec"
 
 
 def store_memory(d: Daemon) -> dict[str, int]:
-    out = subprocess.run(["redis-cli", "-s", str(d.store_socket), "info", "memory"],
-                         capture_output=True, text=True, timeout=10).stdout
+    out = subprocess.run(
+        ["redis-cli", "-s", str(d.store_socket), "info", "memory"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     return {k: int(fields[k]) for k in ("used_memory", "used_memory_rss") if k in fields}
 
@@ -60,25 +64,41 @@ async def soak(args: argparse.Namespace) -> int:
     try:
         await d.wait_ready("/readyz")
         seconds = args.minutes * 60
-        settings = Settings(tasks=max(1, int(args.rate * seconds)), workers=args.workers,
-                            rate=args.rate, lease_seconds=args.lease, seed=args.seed,
-                            max_attempts=3, work_seconds=0.05)
-        wl = Workload(f"http://127.0.0.1:{d.port}",
-                      lambda role, sub: mint_dev_token(d.secret, role,  # type: ignore[arg-type]
-                                                       sub=sub, ttl=86400),
-                      settings)
+        settings = Settings(
+            tasks=max(1, int(args.rate * seconds)),
+            workers=args.workers,
+            rate=args.rate,
+            lease_seconds=args.lease,
+            seed=args.seed,
+            max_attempts=3,
+            work_seconds=0.05,
+        )
+        wl = Workload(
+            f"http://127.0.0.1:{d.port}",
+            lambda role, sub: mint_dev_token(
+                d.secret,
+                role,  # type: ignore[arg-type]
+                sub=sub,
+                ttl=86400,
+            ),
+            settings,
+        )
         samples: list[tuple[float, int, dict[str, int]]] = []
 
         async def sample() -> None:
             every = max(5.0, seconds / 20)
             while True:
                 pid = d.store_pid()
-                samples.append((time.monotonic() - started, rss_bytes(d.pid),
-                                store_memory(d) if pid else {}))
+                samples.append(
+                    (time.monotonic() - started, rss_bytes(d.pid), store_memory(d) if pid else {})
+                )
                 await trio.sleep(every)
 
-        print(f"soak: {settings.tasks} tasks at {args.rate}/s for {args.minutes} min, "
-              f"{args.workers} workers, lease {args.lease}s; daemon log {d.log}", flush=True)
+        print(
+            f"soak: {settings.tasks} tasks at {args.rate}/s for {args.minutes} min, "
+            f"{args.workers} workers, lease {args.lease}s; daemon log {d.log}",
+            flush=True,
+        )
         started = time.monotonic()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sample)
@@ -92,27 +112,37 @@ async def soak(args: argparse.Namespace) -> int:
     creates = [t for t in wl.timeline if t[0] == "create"]
     produced = (max(t[2] for t in creates) - min(t[1] for t in creates)) / 1000
     requests = sum(len(v) for k, v in wl.latencies.items() if k not in ("get", "dlq"))
-    print(f"\nrun {elapsed:.0f} s (production {produced:.0f} s, then drain); {rec.created} "
-          f"tasks created ({rec.created / produced:.1f}/s while producing), "
-          f"{rec.completed + rec.failed + rec.dead_lettered} finished; {requests} workload "
-          f"HTTP requests ({requests / elapsed:.0f}/s)")
+    print(
+        f"\nrun {elapsed:.0f} s (production {produced:.0f} s, then drain); {rec.created} "
+        f"tasks created ({rec.created / produced:.1f}/s while producing), "
+        f"{rec.completed + rec.failed + rec.dead_lettered} finished; {requests} workload "
+        f"HTTP requests ({requests / elapsed:.0f}/s)"
+    )
     print(f"{'endpoint':<10} {'count':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for endpoint, values in sorted(wl.latencies.items()):
         ms = [v * 1000 for v in values]
-        print(f"{endpoint:<10} {len(ms):>8} {statistics.median(ms):>8.1f} "
-              f"{pct(ms, 0.99):>8.1f} {max(ms):>8.1f}")
-    print("(claim includes 1 s long-polls that end 204 when the queue is empty; get/dlq "
-          "are the reconciliation's reads)")
+        print(
+            f"{endpoint:<10} {len(ms):>8} {statistics.median(ms):>8.1f} "
+            f"{pct(ms, 0.99):>8.1f} {max(ms):>8.1f}"
+        )
+    print(
+        "(claim includes 1 s long-polls that end 204 when the queue is empty; get/dlq "
+        "are the reconciliation's reads)"
+    )
     statuses = sorted((f"{e}:{s}", n) for (e, s), n in wl.statuses.items())
     print("statuses:", ", ".join(f"{k}={n}" for k, n in statuses))
     print(f"{'t s':>6} {'daemon RSS MB':>14} {'store used MB':>14} {'store RSS MB':>13}")
     for t, rss, mem in samples:
-        print(f"{t:>6.0f} {rss / 2**20:>14.1f} {mem.get('used_memory', 0) / 2**20:>14.1f} "
-              f"{mem.get('used_memory_rss', 0) / 2**20:>13.1f}")
+        print(
+            f"{t:>6.0f} {rss / 2**20:>14.1f} {mem.get('used_memory', 0) / 2**20:>14.1f} "
+            f"{mem.get('used_memory_rss', 0) / 2**20:>13.1f}"
+        )
     half = [rss for t, rss, _ in samples if t >= elapsed / 2]
     growth = (half[-1] - half[0]) / half[0] * 100 if len(half) > 1 else 0.0
-    print(f"daemon RSS over the second half: {growth:+.1f}% "
-          f"(store memory grows with retained terminal tasks: retention 24 h)")
+    print(
+        f"daemon RSS over the second half: {growth:+.1f}% "
+        f"(store memory grows with retained terminal tasks: retention 24 h)"
+    )
     print("reconciliation:", rec.summary())
     for v in (rec.lost + rec.stranded + rec.violations)[:20]:
         print("  ", v)
@@ -124,8 +154,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=20.0, help="task creates per second")
-    parser.add_argument("--workers", type=int, default=24,
-                        help="8 fall behind 20 creates/s: 10%% of tasks outlive a lease")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=24,
+        help="8 fall behind 20 creates/s: 10%% of tasks outlive a lease",
+    )
     parser.add_argument("--lease", type=int, default=3, help="lease seconds")
     parser.add_argument("--seed", type=int, default=1)
     sys.exit(trio.run(soak, parser.parse_args()))

@@ -52,8 +52,16 @@ async def make_terminal(store: object, url: str) -> tuple[str, float]:
     meta, _, _ = await store.create("bench", NewTask("cb", b"{}", 0, 5, 0, url, None))  # type: ignore[attr-defined]
     (claimed,) = await store.claim("bench", "w", ["cb"], 60)  # type: ignore[attr-defined]
     before = time.time()
-    await store.report("bench", meta["id"], "w", claimed.meta["leaseId"],  # type: ignore[attr-defined]
-                       "COMPLETED", {}, None, [])
+    await store.report(
+        "bench",
+        meta["id"],
+        "w",
+        claimed.meta["leaseId"],  # type: ignore[attr-defined]
+        "COMPLETED",
+        {},
+        None,
+        [],
+    )
     return meta["id"], before
 
 
@@ -61,7 +69,8 @@ async def main(redis_url: str, n: int) -> None:
     tmp = Path(tempfile.mkdtemp())
     port_file, log_file = tmp / "port", tmp / "received"
     child = multiprocessing.get_context("spawn").Process(
-        target=_receiver_process, args=(str(port_file), str(log_file)), daemon=True)
+        target=_receiver_process, args=(str(port_file), str(log_file)), daemon=True
+    )
     child.start()
     while not port_file.exists():
         await trio.sleep(0.05)
@@ -94,8 +103,10 @@ async def main(redis_url: str, n: int) -> None:
         got = dict(json.loads(line) for line in log_file.read_text().splitlines())
         delays = sorted((got[t] - s) * 1000 for t, s in sent.items())
         p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99) - 1]
-        print(f"latency at {rate} results/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-              f"max {delays[-1]:.1f} ms (result call -> callback received)")
+        print(
+            f"latency at {rate} results/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+            f"max {delays[-1]:.1f} ms (result call -> callback received)"
+        )
         ctx.shutting_down.set()
         nursery.cancel_scope.cancel()
     child.kill()

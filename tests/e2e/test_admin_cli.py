@@ -13,15 +13,18 @@ from tests.conftest import REPO, Daemon
 
 def cli(d: Daemon, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEQD_")}
-    env.update(PYTHONPATH=str(REPO), CODEQD_URL=d.base,
-               CODEQD_TOKEN=token or d.token("admin", sub="ops"))
-    return subprocess.run([sys.executable, "-m", "codeqd", *args], env=env, capture_output=True,
-                          text=True, timeout=30)
+    env.update(
+        PYTHONPATH=str(REPO), CODEQD_URL=d.base, CODEQD_TOKEN=token or d.token("admin", sub="ops")
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "codeqd", *args], env=env, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_admin_cli_round_trip(daemon: Daemon) -> None:
-    created = cli(daemon, "task", "create", "--command", "report", "--payload", '{"n": 1}',
-                  "--priority", "3")
+    created = cli(
+        daemon, "task", "create", "--command", "report", "--payload", '{"n": 1}', "--priority", "3"
+    )
     assert created.returncode == 0, created.stderr
     task_id = created.stdout.strip()
 

@@ -22,8 +22,10 @@ def _store_pid(d: Daemon) -> int:
 
 def _alive(pid: int) -> bool:
     try:
-        return b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes() and \
-            Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        return (
+            b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        )
     except OSError:
         return False
 
@@ -45,8 +47,14 @@ async def test_full_lifecycle(client: Client) -> None:
     # Every request is logged with its ids; no token or secret ever is.
     log = client.daemon.log()
     line = next(ln for ln in log.splitlines() if high["id"] in ln and "/result" in ln)
-    for field in ('"method":"POST"', '"status":200', '"request_id":', '"tenant":"default"',
-                  '"duration_ms":', '"route":"/v1/codeq/tasks/<task_id>/result"'):
+    for field in (
+        '"method":"POST"',
+        '"status":200',
+        '"request_id":',
+        '"tenant":"default"',
+        '"duration_ms":',
+        '"route":"/v1/codeq/tasks/<task_id>/result"',
+    ):
         assert field in line
     for secret in (client.producer, client.worker, client.daemon.dev_secret):
         assert secret not in log
@@ -61,10 +69,12 @@ async def test_delayed_task_is_promoted(client: Client) -> None:
 
 
 async def test_lease_expiry_retries_then_dead_letters(daemon_factory: Any) -> None:
-    d: Daemon = daemon_factory({
-        "actors": {"reaper": {"interval": "100ms"}, "promoter": {"interval": "100ms"}},
-        "backoff": {"policy": "fixed", "base": 0, "max": 0},
-    })
+    d: Daemon = daemon_factory(
+        {
+            "actors": {"reaper": {"interval": "100ms"}, "promoter": {"interval": "100ms"}},
+            "backoff": {"policy": "fixed", "base": 0, "max": 0},
+        }
+    )
     async with httpx.AsyncClient(timeout=30) as http:
         c = Client(d, http)
         task = await c.create("flaky", {}, maxAttempts=2)
@@ -117,16 +127,19 @@ async def test_sigterm_answers_long_polls_and_exits_clean(daemon: Daemon, client
     assert await trio.to_thread.run_sync(daemon.proc.wait, 15) == 0
     assert not _alive(store_pid), "the embedded store outlived the daemon"
     assert "STOPPING=1" in "".join(daemon.notifications) or daemon.wait_notification(
-        "STOPPING=1", 1)
+        "STOPPING=1", 1
+    )
     assert '"supervisor.stopped"' in daemon.log()
 
 
 async def test_kill_9_loses_nothing_and_strands_nothing(daemon_factory: Any) -> None:
-    d: Daemon = daemon_factory({
-        "store": {"appendfsync": "always"},
-        "actors": {"reaper": {"interval": "100ms"}, "promoter": {"interval": "100ms"}},
-        "backoff": {"policy": "fixed", "base": 0, "max": 0},
-    })
+    d: Daemon = daemon_factory(
+        {
+            "store": {"appendfsync": "always"},
+            "actors": {"reaper": {"interval": "100ms"}, "promoter": {"interval": "100ms"}},
+            "backoff": {"policy": "fixed", "base": 0, "max": 0},
+        }
+    )
     async with httpx.AsyncClient(timeout=30) as http:
         c = Client(d, http)
         ids = [(await c.create("job", {"i": i}))["id"] for i in range(30)]
@@ -176,20 +189,31 @@ def test_cli_check_config_and_token(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "codeqd"]
     ok = subprocess.run([*run, "check-config"], env=env, capture_output=True, text=True)
     assert ok.returncode == 0 and '"mode": "embedded"' in ok.stdout
-    bad = subprocess.run([*run, "check-config"], capture_output=True, text=True,
-                         env={**env, "CODEQD_ACTORS__REAPER__BATCH": "0"})
+    bad = subprocess.run(
+        [*run, "check-config"],
+        capture_output=True,
+        text=True,
+        env={**env, "CODEQD_ACTORS__REAPER__BATCH": "0"},
+    )
     assert bad.returncode == 2
-    assert bad.stderr.strip() == \
-        "codeqd: config error: actors.reaper.batch: must be between 1 and 100000"
-    tok = subprocess.run([*run, "token", "--role", "worker", "--events", "a,b"], env=env,
-                         capture_output=True, text=True)
+    assert (
+        bad.stderr.strip()
+        == "codeqd: config error: actors.reaper.batch: must be between 1 and 100000"
+    )
+    tok = subprocess.run(
+        [*run, "token", "--role", "worker", "--events", "a,b"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert tok.returncode == 0 and tok.stdout.count(".") == 2
     assert (tmp_path / "dev_secret").exists()
 
 
 async def test_janitor_removes_terminal_tasks_past_retention(daemon_factory: Any) -> None:
-    d: Daemon = daemon_factory({"tasks": {"retention": "200ms"},
-                                "actors": {"janitor": {"interval": "100ms"}}})
+    d: Daemon = daemon_factory(
+        {"tasks": {"retention": "200ms"}, "actors": {"janitor": {"interval": "100ms"}}}
+    )
     async with httpx.AsyncClient(timeout=30) as http:
         c = Client(d, http)
         done = await c.create("old", {})
@@ -203,12 +227,12 @@ async def test_janitor_removes_terminal_tasks_past_retention(daemon_factory: Any
 
 
 async def test_multi_process_ingress_wakes_across_processes(daemon_factory: Any) -> None:
-    d: Daemon = daemon_factory({"actors": {"ingress": {"processes": 2,
-                                                       "poll_fallback": "60s"}}})
+    d: Daemon = daemon_factory({"actors": {"ingress": {"processes": 2, "poll_fallback": "60s"}}})
     children = _children_of(d)
     assert len([c for c in children if b"_ingress_child" in c[1]]) == 2
-    async with httpx.AsyncClient(timeout=40, limits=httpx.Limits(max_keepalive_connections=0)
-                                 ) as http:
+    async with httpx.AsyncClient(
+        timeout=40, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as http:
         c = Client(d, http)
         # Enough idle long-polls that both processes hold some; each create wakes one.
         got: list[str] = []

@@ -25,14 +25,20 @@ def value(m: dict[Any, float], name: str, **labels: str) -> float:
 
 
 async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
-    d: Daemon = daemon_factory({"actors": {"ingress": {"processes": 2},
-                                           "metrics": {"interval": "100ms"}}})
+    d: Daemon = daemon_factory(
+        {"actors": {"ingress": {"processes": 2}, "metrics": {"interval": "100ms"}}}
+    )
     # No keep-alive: requests spread over both ingress processes.
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
-                                 ) as http:
+    async with httpx.AsyncClient(
+        timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as http:
         c = Client(d, http)
-        r = await c.call("POST", "/workers/subscriptions", c.worker,
-                         {"callbackUrl": "http://127.0.0.1:9/", "eventTypes": ["m1"]})
+        r = await c.call(
+            "POST",
+            "/workers/subscriptions",
+            c.worker,
+            {"callbackUrl": "http://127.0.0.1:9/", "eventTypes": ["m1"]},
+        )
         assert r.status_code == 200
         for i in range(5):
             await c.create("m1", {"i": i})
@@ -40,8 +46,12 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
         claimed = [(await c.claim(commands=["m1"])).json() for _ in range(3)]
         for t in claimed[:2]:
             assert (await c.complete(t)).status_code == 200
-        r = await c.call("POST", f"/tasks/{claimed[2]['id']}/result", c.worker,
-                         {"status": "FAILED", "error": "bad input"})
+        r = await c.call(
+            "POST",
+            f"/tasks/{claimed[2]['id']}/result",
+            c.worker,
+            {"status": "FAILED", "error": "bad input"},
+        )
         assert r.status_code == 200
         assert (await c.call("DELETE", f"/tasks/{m2[0]['id']}", c.producer)).status_code == 200
 
@@ -49,9 +59,11 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
             while True:
                 m = samples((await http.get(f"{d.base}/metrics")).text)
                 # A sample taken after the last step above (depths are sampled).
-                if (value(m, "codeq_queue_depth", command="m1", queue="ready") == 2
-                        and value(m, "codeq_queue_depth", command="m2", queue="ready") == 1
-                        and value(m, "codeq_subscriptions_active", command="m1") == 1):
+                if (
+                    value(m, "codeq_queue_depth", command="m1", queue="ready") == 2
+                    and value(m, "codeq_queue_depth", command="m2", queue="ready") == 1
+                    and value(m, "codeq_subscriptions_active", command="m1") == 1
+                ):
                     break
                 await trio.sleep(0.05)
     assert value(m, "codeq_task_created_total", command="m1") == 5
@@ -62,6 +74,14 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
     assert value(m, "codeq_task_completed_total", command="m2", status="CANCELLED") == 1
     assert value(m, "codeq_task_processing_latency_seconds_count") == 3
     assert value(m, "codeq_dlq_depth", command="m1") == 0
-    assert value(m, "codeq_http_request_duration_seconds_count", method="POST",
-                 route="/v1/codeq/tasks", status="202") == 7
+    assert (
+        value(
+            m,
+            "codeq_http_request_duration_seconds_count",
+            method="POST",
+            route="/v1/codeq/tasks",
+            status="202",
+        )
+        == 7
+    )
     assert value(m, "codeq_store_call_duration_seconds_count", script="create") == 7

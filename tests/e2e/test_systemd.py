@@ -31,9 +31,13 @@ def test_no_watchdog_for_another_pid(daemon_factory: Any) -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze absent")
 def test_unit_file_verifies() -> None:
-    r = subprocess.run(["systemd-analyze", "verify", str(REPO / "systemd" / "codeqd.service")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["systemd-analyze", "verify", str(REPO / "systemd" / "codeqd.service")],
+        capture_output=True,
+        text=True,
+    )
     # The ExecStart binary does not exist on a build machine; anything else is an error.
-    problems = [ln for ln in r.stderr.splitlines()
-                if ln.strip() and "/opt/codeqd/bin/codeqd" not in ln]
+    problems = [
+        ln for ln in r.stderr.splitlines() if ln.strip() and "/opt/codeqd/bin/codeqd" not in ln
+    ]
     assert problems == []

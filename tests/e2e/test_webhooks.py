@@ -39,11 +39,13 @@ async def test_callback_is_delivered_after_kill_9_mid_delivery(
 ) -> None:
     answers = iter(["hang"])
     receiver = await Receiver(lambda _req: next(answers, 200)).start(nursery)
-    d: Daemon = daemon_factory({
-        "store": {"appendfsync": "always"},
-        "webhooks": {"hmac_secret": SECRET},
-        "actors": {"dispatcher": {"timeout": "1s", "base_backoff": "50ms"}},
-    })
+    d: Daemon = daemon_factory(
+        {
+            "store": {"appendfsync": "always"},
+            "webhooks": {"hmac_secret": SECRET},
+            "actors": {"dispatcher": {"timeout": "1s", "base_backoff": "50ms"}},
+        }
+    )
     async with httpx.AsyncClient(timeout=30) as http:
         c = Client(d, http)
         task = await complete_with_webhook(c, receiver.url)
@@ -54,8 +56,12 @@ async def test_callback_is_delivered_after_kill_9_mid_delivery(
         assert first.json()["taskId"] == second.json()["taskId"] == task["id"]
         assert (first.headers["x-codeq-attempt"], second.headers["x-codeq-attempt"]) == ("1", "2")
         assert second.json()["status"] == "COMPLETED" and second.json()["result"] == {"done": True}
-        assert webhooks.verify(SECRET, second.body, second.headers["x-codeq-timestamp"],
-                               second.headers["x-codeq-signature"])
+        assert webhooks.verify(
+            SECRET,
+            second.body,
+            second.headers["x-codeq-timestamp"],
+            second.headers["x-codeq-signature"],
+        )
         t = await webhook_status(c, task["id"], "DELIVERED")
         assert t["webhookAttempts"] == 2
 
@@ -66,8 +72,11 @@ async def test_two_daemons_on_one_store_deliver_each_callback_once(
     redis_server.flush()
     receiver = await Receiver(200).start(nursery)
     dev_secret = "two-daemons-dev-secret-0123456789abcdef"
-    shared = {"store": {"mode": "external", "url": redis_server.url},
-              "auth": {"dev_secret": dev_secret}, "webhooks": {"hmac_secret": SECRET}}
+    shared = {
+        "store": {"mode": "external", "url": redis_server.url},
+        "auth": {"dev_secret": dev_secret},
+        "webhooks": {"hmac_secret": SECRET},
+    }
     a: Daemon = daemon_factory(shared)
     b: Daemon = daemon_factory(shared)
     a.dev_secret = b.dev_secret = dev_secret  # one token works on both
@@ -89,8 +98,9 @@ async def test_two_daemons_on_one_store_deliver_each_callback_once(
         for t in tasks:
             got = await webhook_status(ca, t["id"], "DELIVERED")
             assert got["webhookAttempts"] == 1
-    counts = Counter((req.json()["taskId"], req.headers["x-codeq-attempt"])
-                     for req in receiver.requests)
+    counts = Counter(
+        (req.json()["taskId"], req.headers["x-codeq-attempt"]) for req in receiver.requests
+    )
     assert {task_id for task_id, _ in counts} == {t["id"] for t in tasks}
     assert max(counts.values()) == 1
 
@@ -99,17 +109,23 @@ async def test_subscriber_is_notified_by_the_daemon(
     daemon_factory: Any, nursery: trio.Nursery
 ) -> None:
     receiver = await Receiver(200).start(nursery)
-    d: Daemon = daemon_factory({"webhooks": {"hmac_secret": SECRET,
-                                             "public_url": "https://codeq.example.test/"}})
+    d: Daemon = daemon_factory(
+        {"webhooks": {"hmac_secret": SECRET, "public_url": "https://codeq.example.test/"}}
+    )
     async with httpx.AsyncClient(timeout=30) as http:
         c = Client(d, http)
-        r = await c.call("POST", "/workers/subscriptions", c.worker,
-                         {"callbackUrl": receiver.url, "eventTypes": ["job"]})
+        r = await c.call(
+            "POST",
+            "/workers/subscriptions",
+            c.worker,
+            {"callbackUrl": receiver.url, "eventTypes": ["job"]},
+        )
         assert r.status_code == 200
         await c.create("job", {})
         (req,) = await receiver.wait_for(1)
         doc = req.json()
         assert doc["eventType"] == "job" and doc["queueDepth"] == 1
         assert doc["claimUrl"] == "https://codeq.example.test/v1/codeq/tasks/claim"
-        assert webhooks.verify(SECRET, req.body, req.headers["x-codeq-timestamp"],
-                               req.headers["x-codeq-signature"])
+        assert webhooks.verify(
+            SECRET, req.body, req.headers["x-codeq-timestamp"], req.headers["x-codeq-signature"]
+        )

@@ -50,15 +50,17 @@ class Proxy:
         with trio.CancelScope() as scope:
             self._conns.add(scope)
             try:
-                async with client, await trio.open_tcp_stream("127.0.0.1", self.target_port) \
-                        as upstream, trio.open_nursery() as n:
+                async with (
+                    client,
+                    await trio.open_tcp_stream("127.0.0.1", self.target_port) as upstream,
+                    trio.open_nursery() as n,
+                ):
                     n.start_soon(self._pump, client, upstream)
                     n.start_soon(self._pump, upstream, client)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # either side went away: drop the pair
             finally:
                 self._conns.discard(scope)
-
 
     async def serve(self, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")

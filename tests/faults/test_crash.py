@@ -56,5 +56,7 @@ async def test_sigterm_under_load_drains_cleanly(daemon_factory: Any) -> None:
     assert in_flight, "nothing was in flight at the signal: the test tested nothing"
     cut = [t for t in in_flight if not t[3].isdigit()]
     assert cut == [], f"requests in flight at SIGTERM got no HTTP answer: {cut}"
-    print(f"in flight at SIGTERM: {len(in_flight)}, answered with "
-          f"{sorted({t[3] for t in in_flight})}; stopped in {stopped - signalled} ms")
+    print(
+        f"in flight at SIGTERM: {len(in_flight)}, answered with "
+        f"{sorted({t[3] for t in in_flight})}; stopped in {stopped - signalled} ms"
+    )

@@ -37,8 +37,16 @@ def _first_success_after(wl: Workload, since: int) -> int | None:
 
 
 def _external(url: str) -> dict[str, Any]:
-    return fast({"store": {"mode": "external", "url": url, "command_timeout": COMMAND_TIMEOUT,
-                           "connect_timeout": 1}})
+    return fast(
+        {
+            "store": {
+                "mode": "external",
+                "url": url,
+                "command_timeout": COMMAND_TIMEOUT,
+                "connect_timeout": 1,
+            }
+        }
+    )
 
 
 async def test_kill_9_of_the_embedded_store_loses_no_acknowledged_create(
@@ -69,13 +77,16 @@ async def test_kill_9_of_the_embedded_store_loses_no_acknowledged_create(
     assert 0 < created_before < rec.created, "the kill did not land mid-production"
     back = _first_success_after(wl, killed)
     assert back is not None
-    print(f"store kill -9: first 2xx {back - killed} ms after the kill; "
-          f"503s: {sum(n for (_, s), n in wl.statuses.items() if s == 503)}")
+    print(
+        f"store kill -9: first 2xx {back - killed} ms after the kill; "
+        f"503s: {sum(n for (_, s), n in wl.statuses.items() if s == 503)}"
+    )
     assert '"store.exited"' in d.log()
 
 
 async def test_store_unreachable_for_10s_answers_503_fast_and_recovers(
-    daemon_factory: Any, tmp_path: Path,
+    daemon_factory: Any,
+    tmp_path: Path,
 ) -> None:
     """External store gone for 10 s: every request answers (503) within the command
     timeout + margin, /readyz says 503, and service resumes by itself."""
@@ -111,13 +122,16 @@ async def test_store_unreachable_for_10s_answers_503_fast_and_recovers(
     assert set(readyz) == {503}, readyz
     back = _first_success_after(wl, up)
     assert back is not None
-    print(f"store outage: {len(during)} attempts during it, slowest "
-          f"{max(t[2] - t[1] for t in during)} ms; service back {back - up} ms after "
-          f"the store answered")
+    print(
+        f"store outage: {len(during)} attempts during it, slowest "
+        f"{max(t[2] - t[1] for t in during)} ms; service back {back - up} ms after "
+        f"the store answered"
+    )
 
 
 async def test_slow_store_is_bounded_by_the_command_timeout(
-    daemon_factory: Any, tmp_path: Path,
+    daemon_factory: Any,
+    tmp_path: Path,
 ) -> None:
     """Through a proxy adding latency: 100 ms each way still serves; 1.5 s each way
     (past the 2 s command timeout per round trip) answers 503 in bounded time, never a
@@ -127,8 +141,9 @@ async def test_slow_store_is_bounded_by_the_command_timeout(
     try:
         async with trio.open_nursery() as nursery:
             async with run_proxy(nursery, server.port) as proxy:
-                d: Daemon = daemon_factory(_external(f"redis://127.0.0.1:{proxy.port}"),
-                                           start=False)
+                d: Daemon = daemon_factory(
+                    _external(f"redis://127.0.0.1:{proxy.port}"), start=False
+                )
                 await trio.to_thread.run_sync(d.start)  # the proxy runs on this thread
                 wl = workload(d, tasks=60, workers=6, rate=40)
                 async with trio.open_nursery() as inner:
@@ -156,5 +171,7 @@ async def test_slow_store_is_bounded_by_the_command_timeout(
     hung = [t for t in stall if t[2] - t[1] > BOUND_MS]
     assert hung == [], f"requests not bounded by the timeouts: {hung[:5]}"
     assert any(t[3] == "503" for t in stall)
-    print(f"slow store: {len(stall)} attempts while stalled, slowest "
-          f"{max(t[2] - t[1] for t in stall)} ms, outcomes {sorted({t[3] for t in stall})}")
+    print(
+        f"slow store: {len(stall)} attempts while stalled, slowest "
+        f"{max(t[2] - t[1] for t in stall)} ms, outcomes {sorted({t[3] for t in stall})}"
+    )

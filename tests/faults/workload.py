@@ -99,11 +99,13 @@ class Reconciliation:
         return not (self.lost or self.stranded or self.violations)
 
     def summary(self) -> str:
-        return (f"created={self.created} completed={self.completed} failed={self.failed} "
-                f"dead_lettered={self.dead_lettered} lost={len(self.lost)} "
-                f"stranded={len(self.stranded)} violations={len(self.violations)} "
-                f"claims_seen={self.claims_seen} attempts={self.attempts_total} "
-                f"ambiguous_claims={self.ambiguous_claims}")
+        return (
+            f"created={self.created} completed={self.completed} failed={self.failed} "
+            f"dead_lettered={self.dead_lettered} lost={len(self.lost)} "
+            f"stranded={len(self.stranded)} violations={len(self.violations)} "
+            f"claims_seen={self.claims_seen} attempts={self.attempts_total} "
+            f"ambiguous_claims={self.ambiguous_claims}"
+        )
 
 
 class Workload:
@@ -134,9 +136,17 @@ class Workload:
 
     # ------------------------------------------------------------ http
 
-    async def call(self, http: httpx.AsyncClient, endpoint: str, method: str, path: str,
-                   token: str, body: Any = None, *, timeout: float | None = None,
-                   ) -> tuple[httpx.Response, int]:
+    async def call(
+        self,
+        http: httpx.AsyncClient,
+        endpoint: str,
+        method: str,
+        path: str,
+        token: str,
+        body: Any = None,
+        *,
+        timeout: float | None = None,
+    ) -> tuple[httpx.Response, int]:
         """One logical call: retried on transport errors and 503 until the deadline.
 
         Returns (response, ambiguous): how many earlier attempts may have been
@@ -152,9 +162,12 @@ class Workload:
             t0 = wall_ms()
             try:
                 r = await http.request(
-                    method, f"{self.base}/v1/codeq{path}", json=body,
+                    method,
+                    f"{self.base}/v1/codeq{path}",
+                    json=body,
                     headers={"Authorization": f"Bearer {token}"},
-                    timeout=timeout or self.s.request_timeout)
+                    timeout=timeout or self.s.request_timeout,
+                )
             except httpx.TransportError as e:
                 self.transport_errors[type(e).__name__] += 1
                 self.statuses[(endpoint, 0)] += 1
@@ -187,9 +200,19 @@ class Workload:
                 await trio.sleep_until(start + n * self.s.producers / self.s.rate)
             key = f"{self.s.run_id}-{i}"
             payload = {"i": i, "key": key, "plan": self.plan(i)}
-            r, _ = await self.call(http, "create", "POST", "/tasks", self.producer, {
-                "command": self.s.command, "payload": payload, "idempotencyKey": key,
-                "maxAttempts": self.s.max_attempts})
+            r, _ = await self.call(
+                http,
+                "create",
+                "POST",
+                "/tasks",
+                self.producer,
+                {
+                    "command": self.s.command,
+                    "payload": payload,
+                    "idempotencyKey": key,
+                    "maxAttempts": self.s.max_attempts,
+                },
+            )
             if r.status_code != 202:
                 self.unexpected.append(f"create {key}: {r.status_code} {r.text[:200]}")
                 continue
@@ -210,9 +233,18 @@ class Workload:
         rng = random.Random(self.s.seed * 7919 + n)
         while not self.finished.is_set():
             r, ambiguous = await self.call(
-                http, "claim", "POST", "/tasks/claim", token,
-                {"commands": [self.s.command], "leaseSeconds": self.s.lease_seconds,
-                 "waitSeconds": 1}, timeout=self.s.request_timeout + 1)
+                http,
+                "claim",
+                "POST",
+                "/tasks/claim",
+                token,
+                {
+                    "commands": [self.s.command],
+                    "leaseSeconds": self.s.lease_seconds,
+                    "waitSeconds": 1,
+                },
+                timeout=self.s.request_timeout + 1,
+            )
             self.ambiguous_claims += ambiguous
             if r.status_code == 204:
                 continue
@@ -220,15 +252,22 @@ class Workload:
                 self.unexpected.append(f"claim: {r.status_code} {r.text[:200]}")
                 continue
             task = r.json()
-            claim = Claim(task["id"], sub, task["leaseId"], task["attempts"],
-                          ms(task["updatedAt"]), ms(task["leaseUntil"]))
+            claim = Claim(
+                task["id"],
+                sub,
+                task["leaseId"],
+                task["attempts"],
+                ms(task["updatedAt"]),
+                ms(task["leaseUntil"]),
+            )
             self.claims[task["id"]].append(claim)
             plan = task["payload"]["plan"]
             action = plan[task["attempts"] - 1] if task["attempts"] <= len(plan) else "complete"
             await self._act(http, token, claim, action, rng)
 
-    async def _act(self, http: httpx.AsyncClient, token: str, c: Claim, action: str,
-                   rng: random.Random) -> None:
+    async def _act(
+        self, http: httpx.AsyncClient, token: str, c: Claim, action: str, rng: random.Random
+    ) -> None:
         if action == "die":
             return  # no heartbeat, no report: the reaper must take the task back
         work = rng.expovariate(1 / self.s.work_seconds)
@@ -246,8 +285,11 @@ class Workload:
             c.released_at = wall_ms()
             r, ambiguous = await self.call(http, "result", "POST", f"{path}/result", token, body)
             if r.status_code == 200:
-                self.reports[c.task_id].append(Report(
-                    body.get("result"), body.get("error"), c.lease_id, c.worker, status, True))
+                self.reports[c.task_id].append(
+                    Report(
+                        body.get("result"), body.get("error"), c.lease_id, c.worker, status, True
+                    )
+                )
                 self._terminal()
                 if lost:
                     self.unexpected.append(f"result {c.task_id} accepted after lease was lost")
@@ -255,24 +297,41 @@ class Workload:
                 self.refused_reports.append((c.task_id, c.lease_id, 409))
                 already = r.json().get("details", {}).get("status")
                 if ambiguous and already == status:
-                    self.reports[c.task_id].append(Report(
-                        body.get("result"), body.get("error"), c.lease_id, c.worker, status,
-                        False))
+                    self.reports[c.task_id].append(
+                        Report(
+                            body.get("result"),
+                            body.get("error"),
+                            c.lease_id,
+                            c.worker,
+                            status,
+                            False,
+                        )
+                    )
                     self._terminal()
             else:
                 self.unexpected.append(f"result {c.task_id}: {r.status_code} {r.text[:200]}")
             return
         c.released_at = wall_ms()
         if action == "nack":
-            r, _ = await self.call(http, "nack", "POST", f"{path}/nack", token,
-                                   {"leaseId": c.lease_id, "delaySeconds": rng.choice([0, 1]),
-                                    "reason": "planned nack"})
+            r, _ = await self.call(
+                http,
+                "nack",
+                "POST",
+                f"{path}/nack",
+                token,
+                {
+                    "leaseId": c.lease_id,
+                    "delaySeconds": rng.choice([0, 1]),
+                    "reason": "planned nack",
+                },
+            )
             if r.status_code == 200 and r.json()["status"] == "dead_lettered":
                 self.dead_by_nack.add(c.task_id)
                 self._terminal()
         else:
-            r, _ = await self.call(http, "abandon", "POST", f"{path}/abandon", token,
-                                   {"leaseId": c.lease_id})
+            r, _ = await self.call(
+                http, "abandon", "POST", f"{path}/abandon", token, {"leaseId": c.lease_id}
+            )
         if r.status_code not in (200, 409):
             self.unexpected.append(f"{action} {c.task_id}: {r.status_code} {r.text[:200]}")
         if lost and r.status_code == 200:
@@ -288,9 +347,14 @@ class Workload:
             await trio.sleep(min(every, end - trio.current_time()))  # the "work"
             if trio.current_time() >= end:
                 break
-            r, _ = await self.call(http, "heartbeat", "POST", f"/tasks/{c.task_id}/heartbeat",
-                                   token, {"leaseId": c.lease_id,
-                                           "extendSeconds": self.s.lease_seconds})
+            r, _ = await self.call(
+                http,
+                "heartbeat",
+                "POST",
+                f"/tasks/{c.task_id}/heartbeat",
+                token,
+                {"leaseId": c.lease_id, "extendSeconds": self.s.lease_seconds},
+            )
             if r.status_code == 200:
                 c.lease_until = max(c.lease_until, ms(r.json()["leaseUntil"]))
             elif r.status_code == 409:
@@ -325,8 +389,7 @@ class Workload:
         await self.wait_for(lambda: len(self.created) >= n)
 
     async def queue_stats(self, http: httpx.AsyncClient) -> dict[str, Any]:
-        r, _ = await self.call(http, "stats", "GET", f"/admin/queues/{self.s.command}",
-                               self.admin)
+        r, _ = await self.call(http, "stats", "GET", f"/admin/queues/{self.s.command}", self.admin)
         return r.json()  # type: ignore[no-any-return]
 
     async def _monitor(self, http: httpx.AsyncClient) -> None:
@@ -353,8 +416,9 @@ class Workload:
                     nursery.start_soon(self._monitor, http)
                     async with trio.open_nursery() as producers:
                         for p in range(self.s.producers):
-                            producers.start_soon(self._produce, http,
-                                                 range(p, self.s.tasks, self.s.producers))
+                            producers.start_soon(
+                                self._produce, http, range(p, self.s.tasks, self.s.producers)
+                            )
                     self.producers_done.set()
 
     # ------------------------------------------------------------ reconcile
@@ -382,9 +446,13 @@ class Workload:
             dlq: set[str] = set()
             cursor: str | None = "0"
             while cursor is not None:
-                r, _ = await self.call(http, "dlq", "GET",
-                                       f"/admin/queues/{self.s.command}/dlq?limit=500"
-                                       f"&cursor={cursor}", self.admin)
+                r, _ = await self.call(
+                    http,
+                    "dlq",
+                    "GET",
+                    f"/admin/queues/{self.s.command}/dlq?limit=500&cursor={cursor}",
+                    self.admin,
+                )
                 page = r.json()
                 dlq.update(t["id"] for t in page["tasks"])
                 cursor = page["nextCursor"]
@@ -408,46 +476,74 @@ class Workload:
                     if b.at < a.lease_until and (a.released_at is None or a.released_at > b.at):
                         violations.append(
                             f"{tid}: {b.worker} claimed at {b.at} while {a.worker}'s lease "
-                            f"{a.lease_id} ran to {a.lease_until} and was not released")
+                            f"{a.lease_id} ran to {a.lease_until} and was not released"
+                        )
                 reports = self.reports.get(tid, [])
                 certain = [rep for rep in reports if rep.certain]
                 if len(certain) > 1:
                     violations.append(f"{tid}: {len(certain)} results accepted")
                 if reports:
                     stored = result or {}
-                    match = [rep for rep in (certain or reports) if rep.status == task["status"]
-                             and stored.get("result") == rep.result
-                             and stored.get("error") == rep.error]
+                    match = [
+                        rep
+                        for rep in (certain or reports)
+                        if rep.status == task["status"]
+                        and stored.get("result") == rep.result
+                        and stored.get("error") == rep.error
+                    ]
                     if not match:
-                        violations.append(f"{tid}: store has {task['status']} {result} but the "
-                                          f"accepted reports were {reports}")
+                        violations.append(
+                            f"{tid}: store has {task['status']} {result} but the "
+                            f"accepted reports were {reports}"
+                        )
                     elif claims and match[0].lease_id != claims[-1].lease_id:
-                        violations.append(f"{tid}: result accepted from lease "
-                                          f"{match[0].lease_id}, not the last claim's")
+                        violations.append(
+                            f"{tid}: result accepted from lease "
+                            f"{match[0].lease_id}, not the last claim's"
+                        )
                     if tid in dlq:
                         violations.append(f"{tid}: has a result yet sits in the DLQ")
                     completed += task["status"] == "COMPLETED"
                     failed += task["status"] == "FAILED"
                 else:
-                    if not (task["status"] == "FAILED" and task.get("error") == "MAX_ATTEMPTS"
-                            and task.get("deadLettered") and tid in dlq):
-                        violations.append(f"{tid}: no accepted result, yet {task['status']} "
-                                          f"error={task.get('error')} in_dlq={tid in dlq}")
+                    if not (
+                        task["status"] == "FAILED"
+                        and task.get("error") == "MAX_ATTEMPTS"
+                        and task.get("deadLettered")
+                        and tid in dlq
+                    ):
+                        violations.append(
+                            f"{tid}: no accepted result, yet {task['status']} "
+                            f"error={task.get('error')} in_dlq={tid in dlq}"
+                        )
                     if task["attempts"] < task["maxAttempts"]:
                         violations.append(f"{tid}: dead after {task['attempts']} attempts")
                     dead += 1
             if excess > self.ambiguous_claims:
-                violations.append(f"{excess} attempts beyond the claims seen, but only "
-                                  f"{self.ambiguous_claims} claim attempts lost their answer")
+                violations.append(
+                    f"{excess} attempts beyond the claims seen, but only "
+                    f"{self.ambiguous_claims} claim attempts lost their answer"
+                )
             # Every create was retried until acknowledged, so nothing else can be dead.
             if not dlq <= set(self.keys):
                 violations.append(f"DLQ holds tasks nobody created: {dlq - set(self.keys)}")
             if not self.dead_by_nack <= dlq:
-                violations.append(f"dead-lettered by nack, not in the DLQ: "
-                                  f"{self.dead_by_nack - dlq}")
+                violations.append(
+                    f"dead-lettered by nack, not in the DLQ: {self.dead_by_nack - dlq}"
+                )
             if stats["ready"] or stats["delayed"] or stats["inProgress"]:
                 stranded.append(f"queue not drained: {stats}")
             if stats["dlq"] != len(dlq):
                 violations.append(f"DLQ count {stats['dlq']} but {len(dlq)} listed")
-        return Reconciliation(len(self.created), completed, failed, dead, lost, stranded,
-                              violations, claims_seen, attempts_total, self.ambiguous_claims)
+        return Reconciliation(
+            len(self.created),
+            completed,
+            failed,
+            dead,
+            lost,
+            stranded,
+            violations,
+            claims_seen,
+            attempts_total,
+            self.ambiguous_claims,
+        )

@@ -21,8 +21,7 @@ from codeqd.store import Store, WakeHub, connect
 
 def make_config(tmp_path: Path, **overrides: Any) -> cfgmod.Config:
     """Defaults, with a private state dir and any dotted overrides (``{"tasks": {...}}``)."""
-    data = {"state_dir": str(tmp_path / "state"),
-            "actors": {"ingress": {"bind": "127.0.0.1:0"}}}
+    data = {"state_dir": str(tmp_path / "state"), "actors": {"ingress": {"bind": "127.0.0.1:0"}}}
     for section, values in overrides.items():
         if isinstance(values, dict):
             data.setdefault(section, {}).update(values)  # type: ignore[attr-defined]
@@ -59,17 +58,23 @@ class Api:
     def token(self, role: str, **kw: Any) -> str:
         return mint_dev_token(self.secret, role, **kw)  # type: ignore[arg-type]
 
-    async def call(self, method: str, path: str, token: str | None = None, json: Any = None,
-                   **kw: Any) -> httpx.Response:
+    async def call(
+        self, method: str, path: str, token: str | None = None, json: Any = None, **kw: Any
+    ) -> httpx.Response:
         headers = kw.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return await self.http.request(method, f"{self.base}/v1/codeq{path}", json=json,
-                                       headers=headers, **kw)
+        return await self.http.request(
+            method, f"{self.base}/v1/codeq{path}", json=json, headers=headers, **kw
+        )
 
     async def create(self, command: str = "email", payload: Any = None, **fields: Any) -> Any:
-        r = await self.call("POST", "/tasks", self.producer,
-                            {"command": command, "payload": payload or {}, **fields})
+        r = await self.call(
+            "POST",
+            "/tasks",
+            self.producer,
+            {"command": command, "payload": payload or {}, **fields},
+        )
         assert r.status_code == 202, r.text
         return r.json()
 
@@ -77,8 +82,9 @@ class Api:
         return await self.call("POST", "/tasks/claim", token or self.worker, body)
 
 
-async def start_api(nursery: trio.Nursery, config: cfgmod.Config, redis_url: str
-                    ) -> AsyncIterator[Api]:
+async def start_api(
+    nursery: trio.Nursery, config: cfgmod.Config, redis_url: str
+) -> AsyncIterator[Api]:
     async with connect(config, redis_url) as s:
         await s.init_keyspace()
         ctx = Context(config=config, store=s, hub=WakeHub(), auth=Authenticator(config))

@@ -30,18 +30,29 @@ async def report_batch(api: Api, results: list[Any], token: str | None = None) -
 
 async def test_create_batch_reports_each_item_in_order(api: Api) -> None:
     first = await api.create("mail", {"n": 0}, idempotencyKey="k-first")
-    out = await create_batch(api, [
-        {"command": "mail", "payload": {"n": 1}, "priority": 9},
-        {"command": "bad command!", "payload": {}},
-        {"command": "mail", "payload": {"n": 2}, "idempotencyKey": "k-dup"},
-        {"command": "mail", "payload": "not an object"},
-        {"command": "mail", "payload": {"n": 3}, "idempotencyKey": "k-dup"},
-        {"command": "mail", "payload": {"n": 4}, "idempotencyKey": "k-first"},
-        {"command": "mail", "payload": {"n": 5}, "delaySeconds": 60},
-        "not an object",
-    ])
+    out = await create_batch(
+        api,
+        [
+            {"command": "mail", "payload": {"n": 1}, "priority": 9},
+            {"command": "bad command!", "payload": {}},
+            {"command": "mail", "payload": {"n": 2}, "idempotencyKey": "k-dup"},
+            {"command": "mail", "payload": "not an object"},
+            {"command": "mail", "payload": {"n": 3}, "idempotencyKey": "k-dup"},
+            {"command": "mail", "payload": {"n": 4}, "idempotencyKey": "k-first"},
+            {"command": "mail", "payload": {"n": 5}, "delaySeconds": 60},
+            "not an object",
+        ],
+    )
     assert [o.get("code") for o in out] == [
-        None, "validation_error", None, "validation_error", None, None, None, "bad_request"]
+        None,
+        "validation_error",
+        None,
+        "validation_error",
+        None,
+        None,
+        None,
+        "bad_request",
+    ]
     assert out[1]["details"]["field"] == "command" and out[3]["details"]["field"] == "payload"
     assert out[0]["status"] == "PENDING" and out[0]["payload"] == {"n": 1}
     assert out[4]["id"] == out[2]["id"] and out[4]["payload"] == {"n": 2}  # same batch
@@ -53,9 +64,14 @@ async def test_create_batch_reports_each_item_in_order(api: Api) -> None:
 async def test_batch_limits_and_shapes(api: Api) -> None:
     limit = api.ctx.config.limits.batch_max
     too_many = [{"command": "c", "payload": {}}] * (limit + 1)
-    cases = [("/tasks/batch", {"tasks": too_many}), ("/tasks/batch", {"tasks": "x"}),
-             ("/tasks/batch", [1]), ("/tasks/batch/results", {"results": {}}),
-             ("/tasks/claim/batch", {}), ("/tasks/claim/batch", {"maxTasks": limit + 1})]
+    cases = [
+        ("/tasks/batch", {"tasks": too_many}),
+        ("/tasks/batch", {"tasks": "x"}),
+        ("/tasks/batch", [1]),
+        ("/tasks/batch/results", {"results": {}}),
+        ("/tasks/claim/batch", {}),
+        ("/tasks/claim/batch", {"maxTasks": limit + 1}),
+    ]
     for path, body in cases:
         token = api.producer if path == "/tasks/batch" else api.worker
         r = await api.call("POST", path, token, body)
@@ -72,26 +88,43 @@ async def test_claim_batch_then_report_batch_with_partial_failures(api: Api) -> 
     assert [t["id"] for t in tasks] == [c["id"] for c in created[:3]]
     assert all(t["status"] == "IN_PROGRESS" and t["leaseId"] for t in tasks)
     other = api.token("worker", sub="worker-2")
-    (foreign,) = (await api.call("POST", "/tasks/claim/batch", other,
-                                 {"commands": ["job"], "maxTasks": 1})).json()["tasks"]
+    (foreign,) = (
+        await api.call("POST", "/tasks/claim/batch", other, {"commands": ["job"], "maxTasks": 1})
+    ).json()["tasks"]
 
-    out = await report_batch(api, [
-        {"taskId": tasks[0]["id"], "status": "COMPLETED", "result": {"ok": 1},
-         "leaseId": tasks[0]["leaseId"]},
-        {"taskId": tasks[1]["id"], "status": "FAILED", "error": "boom",
-         "artifacts": [{"name": "log", "url": "https://x/log"}]},
-        {"taskId": tasks[2]["id"], "status": "COMPLETED", "result": {}, "leaseId": "stale"},
-        {"taskId": foreign["id"], "status": "COMPLETED", "result": {}},
-        {"taskId": "no-such-task", "status": "COMPLETED", "result": {}},
-        {"taskId": tasks[0]["id"], "status": "COMPLETED", "result": {}},
-        {"taskId": tasks[2]["id"], "status": "DONE"},
-        {"status": "COMPLETED", "result": {}},
-    ])
+    out = await report_batch(
+        api,
+        [
+            {
+                "taskId": tasks[0]["id"],
+                "status": "COMPLETED",
+                "result": {"ok": 1},
+                "leaseId": tasks[0]["leaseId"],
+            },
+            {
+                "taskId": tasks[1]["id"],
+                "status": "FAILED",
+                "error": "boom",
+                "artifacts": [{"name": "log", "url": "https://x/log"}],
+            },
+            {"taskId": tasks[2]["id"], "status": "COMPLETED", "result": {}, "leaseId": "stale"},
+            {"taskId": foreign["id"], "status": "COMPLETED", "result": {}},
+            {"taskId": "no-such-task", "status": "COMPLETED", "result": {}},
+            {"taskId": tasks[0]["id"], "status": "COMPLETED", "result": {}},
+            {"taskId": tasks[2]["id"], "status": "DONE"},
+            {"status": "COMPLETED", "result": {}},
+        ],
+    )
     assert out[0]["status"] == "COMPLETED" and out[0]["result"] == {"ok": 1}
     assert out[1]["status"] == "FAILED" and out[1]["artifacts"][0]["name"] == "log"
     assert [o.get("code") for o in out[2:]] == [
-        "lease_lost", "not_lease_holder", "task_not_found", "invalid_state",
-        "validation_error", "validation_error"]
+        "lease_lost",
+        "not_lease_holder",
+        "task_not_found",
+        "invalid_state",
+        "validation_error",
+        "validation_error",
+    ]
     assert out[4]["taskId"] == "no-such-task" and out[7]["taskId"] is None
 
     r = await api.call("GET", f"/tasks/{tasks[1]['id']}/result", api.producer)
@@ -120,16 +153,19 @@ async def test_long_polls_are_woken_by_a_batch_create_and_results_by_a_batch_rep
     assert trio.current_time() - started < 5  # woken, not the 5 s fallback poll
 
     async with trio.open_nursery() as n:
+
         async def wait_result() -> None:
-            r = await api.call("GET", f"/tasks/{tasks[0]['id']}/result?waitSeconds=20",
-                               api.producer)
+            r = await api.call(
+                "GET", f"/tasks/{tasks[0]['id']}/result?waitSeconds=20", api.producer
+            )
             results.append(r.json()["result"])
 
         n.start_soon(wait_result)
         while api.ctx.hub.waiting < 1:
             await trio.sleep(0.01)
         started = trio.current_time()
-        await report_batch(api, [{"taskId": t["id"], "status": "COMPLETED", "result": {}}
-                                 for t in tasks])
+        await report_batch(
+            api, [{"taskId": t["id"], "status": "COMPLETED", "result": {}} for t in tasks]
+        )
     assert results and results[0]["status"] == "COMPLETED"
     assert trio.current_time() - started < 5

@@ -20,7 +20,8 @@ from tests.integration.auth.live import LiveServer, live_fixture  # noqa: F401 -
 
 SCHEMA = schemathesis.openapi.from_dict(DOCUMENT)
 OPERATIONS = [
-    op for result in SCHEMA.get_all_operations()
+    op
+    for result in SCHEMA.get_all_operations()
     if (op := result.ok()) is not None  # type: ignore[union-attr]
 ]
 TOKEN_FOR = {"producer": "producer", "any": "producer", "worker": "worker", "admin": "admin"}
@@ -40,8 +41,9 @@ def check(live: LiveServer, client: httpx.Client, case: Any) -> None:
     op = case.operation
     audience = op.definition.raw.get("x-codeq-audience", "none")
     kwargs = case.as_transport_kwargs(base_url=live.base)
-    headers = {k: v for k, v in (kwargs.get("headers") or {}).items()
-               if k.lower() != "authorization"}
+    headers = {
+        k: v for k, v in (kwargs.get("headers") or {}).items() if k.lower() != "authorization"
+    }
     if audience in TOKEN_FOR:
         headers["Authorization"] = f"Bearer {live.tokens[TOKEN_FOR[audience]]}"
     params = kwargs.get("params") or {}
@@ -51,22 +53,32 @@ def check(live: LiveServer, client: httpx.Client, case: Any) -> None:
     if isinstance(body, dict) and isinstance(body.get("waitSeconds"), int):
         body["waitSeconds"] = 0
     try:
-        r = client.request(kwargs["method"], kwargs["url"], headers=headers, params=params,
-                           json=body if "json" in kwargs else None,
-                           content=kwargs.get("data") if "json" not in kwargs else None)
+        r = client.request(
+            kwargs["method"],
+            kwargs["url"],
+            headers=headers,
+            params=params,
+            json=body if "json" in kwargs else None,
+            content=kwargs.get("data") if "json" not in kwargs else None,
+        )
     except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeEncodeError):
         return  # the client refused to send it
     assert r.status_code < 500, (op.method, op.path, r.text)
     documented = set(op.definition.raw["responses"])
     # 404 route_not_found/405: a generated path segment can make the URL match no route.
-    assert str(r.status_code) in documented | {"404", "405"}, (op.method, op.path, r.status_code,
-                                                              r.text)
+    assert str(r.status_code) in documented | {"404", "405"}, (
+        op.method,
+        op.path,
+        r.status_code,
+        r.text,
+    )
     if r.status_code >= 400:
         assert isinstance(r.json().get("error"), str), r.text
 
 
-SETTINGS = settings(max_examples=80, deadline=None, derandomize=True,
-                    suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+    max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 @SETTINGS
@@ -83,6 +95,9 @@ def test_invalid_cases(live: LiveServer, client: httpx.Client, case: Any) -> Non
 
 def test_still_serves(live: LiveServer, client: httpx.Client) -> None:
     assert client.get("/healthz").status_code == 200
-    r = client.post("/v1/codeq/tasks", json={"command": "ok", "payload": {}},
-                    headers={"Authorization": f"Bearer {live.tokens['producer']}"})
+    r = client.post(
+        "/v1/codeq/tasks",
+        json={"command": "ok", "payload": {}},
+        headers={"Authorization": f"Bearer {live.tokens['producer']}"},
+    )
     assert r.status_code == 202

@@ -24,13 +24,15 @@ async def test_dlq_list_pages_replay_and_purge(api: Api) -> None:
     r = await api.call("GET", "/admin/queues/dead/dlq?limit=2", api.admin)
     page1 = r.json()
     assert [t["id"] for t in page1["tasks"]] == ids[:2] and page1["nextCursor"]
-    r = await api.call("GET", f"/admin/queues/dead/dlq?limit=10&cursor={page1['nextCursor']}",
-                       api.admin)
+    r = await api.call(
+        "GET", f"/admin/queues/dead/dlq?limit=10&cursor={page1['nextCursor']}", api.admin
+    )
     assert [t["id"] for t in r.json()["tasks"]] == ids[2:] and r.json()["nextCursor"] is None
 
     unknown = "01a2080e-f61c-7e06-9370-78e2d01c0800"
-    r = await api.call("POST", "/admin/queues/dead/dlq/replay", api.admin,
-                       {"ids": [ids[0], unknown, "not-an-id"]})
+    r = await api.call(
+        "POST", "/admin/queues/dead/dlq/replay", api.admin, {"ids": [ids[0], unknown, "not-an-id"]}
+    )
     body = r.json()
     assert body["replayed"] == 1 and body["ids"] == [ids[0]]
     assert sorted(body["notFound"]) == sorted([unknown, "not-an-id"])
@@ -41,16 +43,28 @@ async def test_dlq_list_pages_replay_and_purge(api: Api) -> None:
     assert r.json()["purged"] == 2 and r.json()["ids"] == ids[1:3]
     assert (await api.call("GET", f"/tasks/{ids[1]}", api.producer)).status_code == 404
     stats = (await api.call("GET", "/admin/queues/dead/stats", api.admin)).json()
-    assert stats == {"command": "dead", "ready": 0, "delayed": 0, "inProgress": 1, "dlq": 2,
-                     "paused": False}
+    assert stats == {
+        "command": "dead",
+        "ready": 0,
+        "delayed": 0,
+        "inProgress": 1,
+        "dlq": 2,
+        "paused": False,
+    }
 
 
 async def test_pause_resume_and_unknown_command(api: Api) -> None:
     r = await api.call("POST", "/admin/queues/never-used/pause", api.admin)
     assert r.json() == {"command": "never-used", "paused": True}
     queues = (await api.call("GET", "/admin/queues", api.admin)).json()
-    assert {"command": "never-used", "ready": 0, "delayed": 0, "inProgress": 0, "dlq": 0,
-            "paused": True} in queues
+    assert {
+        "command": "never-used",
+        "ready": 0,
+        "delayed": 0,
+        "inProgress": 0,
+        "dlq": 0,
+        "paused": True,
+    } in queues
     await api.create("never-used", {})
     assert (await api.claim(commands=["never-used"])).status_code == 204
     await api.call("POST", "/admin/queues/never-used/resume", api.admin)
@@ -67,8 +81,12 @@ async def test_cancel_in_progress_then_result_is_409(api: Api) -> None:
     claimed: dict[str, Any] = (await api.claim(commands=["c"])).json()
     assert claimed["id"] == running["id"]
     assert (await api.call("DELETE", f"/tasks/{running['id']}", api.producer)).status_code == 200
-    r = await api.call("POST", f"/tasks/{running['id']}/result", api.worker,
-                       {"status": "COMPLETED", "result": {}, "leaseId": claimed["leaseId"]})
+    r = await api.call(
+        "POST",
+        f"/tasks/{running['id']}/result",
+        api.worker,
+        {"status": "COMPLETED", "result": {}, "leaseId": claimed["leaseId"]},
+    )
     assert r.status_code == 409 and "CANCELLED" in r.json()["error"]
     r = await api.call("DELETE", f"/tasks/{running['id']}", api.producer)
     assert r.status_code == 409

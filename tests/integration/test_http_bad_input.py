@@ -55,8 +55,11 @@ async def test_malformed_json_wrong_type_and_huge_bodies(api: Api) -> None:
     headers = {"Authorization": f"Bearer {api.producer}", "Content-Type": "application/json"}
     r = await api.http.post(f"{api.base}/v1/codeq/tasks", content=b'{"command": ', headers=headers)
     assert_error(r, 400, "malformed JSON")
-    r = await api.http.post(f"{api.base}/v1/codeq/tasks", content=b"command=x",
-                            headers={**headers, "Content-Type": "text/plain"})
+    r = await api.http.post(
+        f"{api.base}/v1/codeq/tasks",
+        content=b"command=x",
+        headers={**headers, "Content-Type": "text/plain"},
+    )
     assert_error(r, 415, "application/json")
     big = b'{"command":"x","payload":{"s":"' + b"a" * (2 * 1024 * 1024) + b'"}}'
     r = await api.http.post(f"{api.base}/v1/codeq/tasks", content=big, headers=headers)
@@ -89,30 +92,53 @@ async def test_claim_and_worker_route_validation(api: Api) -> None:
     assert_error(await api.claim(commands="x"), 400, "commands")
     assert_error(await api.claim(commands=[]), 400, "commands")
     for route in ("heartbeat", "abandon", "nack"):
-        assert_error(await api.call("POST", f"/tasks/{MISSING}/{route}", api.worker, {}), 404,
-                     "not found")
-    assert_error(await api.call("POST", f"/tasks/{MISSING}/result", api.worker,
-                                {"status": "COMPLETED", "result": {}}), 404)
+        assert_error(
+            await api.call("POST", f"/tasks/{MISSING}/{route}", api.worker, {}), 404, "not found"
+        )
+    assert_error(
+        await api.call(
+            "POST", f"/tasks/{MISSING}/result", api.worker, {"status": "COMPLETED", "result": {}}
+        ),
+        404,
+    )
     assert_error(await api.call("GET", "/tasks/../../etc", api.producer), 404)
     assert_error(await api.call("GET", "/tasks/not-an-id", api.producer), 404, "not found")
     task = await api.create("v", {})
-    assert_error(await api.call("POST", f"/tasks/{task['id']}/result", api.worker,
-                                {"status": "COMPLETED", "result": {}}), 409, "PENDING")
+    assert_error(
+        await api.call(
+            "POST", f"/tasks/{task['id']}/result", api.worker, {"status": "COMPLETED", "result": {}}
+        ),
+        409,
+        "PENDING",
+    )
     await api.claim(commands=["v"])
-    for body, field in [({"status": "DONE"}, "status"),
-                        ({"status": "COMPLETED"}, "result"),
-                        ({"status": "COMPLETED", "result": [1]}, "result"),
-                        ({"status": "FAILED"}, "error"),
-                        ({"status": "COMPLETED", "result": {}, "artifacts": [{"name": 1}]},
-                         "artifacts[0].name")]:
-        assert_error(await api.call("POST", f"/tasks/{task['id']}/result", api.worker, body),
-                     400, field)
-    assert_error(await api.call("POST", f"/tasks/{task['id']}/heartbeat", api.worker,
-                                {"extendSeconds": "soon"}), 400, "extendSeconds")
-    assert_error(await api.call("POST", f"/tasks/{task['id']}/nack", api.worker,
-                                {"delaySeconds": -1}), 400, "delaySeconds")
-    assert_error(await api.call("GET", f"/tasks/{task['id']}/result?waitSeconds=99",
-                                api.producer), 400, "waitSeconds")
+    for body, field in [
+        ({"status": "DONE"}, "status"),
+        ({"status": "COMPLETED"}, "result"),
+        ({"status": "COMPLETED", "result": [1]}, "result"),
+        ({"status": "FAILED"}, "error"),
+        ({"status": "COMPLETED", "result": {}, "artifacts": [{"name": 1}]}, "artifacts[0].name"),
+    ]:
+        assert_error(
+            await api.call("POST", f"/tasks/{task['id']}/result", api.worker, body), 400, field
+        )
+    assert_error(
+        await api.call(
+            "POST", f"/tasks/{task['id']}/heartbeat", api.worker, {"extendSeconds": "soon"}
+        ),
+        400,
+        "extendSeconds",
+    )
+    assert_error(
+        await api.call("POST", f"/tasks/{task['id']}/nack", api.worker, {"delaySeconds": -1}),
+        400,
+        "delaySeconds",
+    )
+    assert_error(
+        await api.call("GET", f"/tasks/{task['id']}/result?waitSeconds=99", api.producer),
+        400,
+        "waitSeconds",
+    )
 
 
 async def test_unknown_route_and_method_are_json(api: Api) -> None:
@@ -122,9 +148,7 @@ async def test_unknown_route_and_method_are_json(api: Api) -> None:
     assert r.json() == {"status": "ok"} and r.headers["X-Request-Id"] == "abc-123"
 
 
-async def test_store_down_gives_503_then_recovers(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
+async def test_store_down_gives_503_then_recovers(nursery: trio.Nursery, tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "r")
     (tmp_path / "r").mkdir()
     server.start()

@@ -19,8 +19,12 @@ async def test_create_claim_complete_and_read_result(api: Api) -> None:
     assert claimed["status"] == "IN_PROGRESS" and claimed["attempts"] == 1
     assert claimed["workerId"] == "worker-1" and claimed["leaseId"]
 
-    r = await api.call("POST", f"/tasks/{task['id']}/result", api.worker,
-                       {"status": "COMPLETED", "result": {"sent": True}})
+    r = await api.call(
+        "POST",
+        f"/tasks/{task['id']}/result",
+        api.worker,
+        {"status": "COMPLETED", "result": {"sent": True}},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "COMPLETED" and r.json()["result"] == {"sent": True}
 
@@ -30,8 +34,9 @@ async def test_create_claim_complete_and_read_result(api: Api) -> None:
     assert body["result"]["result"] == {"sent": True}
 
     # Double result is a conflict, not a second completion.
-    r = await api.call("POST", f"/tasks/{task['id']}/result", api.worker,
-                       {"status": "COMPLETED", "result": {}})
+    r = await api.call(
+        "POST", f"/tasks/{task['id']}/result", api.worker, {"status": "COMPLETED", "result": {}}
+    )
     assert r.status_code == 409 and r.json()["code"] == "invalid_state"
 
 
@@ -70,29 +75,39 @@ async def test_heartbeat_nack_and_dead_letter(api: Api) -> None:
     task = await api.create("job", {}, maxAttempts=2)
     r = await api.claim(commands=["job"])
     lease = r.json()["leaseId"]
-    r = await api.call("POST", f"/tasks/{task['id']}/heartbeat", api.worker,
-                       {"extendSeconds": 120, "leaseId": lease})
+    r = await api.call(
+        "POST",
+        f"/tasks/{task['id']}/heartbeat",
+        api.worker,
+        {"extendSeconds": 120, "leaseId": lease},
+    )
     assert r.status_code == 200 and r.json()["ok"] is True
 
     other = api.token("worker", sub="worker-2")
     r = await api.call("POST", f"/tasks/{task['id']}/heartbeat", other, {})
     assert r.status_code == 409
 
-    r = await api.call("POST", f"/tasks/{task['id']}/nack", api.worker,
-                       {"delaySeconds": 0, "reason": "flaky"})
+    r = await api.call(
+        "POST", f"/tasks/{task['id']}/nack", api.worker, {"delaySeconds": 0, "reason": "flaky"}
+    )
     assert r.json() == {"status": "requeued", "delaySeconds": 0}
     r = await api.claim(commands=["job"])
     assert r.json()["attempts"] == 2
-    stale = await api.call("POST", f"/tasks/{task['id']}/heartbeat", api.worker,
-                           {"leaseId": lease})
+    stale = await api.call("POST", f"/tasks/{task['id']}/heartbeat", api.worker, {"leaseId": lease})
     assert stale.status_code == 409 and stale.json()["code"] == "lease_lost"
     r = await api.call("POST", f"/tasks/{task['id']}/nack", api.worker, {"reason": "again"})
     assert r.json() == {"status": "dead_lettered"}
     got = (await api.call("GET", f"/tasks/{task['id']}", api.producer)).json()
     assert got["status"] == "FAILED" and got["error"] == "MAX_ATTEMPTS"
     stats = (await api.call("GET", "/admin/queues/job/stats", api.admin)).json()
-    assert stats == {"command": "job", "ready": 0, "delayed": 0, "inProgress": 0, "dlq": 1,
-                     "paused": False}
+    assert stats == {
+        "command": "job",
+        "ready": 0,
+        "delayed": 0,
+        "inProgress": 0,
+        "dlq": 1,
+        "paused": False,
+    }
     r = await api.call("POST", "/admin/queues/job/dlq/replay", api.admin, {})
     assert r.json()["replayed"] == 1
     assert (await api.claim(commands=["job"])).json()["attempts"] == 1

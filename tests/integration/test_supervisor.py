@@ -35,9 +35,16 @@ def spec(name: str) -> ActorSpec:
 
 
 def _config(tmp_path: Path, redis_url: str) -> Any:
-    return make_config(tmp_path, store={"mode": "external", "url": redis_url},
-                       supervisor={"max_restarts": 3, "window_seconds": 60,
-                                   "backoff_base": 0.001, "backoff_max": 0.01})
+    return make_config(
+        tmp_path,
+        store={"mode": "external", "url": redis_url},
+        supervisor={
+            "max_restarts": 3,
+            "window_seconds": 60,
+            "backoff_base": 0.001,
+            "backoff_max": 0.01,
+        },
+    )
 
 
 async def test_restart_intensity_stops_the_daemon(tmp_path: Path, redis_url: str) -> None:
@@ -53,6 +60,7 @@ async def test_one_for_one_restart_then_clean_stop(tmp_path: Path, redis_url: st
     sup = Supervisor(_config(tmp_path, redis_url), services=[spec("fails_twice")])
     codes: list[int] = []
     async with trio.open_nursery() as nursery:
+
         async def run() -> None:
             codes.append(await sup.run())
 
@@ -62,7 +70,6 @@ async def test_one_for_one_restart_then_clean_stop(tmp_path: Path, redis_url: st
         assert sup.restarts == {"fails_twice": 2}
         sup.stop()
     assert codes == [EXIT_OK]
-
 
 
 async def test_a_batch_actor_that_stops_beating_is_stale(tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ class SigningKey:
         return {**out, "kid": self.kid, "use": "sig", "alg": self.alg}
 
     def sign(self, claims: dict[str, Any], **headers: Any) -> str:
-        return jwt.encode(claims, self.private, algorithm=self.alg,
-                          headers={"kid": self.kid, **headers})
+        return jwt.encode(
+            claims, self.private, algorithm=self.alg, headers={"kid": self.kid, **headers}
+        )
 
 
 _RSA: dict[str, rsa.RSAPrivateKey] = {}
@@ -60,15 +61,25 @@ def new_key(kid: str, alg: str = "RS256") -> SigningKey:
     return SigningKey(kid, alg, private)
 
 
-def claims(role: str = "producer", *, sub: str = "p-1", tenant: str = "acme",
-           ttl: int = 600, **extra: Any) -> dict[str, Any]:
+def claims(
+    role: str = "producer", *, sub: str = "p-1", tenant: str = "acme", ttl: int = 600, **extra: Any
+) -> dict[str, Any]:
     now = int(time.time())
-    out: dict[str, Any] = {"sub": sub, "iss": ISSUER, "iat": now, "nbf": now, "exp": now + ttl,
-                           "tenantId": tenant}
+    out: dict[str, Any] = {
+        "sub": sub,
+        "iss": ISSUER,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "tenantId": tenant,
+    }
     if role == "worker":
-        out.update(aud=[WORKER_AUD], eventTypes=["*"],
-                   scope="codeq:claim codeq:heartbeat codeq:abandon codeq:nack codeq:result "
-                         "codeq:subscribe")
+        out.update(
+            aud=[WORKER_AUD],
+            eventTypes=["*"],
+            scope="codeq:claim codeq:heartbeat codeq:abandon codeq:nack codeq:result "
+            "codeq:subscribe",
+        )
     else:
         out["aud"] = [PRODUCER_AUD]
         if role == "admin":
@@ -95,18 +106,22 @@ class JwksServer:
                     return
                 data += chunk
         self.hits += 1
-        status, body = ("500 Internal Server Error", b"{}") if self.fail else (
-            "200 OK", orjson.dumps({"keys": [k.jwk for k in self.keys]}))
-        head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+        status, body = (
+            ("500 Internal Server Error", b"{}")
+            if self.fail
+            else ("200 OK", orjson.dumps({"keys": [k.jwk for k in self.keys]}))
+        )
+        head = (
+            f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
         try:
             await stream.send_all(head.encode() + body)
         finally:
             await stream.aclose()
 
     async def start(self, nursery: trio.Nursery) -> None:
-        listeners = await nursery.start(
-            partial(trio.serve_tcp, self._handle, 0, host="127.0.0.1"))
+        listeners = await nursery.start(partial(trio.serve_tcp, self._handle, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
 
@@ -120,18 +135,27 @@ async def jwks(nursery: trio.Nursery) -> JwksServer:
 
 
 def jwt_config(tmp_path: Path, jwks: JwksServer, **provider: Any) -> cfgmod.Config:
-    prov = {"provider": "jwks", "jwks_url": jwks.url, "issuer": ISSUER,
-            "jwks_refresh_cooldown": "30s", **provider}
-    return make_config(tmp_path, auth={
-        "mode": "jwt",
-        "producer": {**prov, "audience": PRODUCER_AUD},
-        "worker": {**prov, "audience": WORKER_AUD},
-    })
+    prov = {
+        "provider": "jwks",
+        "jwks_url": jwks.url,
+        "issuer": ISSUER,
+        "jwks_refresh_cooldown": "30s",
+        **provider,
+    }
+    return make_config(
+        tmp_path,
+        auth={
+            "mode": "jwt",
+            "producer": {**prov, "audience": PRODUCER_AUD},
+            "worker": {**prov, "audience": WORKER_AUD},
+        },
+    )
 
 
 @asynccontextmanager
-async def serving(nursery: trio.Nursery, config: cfgmod.Config, redis_url: str
-                  ) -> AsyncIterator[Api]:
+async def serving(
+    nursery: trio.Nursery, config: cfgmod.Config, redis_url: str
+) -> AsyncIterator[Api]:
     """``start_api`` as a context manager: the server shuts down in this task even when
     the body fails (an abandoned async generator would be finalized elsewhere)."""
     agen = start_api(nursery, config, redis_url)

@@ -47,8 +47,9 @@ class LiveServer:
     async def _main(self) -> None:
         async with connect(self.config, self.redis_url) as store:
             await store.init_keyspace()
-            self._ctx = Context(config=self.config, store=store, hub=WakeHub(),
-                                auth=Authenticator(self.config))
+            self._ctx = Context(
+                config=self.config, store=store, hub=WakeHub(), auth=Authenticator(self.config)
+            )
             self._token = trio.lowlevel.current_trio_token()
             async with trio.open_nursery() as nursery:
                 binds: Any = await nursery.start(serve, self._ctx)
@@ -68,8 +69,9 @@ class LiveServer:
 
 
 @pytest.fixture(scope="module", name="live")
-def live_fixture(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[LiveServer]:
+def live_fixture(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """One daemon app per test module, on a flushed store, with a 64 KiB body limit."""
     redis_server.flush()
     config = make_config(tmp_path_factory.mktemp("live"), limits={"body_bytes": 64 * 1024})

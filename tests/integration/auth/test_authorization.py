@@ -20,10 +20,17 @@ def dev_jwt(api: Api, **claims: Any) -> str:
     return jwt.encode({"iat": now, "exp": now + 600, **claims}, api.secret, algorithm="HS256")
 
 
-def worker_with(api: Api, scopes: list[str], events: list[str] | None = None,
-                sub: str = "w-x") -> str:
-    return dev_jwt(api, sub=sub, aud=["codeq-worker"], tenantId="default",
-                   eventTypes=events or ["*"], scope=" ".join(scopes))
+def worker_with(
+    api: Api, scopes: list[str], events: list[str] | None = None, sub: str = "w-x"
+) -> str:
+    return dev_jwt(
+        api,
+        sub=sub,
+        aud=["codeq-worker"],
+        tenantId="default",
+        eventTypes=events or ["*"],
+        scope=" ".join(scopes),
+    )
 
 
 def assert_error(r: httpx.Response, status: int, *words: str) -> dict[str, Any]:
@@ -76,24 +83,41 @@ async def test_ownership_and_lease_fencing(api: Api) -> None:
     b = worker_with(api, SCOPES, sub="worker-b")
     first = (await api.claim(a, commands=["own"], leaseSeconds=60)).json()
     tid = task["id"]
-    for route, body in [("heartbeat", {}), ("nack", {}), ("abandon", {}),
-                        ("result", {"status": "COMPLETED", "result": {}})]:
+    for route, body in [
+        ("heartbeat", {}),
+        ("nack", {}),
+        ("abandon", {}),
+        ("result", {"status": "COMPLETED", "result": {}}),
+    ]:
         out = assert_error(await api.call("POST", f"/tasks/{tid}/{route}", b, body), 409)
         assert out["code"] == "not_lease_holder"
     # A pool sharing one sub is fenced by leaseId: the stale lease holder is refused.
-    assert (await api.call("POST", f"/tasks/{tid}/abandon", a,
-                           {"leaseId": first["leaseId"]})).status_code == 200
+    assert (
+        await api.call("POST", f"/tasks/{tid}/abandon", a, {"leaseId": first["leaseId"]})
+    ).status_code == 200
     second = (await api.claim(a, commands=["own"])).json()
     assert second["leaseId"] != first["leaseId"]
-    out = assert_error(await api.call("POST", f"/tasks/{tid}/result", a,
-                                      {"status": "COMPLETED", "result": {},
-                                       "leaseId": first["leaseId"]}), 409, "lost")
+    out = assert_error(
+        await api.call(
+            "POST",
+            f"/tasks/{tid}/result",
+            a,
+            {"status": "COMPLETED", "result": {}, "leaseId": first["leaseId"]},
+        ),
+        409,
+        "lost",
+    )
     assert out["code"] == "lease_lost"
-    r = await api.call("POST", f"/tasks/{tid}/heartbeat", a, {},
-                       headers={"X-Lease-Id": first["leaseId"]})
+    r = await api.call(
+        "POST", f"/tasks/{tid}/heartbeat", a, {}, headers={"X-Lease-Id": first["leaseId"]}
+    )
     assert_error(r, 409, "lost")
-    r = await api.call("POST", f"/tasks/{tid}/result", a,
-                       {"status": "COMPLETED", "result": {"ok": 1}, "leaseId": second["leaseId"]})
+    r = await api.call(
+        "POST",
+        f"/tasks/{tid}/result",
+        a,
+        {"status": "COMPLETED", "result": {"ok": 1}, "leaseId": second["leaseId"]},
+    )
     assert r.status_code == 200, r.text
 
 
@@ -102,17 +126,24 @@ async def test_cross_tenant_reads_and_writes_look_missing(api: Api) -> None:
     other_p = api.token("producer", sub="intruder", tenant="other")
     other_w = api.token("worker", sub="intruder-w", tenant="other")
     missing_id = mine["id"][:-4] + ("0000" if not mine["id"].endswith("0000") else "1111")
-    calls = [("GET", "/tasks/{}", other_p, None), ("GET", "/tasks/{}/result", other_p, None),
-             ("DELETE", "/tasks/{}", other_p, None), ("GET", "/tasks/{}", other_w, None),
-             ("POST", "/tasks/{}/heartbeat", other_w, {}),
-             ("POST", "/tasks/{}/abandon", other_w, {}), ("POST", "/tasks/{}/nack", other_w, {}),
-             ("POST", "/tasks/{}/result", other_w, {"status": "COMPLETED", "result": {}})]
+    calls = [
+        ("GET", "/tasks/{}", other_p, None),
+        ("GET", "/tasks/{}/result", other_p, None),
+        ("DELETE", "/tasks/{}", other_p, None),
+        ("GET", "/tasks/{}", other_w, None),
+        ("POST", "/tasks/{}/heartbeat", other_w, {}),
+        ("POST", "/tasks/{}/abandon", other_w, {}),
+        ("POST", "/tasks/{}/nack", other_w, {}),
+        ("POST", "/tasks/{}/result", other_w, {"status": "COMPLETED", "result": {}}),
+    ]
     for method, path, token, body in calls:
         theirs = await api.call(method, path.format(mine["id"]), token, body)
         absent = await api.call(method, path.format(missing_id), token, body)
         assert theirs.status_code == absent.status_code == 404, (path, theirs.text)
-        assert theirs.json() == {**absent.json(),
-                                 "error": absent.json()["error"].replace(missing_id, mine["id"])}
+        assert theirs.json() == {
+            **absent.json(),
+            "error": absent.json()["error"].replace(missing_id, mine["id"]),
+        }
     # The other tenant's claim never sees it; the owner's task is untouched.
     assert (await api.claim(other_w, commands=["t"])).status_code == 204
     r = await api.call("GET", f"/tasks/{mine['id']}", api.producer)
@@ -133,8 +164,9 @@ async def test_admin_routes_are_scoped_to_the_admins_tenant(api: Api) -> None:
 
     assert names(await api.call("GET", "/admin/queues", admin_default)) == ["q1"]
     assert names(await api.call("GET", "/admin/queues", admin_other)) == ["q2"]
-    assert_error(await api.call("GET", "/admin/queues?tenant=other", admin_default), 403,
-                 "tenant '*'")
+    assert_error(
+        await api.call("GET", "/admin/queues?tenant=other", admin_default), 403, "tenant '*'"
+    )
     assert names(await api.call("GET", "/admin/queues?tenant=default", admin_default)) == ["q1"]
     assert names(await api.call("GET", "/admin/queues?tenant=other", root)) == ["q2"]
     assert_error(await api.call("GET", "/admin/queues", root), 400, "tenant")
@@ -142,8 +174,9 @@ async def test_admin_routes_are_scoped_to_the_admins_tenant(api: Api) -> None:
     assert r.json()["ready"] == 1
     assert (await api.call("GET", "/admin/queues/q2/stats", admin_default)).json()["ready"] == 0
     # tenant '*' is for admin routes only, and only for admins.
-    assert_error(await api.call("POST", "/tasks", root, {"command": "x", "payload": {}}), 403,
-                 "admin routes")
+    assert_error(
+        await api.call("POST", "/tasks", root, {"command": "x", "payload": {}}), 403, "admin routes"
+    )
     star = api.token("producer", sub="p*", tenant="*")
     assert_error(await api.call("GET", f"/tasks/{MISSING}", star), 403, "reserved")
     assert_error(await api.call("GET", "/admin/queues", api.producer), 403, "admin")
@@ -159,8 +192,12 @@ async def test_admin_cleanup_is_tenant_scoped_unless_all_tenants(api: Api) -> No
             r = await api.call("POST", "/tasks", p, {"command": "c", "payload": {}})
             tid = r.json()["id"]
             claimed = (await api.claim(w, commands=["c"])).json()
-            r = await api.call("POST", f"/tasks/{tid}/result", w,
-                               {"status": "COMPLETED", "result": {}, "leaseId": claimed["leaseId"]})
+            r = await api.call(
+                "POST",
+                f"/tasks/{tid}/result",
+                w,
+                {"status": "COMPLETED", "result": {}, "leaseId": claimed["leaseId"]},
+            )
             assert r.status_code == 200
             done[tenant].append(tid)
     future = "2999-01-01T00:00:00Z"

@@ -75,11 +75,14 @@ async def test_bad_tokens_get_401_naming_the_reason(
     other = new_key("k1-impostor")
     other.kid = "k1"  # same kid, different key: the signature cannot verify
     pem = key.private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     good = key.sign(claims())
     head, payload, sig = good.split(".")
-    forged_payload = b64(b'{"sub":"root","tenantId":"other","exp":9999999999,'
-                         b'"iss":"https://idp.test","aud":["codeq-producer"]}')
+    forged_payload = b64(
+        b'{"sub":"root","tenantId":"other","exp":9999999999,'
+        b'"iss":"https://idp.test","aud":["codeq-producer"]}'
+    )
     none_token = jwt.encode(claims(), None, algorithm="none")  # type: ignore[arg-type]
     hs_with_public_pem = hmac_token(pem, {"alg": "HS256", "typ": "JWT", "kid": "k1"}, payload)
     cases = [
@@ -120,9 +123,12 @@ async def test_clock_skew_allowance(
     key = jwks.keys[0]
     async with serving(nursery, jwt_config(tmp_path, jwks), redis_url) as api:
         # Default 60 s: 30 s past exp or 30 s before nbf still pass; 90 s does not.
-        cases: list[tuple[dict[str, Any], int]] = [({"ttl": -30}, 404), ({"ttl": -90}, 401),
-                              ({"nbf": int(claims()["iat"]) + 30}, 404),
-                              ({"nbf": int(claims()["iat"]) + 90}, 401)]
+        cases: list[tuple[dict[str, Any], int]] = [
+            ({"ttl": -30}, 404),
+            ({"ttl": -90}, 401),
+            ({"nbf": int(claims()["iat"]) + 30}, 404),
+            ({"nbf": int(claims()["iat"]) + 90}, 401),
+        ]
         for extra, status in cases:
             r = await api.call("GET", f"/tasks/{MISSING}", key.sign(claims(**extra)))
             assert r.status_code == status, (extra, r.text)
@@ -144,10 +150,15 @@ async def test_key_rotation_mid_test(
         assert jwks.hits == 2
         # Step 2: retire the old key; once the set is re-read its tokens are refused.
         jwks.keys = [new]
-        assert_401(await api.call("GET", f"/tasks/{MISSING}", new_key("k3").sign(claims())),
-                   "", "unknown_key", "unknown key")
-        assert_401(await api.call("GET", f"/tasks/{MISSING}", old_token), old_token,
-                   "unknown_key", "k1")
+        assert_401(
+            await api.call("GET", f"/tasks/{MISSING}", new_key("k3").sign(claims())),
+            "",
+            "unknown_key",
+            "unknown key",
+        )
+        assert_401(
+            await api.call("GET", f"/tasks/{MISSING}", old_token), old_token, "unknown_key", "k1"
+        )
         assert (await api.call("GET", f"/tasks/{MISSING}", new_token)).status_code == 404
 
 
@@ -188,8 +199,7 @@ async def test_jwks_outage_cached_keys_keep_working_unknown_keys_get_503(
         assert r.json()["code"] == "jwks_unavailable" and r.headers["Retry-After"]
         jwks.fail = False
         jwks.keys = [key, later]
-        assert (await api.call("GET", f"/tasks/{MISSING}", later.sign(claims()))).status_code \
-            == 404
+        assert (await api.call("GET", f"/tasks/{MISSING}", later.sign(claims()))).status_code == 404
 
 
 async def test_jwks_unreachable_from_the_start_is_503(
@@ -197,8 +207,9 @@ async def test_jwks_unreachable_from_the_start_is_503(
 ) -> None:
     jwks.fail = True
     async with serving(nursery, jwt_config(tmp_path, jwks), redis_url) as api:
-        r = await api.call("POST", "/tasks", jwks.keys[0].sign(claims()),
-                           {"command": "c", "payload": {}})
+        r = await api.call(
+            "POST", "/tasks", jwks.keys[0].sign(claims()), {"command": "c", "payload": {}}
+        )
         assert r.status_code == 503 and r.json()["code"] == "jwks_unavailable"
 
 

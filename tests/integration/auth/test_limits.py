@@ -43,8 +43,16 @@ async def test_oversized_headers_are_refused(
 async def test_idle_keep_alive_and_slow_requests_are_closed(
     nursery: trio.Nursery, tmp_path: Path, redis_url: str
 ) -> None:
-    config = make_config(tmp_path, actors={"ingress": {
-        "bind": "127.0.0.1:0", "keep_alive_timeout": "300ms", "request_timeout": "300ms"}})
+    config = make_config(
+        tmp_path,
+        actors={
+            "ingress": {
+                "bind": "127.0.0.1:0",
+                "keep_alive_timeout": "300ms",
+                "request_timeout": "300ms",
+            }
+        },
+    )
     async with serving(nursery, config, redis_url) as api:
         idle = await _open(api)
         await idle.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -84,15 +92,17 @@ async def test_long_poll_waiters_are_capped(
 async def test_lease_seconds_capped_by_config(
     nursery: trio.Nursery, tmp_path: Path, redis_url: str
 ) -> None:
-    config = make_config(tmp_path, limits={"max_lease_seconds": 600},
-                         tasks={"default_lease_seconds": 60})
+    config = make_config(
+        tmp_path, limits={"max_lease_seconds": 600}, tasks={"default_lease_seconds": 60}
+    )
     async with serving(nursery, config, redis_url) as api:
         await api.create("l", {})
         r = await api.claim(commands=["l"], leaseSeconds=601)
         assert r.status_code == 400 and "leaseSeconds" in r.json()["error"]
         claimed = (await api.claim(commands=["l"], leaseSeconds=600)).json()
-        r = await api.call("POST", f"/tasks/{claimed['id']}/heartbeat", api.worker,
-                           {"extendSeconds": 601})
+        r = await api.call(
+            "POST", f"/tasks/{claimed['id']}/heartbeat", api.worker, {"extendSeconds": 601}
+        )
         assert r.status_code == 400 and "extendSeconds" in r.json()["error"]
 
 
@@ -101,13 +111,18 @@ async def test_refused_request_with_unread_body_does_not_stall_the_connection(ap
     # left the body on the kept-alive connection and the next request on it hung.
     for _ in range(6):
         with trio.fail_after(5):
-            r = await api.http.post(f"{api.base}/v1/codeq/admin/queues/q/pause",
-                                    content=b'{"a": 1}',
-                                    headers={"Authorization": f"Bearer {api.producer}"})
+            r = await api.http.post(
+                f"{api.base}/v1/codeq/admin/queues/q/pause",
+                content=b'{"a": 1}',
+                headers={"Authorization": f"Bearer {api.producer}"},
+            )
         assert r.status_code == 403
     big = b"x" * (100 * 1024)
     for _ in range(3):
         with trio.fail_after(5):
-            r = await api.http.post(f"{api.base}/v1/codeq/tasks/claim", content=big,
-                                    headers={"Authorization": f"Bearer {api.producer}"})
+            r = await api.http.post(
+                f"{api.base}/v1/codeq/tasks/claim",
+                content=big,
+                headers={"Authorization": f"Bearer {api.producer}"},
+            )
         assert r.status_code == 403

@@ -24,15 +24,28 @@ def hs(secret: str, **claims: object) -> str:
 async def test_hs256_per_role_with_issuer_and_audience(
     nursery: trio.Nursery, tmp_path: Path, redis_url: str
 ) -> None:
-    config = make_config(tmp_path, auth={
-        "mode": "jwt",
-        "producer": {"provider": "hs256", "secret": SECRET_P, "issuer": "me",
-                     "audience": "codeq-producer"},
-        "worker": {"provider": "hs256", "secret": SECRET_W, "audience": "codeq-worker"},
-    })
+    config = make_config(
+        tmp_path,
+        auth={
+            "mode": "jwt",
+            "producer": {
+                "provider": "hs256",
+                "secret": SECRET_P,
+                "issuer": "me",
+                "audience": "codeq-producer",
+            },
+            "worker": {"provider": "hs256", "secret": SECRET_W, "audience": "codeq-worker"},
+        },
+    )
     producer = hs(SECRET_P, sub="p", iss="me", aud="codeq-producer", tenantId="t")
-    worker = hs(SECRET_W, sub="w", aud=["codeq-worker"], tenant_id="t", eventTypes=["c"],
-                scope="codeq:claim")
+    worker = hs(
+        SECRET_W,
+        sub="w",
+        aud=["codeq-worker"],
+        tenant_id="t",
+        eventTypes=["c"],
+        scope="codeq:claim",
+    )
     async with serving(nursery, config, redis_url) as api:
         r = await api.call("POST", "/tasks", producer, {"command": "c", "payload": {}})
         assert r.status_code == 202, r.text
@@ -45,8 +58,9 @@ async def test_hs256_per_role_with_issuer_and_audience(
         crossed = hs(SECRET_W, sub="p", iss="me", aud="codeq-producer")
         r = await api.call("POST", "/tasks", crossed, {"command": "c", "payload": {}})
         assert r.status_code == 401 and r.json()["code"] == "invalid_signature"
-        r = await api.call("GET", f"/tasks/{MISSING}", hs(SECRET_P, sub="p", iss="you",
-                                                         aud="codeq-producer"))
+        r = await api.call(
+            "GET", f"/tasks/{MISSING}", hs(SECRET_P, sub="p", iss="you", aud="codeq-producer")
+        )
         assert r.status_code == 401 and r.json()["code"] == "invalid_issuer"
         for token in (producer, worker):
             assert (await api.call("GET", f"/tasks/{MISSING}", token)).status_code == 404
@@ -56,11 +70,14 @@ async def test_static_tokens_opaque_and_jwt_entries(
     nursery: trio.Nursery, tmp_path: Path, redis_url: str
 ) -> None:
     admin_entry = jwt.encode({"sub": "ops", "role": "ADMIN", "tenantId": "t1"}, "u" * 32)
-    config = make_config(tmp_path, auth={
-        "mode": "jwt",
-        "producer": {"provider": "static", "tokens": ["prod-token-1", admin_entry]},
-        "worker": {"provider": "static", "tokens": ["worker-token-1"]},
-    })
+    config = make_config(
+        tmp_path,
+        auth={
+            "mode": "jwt",
+            "producer": {"provider": "static", "tokens": ["prod-token-1", admin_entry]},
+            "worker": {"provider": "static", "tokens": ["worker-token-1"]},
+        },
+    )
     async with serving(nursery, config, redis_url) as api:
         r = await api.call("POST", "/tasks", "prod-token-1", {"command": "c", "payload": {}})
         assert r.status_code == 202 and r.json()["tenantId"] == "default"

@@ -20,20 +20,31 @@ from tests.integration.conftest import make_config
 async def test_create_claim_and_cleanup_are_limited_then_recover(
     nursery: trio.Nursery, tmp_path: Path, redis_url: str
 ) -> None:
-    config = make_config(tmp_path, ratelimit={
-        "enabled": True, "create": {"rate": 1.0, "burst": 2},
-        "claim": {"rate": 2.0, "burst": 1}, "cleanup": {"rate": 0.1, "burst": 1}})
+    config = make_config(
+        tmp_path,
+        ratelimit={
+            "enabled": True,
+            "create": {"rate": 1.0, "burst": 2},
+            "claim": {"rate": 2.0, "burst": 1},
+            "cleanup": {"rate": 0.1, "burst": 1},
+        },
+    )
     async with serving(nursery, config, redis_url) as api:
         now = [time.time()]
         api.ctx.auth.clock = lambda: now[0]
         body = {"command": "c", "payload": {}}
-        assert [(await api.call("POST", "/tasks", api.producer, body)).status_code
-                for _ in range(2)] == [202, 202]
+        assert [
+            (await api.call("POST", "/tasks", api.producer, body)).status_code for _ in range(2)
+        ] == [202, 202]
         r = await api.call("POST", "/tasks", api.producer, body)
         assert r.status_code == 429 and r.headers["Retry-After"] == "1"
-        assert r.json() == {"error": "rate limit exceeded for create_task; retry later",
-                            "code": "rate_limited", "scope": "producer",
-                            "operation": "create_task", "retryAfterSeconds": 1}
+        assert r.json() == {
+            "error": "rate limit exceeded for create_task; retry later",
+            "code": "rate_limited",
+            "scope": "producer",
+            "operation": "create_task",
+            "retryAfterSeconds": 1,
+        }
         # Another token has its own bucket; reads are not limited.
         other = api.token("producer", sub="p2")
         assert (await api.call("POST", "/tasks", other, body)).status_code == 202
@@ -59,8 +70,9 @@ async def test_keys_hold_a_hash_of_the_token_never_the_token(
 ) -> None:
     config = make_config(tmp_path, ratelimit={"enabled": True})
     async with serving(nursery, config, redis_url) as api:
-        assert (await api.call("POST", "/tasks", api.producer,
-                               {"command": "c", "payload": {}})).status_code == 202
+        assert (
+            await api.call("POST", "/tasks", api.producer, {"command": "c", "payload": {}})
+        ).status_code == 202
         keys = sorted(await api.ctx.store.client.keys("*rl*"))
         assert len(keys) == 1 and keys[0].endswith(":create") and "{" in keys[0]
         dump = str(keys) + str(await api.ctx.store.client.hgetall(keys[0]))

@@ -40,8 +40,13 @@ def _free_cluster_port() -> int:
 
 
 def _command(port: int, *args: str) -> str:
-    out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
-                         text=True, timeout=10, check=False)
+    out = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     return out.stdout
 
 
@@ -64,25 +69,58 @@ class RedisClusterServers:
         for port in self.ports:
             d = self.workdir / str(port)
             d.mkdir()
-            self.procs.append(subprocess.Popen(
-                [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d),
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "5000", "--appendonly", "no", "--save", "",
-                 "--protected-mode", "no", "--loglevel", "warning"],
-                stdout=subprocess.DEVNULL,
-            ))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        binary,
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--dir",
+                        str(d),
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "5000",
+                        "--appendonly",
+                        "no",
+                        "--save",
+                        "",
+                        "--protected-mode",
+                        "no",
+                        "--loglevel",
+                        "warning",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                )
+            )
         for port in self.ports:
             self._wait(lambda p=port: _command(p, "PING").strip() == "PONG", "answer PING")
         create = subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         if create.returncode != 0:
             pytest.fail(f"redis-cli --cluster create failed:\n{create.stdout}{create.stderr}")
         for port in self.ports:
-            self._wait(lambda p=port: "cluster_state:ok" in _command(p, "CLUSTER", "INFO"),
-                       "reach cluster_state:ok")
+            self._wait(
+                lambda p=port: "cluster_state:ok" in _command(p, "CLUSTER", "INFO"),
+                "reach cluster_state:ok",
+            )
 
     def _wait(self, ok: object, what: str) -> None:
         deadline = time.monotonic() + 20

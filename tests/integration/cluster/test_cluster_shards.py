@@ -29,8 +29,9 @@ async def test_tasks_spread_over_every_shard_and_several_nodes(
 
 
 async def test_a_different_shard_count_is_refused(store: Store, redis_url: str) -> None:
-    other = dataclasses.replace(store.config,
-                                store=dataclasses.replace(store.config.store, shards=2))
+    other = dataclasses.replace(
+        store.config, store=dataclasses.replace(store.config.store, shards=2)
+    )
     async with connect(other, redis_url) as s:
         with pytest.raises(ConfigError, match="initialised with 4 shards"):
             await s.init_keyspace()
@@ -70,14 +71,13 @@ async def test_woken_long_poll_claims_from_the_named_shard_only(
         assert _script_calls(redis_cluster) == before + SHARDS + 2
 
 
-
-
 async def test_store_cluster_flag_with_a_plain_url(
     store: Store, redis_cluster: RedisClusterServers
 ) -> None:
     url = f"redis://127.0.0.1:{redis_cluster.ports[1]}"  # one node is enough to find the rest
-    flagged = dataclasses.replace(store.config,
-                                  store=dataclasses.replace(store.config.store, cluster=True))
+    flagged = dataclasses.replace(
+        store.config, store=dataclasses.replace(store.config.store, cluster=True)
+    )
     async with connect(flagged, url) as s:
         assert type(s.client).__name__ == "RedisCluster"
         await s.init_keyspace()

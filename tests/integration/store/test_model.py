@@ -112,8 +112,12 @@ class Model:
 
     def counts(self, command: str) -> tuple[int, int, int, int]:
         ts = [t for t in self.tasks.values() if t.command == command]
-        return (sum(t.where == "ready" for t in ts), sum(t.where == "delayed" for t in ts),
-                sum(t.where == "inprog" for t in ts), sum(t.where == "dlq" for t in ts))
+        return (
+            sum(t.where == "ready" for t in ts),
+            sum(t.where == "delayed" for t in ts),
+            sum(t.where == "inprog" for t in ts),
+            sum(t.where == "dlq" for t in ts),
+        )
 
 
 def _expected_refusal(t: MTask, worker: str, lease: str | None) -> type[CodeqError] | None:
@@ -182,18 +186,30 @@ class StoreMachine(RuleBasedStateMachine):
     def tick(self, ms: int) -> None:
         self.model.now += ms
 
-    @rule(specs=st.lists(st.tuples(st.sampled_from(COMMANDS), st.integers(0, 2),
-                                    st.integers(1, 3), st.sampled_from([None, None, 0, 2, 10])),
-                          min_size=1, max_size=3))
+    @rule(
+        specs=st.lists(
+            st.tuples(
+                st.sampled_from(COMMANDS),
+                st.integers(0, 2),
+                st.integers(1, 3),
+                st.sampled_from([None, None, 0, 2, 10]),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
     def create(self, specs: list[tuple[str, int, int, int | None]]) -> None:
         for spec in specs:
             self.create_one(*spec)
 
-    def create_one(self, command: str, priority: int, max_attempts: int, delay: int | None
-                   ) -> None:
+    def create_one(self, command: str, priority: int, max_attempts: int, delay: int | None) -> None:
         m = self.model
-        body: dict[str, Any] = {"command": command, "payload": {"n": len(m.tasks)},
-                                "priority": priority, "maxAttempts": max_attempts}
+        body: dict[str, Any] = {
+            "command": command,
+            "payload": {"n": len(m.tasks)},
+            "priority": priority,
+            "maxAttempts": max_attempts,
+        }
         if delay is not None:
             body["delaySeconds"] = delay
         new = parse_new_task(body, now_ms=m.now, default_max_attempts=5, max_depth=32)
@@ -206,9 +222,12 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             m.enqueue(t)
 
-    @rule(worker=st.sampled_from(["w1", "w2"]),
-          commands=st.sampled_from([("a",), ("b",), ("a", "b"), ("b", "a")]),
-          max_tasks=st.integers(1, 3), lease_s=st.sampled_from([1, 5, 30]))
+    @rule(
+        worker=st.sampled_from(["w1", "w2"]),
+        commands=st.sampled_from([("a",), ("b",), ("a", "b"), ("b", "a")]),
+        max_tasks=st.integers(1, 3),
+        lease_s=st.sampled_from([1, 5, 30]),
+    )
     def claim(self, worker: str, commands: tuple[str, ...], max_tasks: int, lease_s: int) -> None:
         self.claim_now(worker, commands, max_tasks, lease_s)
 
@@ -216,16 +235,20 @@ class StoreMachine(RuleBasedStateMachine):
     def claim_any(self, worker: str, lease_s: int) -> None:
         self.claim_now(worker, COMMANDS, 1, lease_s)
 
-    @rule(worker=st.sampled_from(["w1", "w2"]),
-          action=st.sampled_from(["complete", "fail", "nack", "nack0", "abandon", "die",
-                                  "heartbeat"]))
+    @rule(
+        worker=st.sampled_from(["w1", "w2"]),
+        action=st.sampled_from(
+            ["complete", "fail", "nack", "nack0", "abandon", "die", "heartbeat"]
+        ),
+    )
     def work(self, worker: str, action: str) -> None:
         """A worker's whole turn: claim one task, then act on it with the lease it got."""
         for t in self.claim_now(worker, COMMANDS, 1, 1):
             lease = t.lease_id
             if action in ("complete", "fail"):
-                self.result(t.id, "owner", "current", "COMPLETED" if action == "complete"
-                            else "FAILED")
+                self.result(
+                    t.id, "owner", "current", "COMPLETED" if action == "complete" else "FAILED"
+                )
             elif action.startswith("nack"):
                 self.nack(t.id, "owner", "current", 0 if action == "nack0" else None)
             elif action == "abandon":
@@ -234,14 +257,18 @@ class StoreMachine(RuleBasedStateMachine):
                 self.heartbeat(t.id, "owner", "current", 10)
             assert lease is not None
 
-    def claim_now(self, worker: str, commands: tuple[str, ...], max_tasks: int, lease_s: int
-                  ) -> list[MTask]:
+    def claim_now(
+        self, worker: str, commands: tuple[str, ...], max_tasks: int, lease_s: int
+    ) -> list[MTask]:
         m = self.model
-        ready = sorted((t for t in m.tasks.values() if t.where == "ready"
-                        and t.command in commands), key=lambda t: t.score)
+        ready = sorted(
+            (t for t in m.tasks.values() if t.where == "ready" and t.command in commands),
+            key=lambda t: t.score,
+        )
         expected = ready[:max_tasks]
-        got = self.call(self.store.claim, TENANT, worker, list(commands), lease_s, max_tasks,
-                        now=m.now)
+        got = self.call(
+            self.store.claim, TENANT, worker, list(commands), lease_s, max_tasks, now=m.now
+        )
         assert [c.meta["id"] for c in got] == [t.id for t in expected], "claim order"
         for t, c in zip(expected, got, strict=True):
             t.status, t.where, t.worker = "IN_PROGRESS", "inprog", worker
@@ -256,15 +283,15 @@ class StoreMachine(RuleBasedStateMachine):
         return expected
 
     @precondition(lambda self: self.model.tasks)
-    @rule(i=st.integers(0, 50), who=WHO, which=WHICH,
-          extend=st.sampled_from([1, 10]))
+    @rule(i=st.integers(0, 50), who=WHO, which=WHICH, extend=st.sampled_from([1, 10]))
     def heartbeat(self, i: int | str, who: str, which: str, extend: int) -> None:
         t = self.pick(i, ("inprog",)) or self.pick(i)
         assert t is not None
         worker = self.worker_for(t, who)
         lease = self.lease_for(t, which)
-        until, err = self.attempt(self.store.heartbeat, TENANT, t.id, worker, lease, extend,
-                                  now=self.model.now)
+        until, err = self.attempt(
+            self.store.heartbeat, TENANT, t.id, worker, lease, extend, now=self.model.now
+        )
         want = _expected_refusal(t, worker, lease)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
@@ -272,22 +299,23 @@ class StoreMachine(RuleBasedStateMachine):
             assert until == t.lease_until
 
     @precondition(lambda self: self.model.tasks)
-    @rule(i=st.integers(0, 50), who=WHO, which=WHICH,
-          delay=st.sampled_from([None, 0, 3]))
+    @rule(i=st.integers(0, 50), who=WHO, which=WHICH, delay=st.sampled_from([None, 0, 3]))
     def nack(self, i: int | str, who: str, which: str, delay: int | None) -> None:
         t = self.pick(i, ("inprog",)) or self.pick(i)
         assert t is not None
         worker = self.worker_for(t, who)
         lease = self.lease_for(t, which)
-        out, err = self.attempt(self.store.nack, TENANT, t.id, worker, lease, delay, None,
-                                now=self.model.now)
+        out, err = self.attempt(
+            self.store.nack, TENANT, t.id, worker, lease, delay, None, now=self.model.now
+        )
         want = _expected_refusal(t, worker, lease)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
             delay_ms = BACKOFF_MS if delay is None else delay * 1000
             outcome = self.model.retry(t, "nack", delay_ms, "NACK")
-            assert out == (("dead_lettered", 0) if outcome == "DEAD"
-                           else ("requeued", delay_ms // 1000))
+            assert out == (
+                ("dead_lettered", 0) if outcome == "DEAD" else ("requeued", delay_ms // 1000)
+            )
 
     @precondition(lambda self: self.model.tasks)
     @rule(i=st.integers(0, 50), who=WHO, which=WHICH)
@@ -296,25 +324,34 @@ class StoreMachine(RuleBasedStateMachine):
         assert t is not None
         worker = self.worker_for(t, who)
         lease = self.lease_for(t, which)
-        _, err = self.attempt(self.store.abandon, TENANT, t.id, worker, lease,
-                              now=self.model.now)
+        _, err = self.attempt(self.store.abandon, TENANT, t.id, worker, lease, now=self.model.now)
         want = _expected_refusal(t, worker, lease)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
             self.model.retry(t, "abandon", 0, "")
 
     @precondition(lambda self: self.model.tasks)
-    @rule(i=st.integers(0, 50), who=WHO, which=WHICH,
-          status=st.sampled_from(["COMPLETED", "FAILED"]))
+    @rule(
+        i=st.integers(0, 50), who=WHO, which=WHICH, status=st.sampled_from(["COMPLETED", "FAILED"])
+    )
     def result(self, i: int | str, who: str, which: str, status: str) -> None:
         t = self.pick(i, ("inprog",)) or self.pick(i)
         assert t is not None
         worker = self.worker_for(t, who)
         lease = self.lease_for(t, which)
         error = "boom" if status == "FAILED" else None
-        out, err = self.attempt(self.store.report, TENANT, t.id, worker, lease, status,
-                                {"ok": 1} if status == "COMPLETED" else None, error, [],
-                                now=self.model.now)
+        out, err = self.attempt(
+            self.store.report,
+            TENANT,
+            t.id,
+            worker,
+            lease,
+            status,
+            {"ok": 1} if status == "COMPLETED" else None,
+            error,
+            [],
+            now=self.model.now,
+        )
         want = _expected_refusal(t, worker, lease)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
@@ -327,8 +364,10 @@ class StoreMachine(RuleBasedStateMachine):
     def expire(self, advance: int) -> None:
         m = self.model
         m.now += advance
-        due = sorted((t for t in m.tasks.values() if t.where == "inprog"
-                      and t.lease_until <= m.now), key=lambda t: (t.lease_until, t.member))
+        due = sorted(
+            (t for t in m.tasks.values() if t.where == "inprog" and t.lease_until <= m.now),
+            key=lambda t: (t.lease_until, t.member),
+        )
         for t in due:
             m.retry(t, "expire", BACKOFF_MS, "LEASE_EXPIRED")
         assert self.call(self.store.reap_expired, m.now) == len(due)
@@ -337,8 +376,10 @@ class StoreMachine(RuleBasedStateMachine):
     def promote(self, advance: int) -> None:
         m = self.model
         m.now += advance
-        due = sorted((t for t in m.tasks.values() if t.where == "delayed" and t.run_at <= m.now),
-                     key=lambda t: (t.run_at, t.member))
+        due = sorted(
+            (t for t in m.tasks.values() if t.where == "delayed" and t.run_at <= m.now),
+            key=lambda t: (t.run_at, t.member),
+        )
         for t in due:
             m.enqueue(t)
         assert self.call(self.store.promote_due, m.now) == len(due)
@@ -357,24 +398,30 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             assert isinstance(err, Conflict) and err.code == "already_terminal", err
 
-    @rule(command=st.sampled_from(COMMANDS), by_id=st.booleans(), limit=st.integers(1, 3),
-          i=st.integers(0, 50))
+    @rule(
+        command=st.sampled_from(COMMANDS),
+        by_id=st.booleans(),
+        limit=st.integers(1, 3),
+        i=st.integers(0, 50),
+    )
     def replay(self, command: str, by_id: bool, limit: int, i: int) -> None:
         m = self.model
-        dead = sorted((t for t in m.tasks.values() if t.where == "dlq" and t.command == command),
-                      key=lambda t: (t.dead_at, t.id))
+        dead = sorted(
+            (t for t in m.tasks.values() if t.where == "dlq" and t.command == command),
+            key=lambda t: (t.dead_at, t.id),
+        )
         if by_id:
             # Some dead tasks of the queue plus, when there is one, a task that is not.
-            chosen = dead[: limit] if dead else []
+            chosen = dead[:limit] if dead else []
             other = self.pick(i, ("ready", "inprog", "done", "delayed"))
             ids = [t.id for t in chosen] + ([other.id] if other else [])
-            replayed, missing = self.call(self.store.dlq_replay, TENANT, command, ids, 0,
-                                          now=m.now)
+            replayed, missing = self.call(self.store.dlq_replay, TENANT, command, ids, 0, now=m.now)
             assert missing == ([other.id] if other else [])
         else:
             chosen = dead[:limit]
-            replayed, missing = self.call(self.store.dlq_replay, TENANT, command, None, limit,
-                                          now=m.now)
+            replayed, missing = self.call(
+                self.store.dlq_replay, TENANT, command, None, limit, now=m.now
+            )
             assert missing == []
         assert replayed == [t.id for t in chosen]
         for t in chosen:
@@ -396,11 +443,17 @@ class StoreMachine(RuleBasedStateMachine):
         metas, stats = trio.from_thread.run(snapshot, trio_token=self.token)
         for tid, t in m.tasks.items():
             got = metas[tid]
-            assert (got["status"], got["attempts"], got.get("error")) == \
-                (t.status, t.attempts, t.error), (tid, got, t)
+            assert (got["status"], got["attempts"], got.get("error")) == (
+                t.status,
+                t.attempts,
+                t.error,
+            ), (tid, got, t)
             if t.where == "inprog":
-                assert (got["workerId"], got["leaseId"], got["leaseUntil"]) == \
-                    (t.worker, t.lease_id, t.lease_until)
+                assert (got["workerId"], got["leaseId"], got["leaseUntil"]) == (
+                    t.worker,
+                    t.lease_id,
+                    t.lease_until,
+                )
             if t.where == "dlq":
                 assert got.get("deadLettered") is True
         for c in COMMANDS:
@@ -411,14 +464,25 @@ class StoreMachine(RuleBasedStateMachine):
 @pytest.mark.slow
 async def test_store_matches_the_model(store: Store) -> None:
     store.config = dataclasses.replace(
-        store.config, backoff=BackoffConfig(policy="fixed", base=Duration(BACKOFF_MS / 1000)))
-    machine = type("BoundStoreMachine", (StoreMachine,),
-                   {"store": store, "token": trio.lowlevel.current_trio_token(),
-                    "examples": 0, "steps": 0})
+        store.config, backoff=BackoffConfig(policy="fixed", base=Duration(BACKOFF_MS / 1000))
+    )
+    machine = type(
+        "BoundStoreMachine",
+        (StoreMachine,),
+        {"store": store, "token": trio.lowlevel.current_trio_token(), "examples": 0, "steps": 0},
+    )
+
     def run() -> None:
-        run_state_machine_as_test(machine, settings=settings(
-            max_examples=MAX_EXAMPLES, stateful_step_count=STEPS, deadline=None,
-            suppress_health_check=list(HealthCheck), database=None))
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=MAX_EXAMPLES,
+                stateful_step_count=STEPS,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            ),
+        )
 
     await trio.to_thread.run_sync(run)
     print(f"state machine: {machine.examples} examples, {machine.steps} checked steps")

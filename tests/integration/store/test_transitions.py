@@ -16,8 +16,12 @@ from codeqd.store._store import now_ms
 
 
 def new(command: str = "c", **fields: Any) -> NewTask:
-    return parse_new_task({"command": command, "payload": {"v": 1}, **fields}, now_ms=now_ms(),
-                          default_max_attempts=3, max_depth=32)
+    return parse_new_task(
+        {"command": command, "payload": {"v": 1}, **fields},
+        now_ms=now_ms(),
+        default_max_attempts=3,
+        max_depth=32,
+    )
 
 
 async def test_fifty_concurrent_claimers_each_task_claimed_once(store: Store) -> None:
@@ -49,7 +53,8 @@ async def test_delayed_task_is_promoted_only_when_due(store: Store) -> None:
 
 async def test_expired_lease_is_retried_then_dead_lettered(store: Store) -> None:
     store.config = dataclasses.replace(
-        store.config, backoff=BackoffConfig(policy="fixed", base=Duration(0)))
+        store.config, backoff=BackoffConfig(policy="fixed", base=Duration(0))
+    )
     meta, _, _ = await store.create("t", new(maxAttempts=2))
     await store.claim("t", "w", ["c"], 1)
     assert await store.reap_expired(now_ms()) == 0  # not yet expired
@@ -127,8 +132,9 @@ async def test_stale_lease_cannot_report(store: Store) -> None:
     (second,) = await store.claim("t", "pool", ["c"], 30)
     assert second.meta["leaseId"] != first.meta["leaseId"]
     with pytest.raises(LeaseLost):
-        await store.report("t", meta["id"], "pool", first.meta["leaseId"], "COMPLETED", {}, None,
-                           [])
+        await store.report(
+            "t", meta["id"], "pool", first.meta["leaseId"], "COMPLETED", {}, None, []
+        )
     await store.report("t", meta["id"], "pool", second.meta["leaseId"], "COMPLETED", {}, None, [])
 
 

@@ -75,9 +75,13 @@ class Receiver:
                     else:
                         return
                 assert request is not None
-                got = Received(request.method.decode(), request.target.decode(),
-                               {k.decode().lower(): v.decode() for k, v in request.headers},
-                               body, time.monotonic())
+                got = Received(
+                    request.method.decode(),
+                    request.target.decode(),
+                    {k.decode().lower(): v.decode() for k, v in request.headers},
+                    body,
+                    time.monotonic(),
+                )
                 self.requests.append(got)
                 self._arrived.set()
                 self._arrived = trio.Event()

@@ -17,8 +17,9 @@ PATH = "/workers/subscriptions"
 
 
 async def subscribe(api: Api, url: str, token: str | None = None, **body: Any) -> str:
-    r = await api.call("POST", PATH, token or api.worker,
-                       {"callbackUrl": url, "minIntervalSeconds": 0, **body})
+    r = await api.call(
+        "POST", PATH, token or api.worker, {"callbackUrl": url, "minIntervalSeconds": 0, **body}
+    )
     assert r.status_code == 200, r.text
     return r.json()["subscriptionId"]  # type: ignore[no-any-return]
 
@@ -66,12 +67,19 @@ async def test_fanout_notifies_every_subscription_once_per_transition(
     (req,) = await a.wait_for(1)
     await b.wait_for(1)
     doc = req.json()
-    assert set(doc) == {"eventType", "available", "queueDepth", "claimUrl", "sentAt",
-                        "notificationId"}
+    assert set(doc) == {
+        "eventType",
+        "available",
+        "queueDepth",
+        "claimUrl",
+        "sentAt",
+        "notificationId",
+    }
     assert doc["eventType"] == "email" and doc["available"] is True
     assert doc["queueDepth"] == 1 and doc["claimUrl"] == "/v1/codeq/tasks/claim"
-    assert webhooks.verify(SECRET, req.body, req.headers["x-codeq-timestamp"],
-                           req.headers["x-codeq-signature"])
+    assert webhooks.verify(
+        SECRET, req.body, req.headers["x-codeq-timestamp"], req.headers["x-codeq-signature"]
+    )
     # Not empty before: no new notification.
     await create_seen(api, notifier)
     await settled(notifier)
@@ -170,8 +178,9 @@ async def test_queue_becomes_non_empty_by_promotion_and_requeue(
     await r.wait_for(1)
     claimed = (await api.claim(commands=["email"])).json()
     await settled(notifier)
-    rr = await api.call("POST", f"/tasks/{task['id']}/abandon", api.worker,
-                        {"leaseId": claimed["leaseId"]})
+    rr = await api.call(
+        "POST", f"/tasks/{task['id']}/abandon", api.worker, {"leaseId": claimed["leaseId"]}
+    )
     assert rr.status_code == 200
     await r.wait_for(2)  # requeue
     await api.claim(commands=["email"])

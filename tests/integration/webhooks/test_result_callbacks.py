@@ -21,8 +21,9 @@ from tests.integration.webhooks._receiver import Received, Receiver
 from tests.integration.webhooks.conftest import SECRET, start_dispatcher
 
 
-async def finish(api: Api, receiver_url: str, status: str = "COMPLETED", **create: Any
-                 ) -> dict[str, Any]:
+async def finish(
+    api: Api, receiver_url: str, status: str = "COMPLETED", **create: Any
+) -> dict[str, Any]:
     task = await api.create("email", {"n": 1}, webhook=receiver_url, **create)
     r = await api.claim(commands=["email"])
     assert r.status_code == 200 and r.json()["id"] == task["id"]
@@ -67,8 +68,15 @@ async def test_completed_task_calls_back_signed(api: Api, nursery: trio.Nursery)
     assert req.headers["x-codeq-attempt"] == "1"
     assert_signed(req)
     doc = req.json()
-    assert set(doc) == {"taskId", "eventType", "status", "result", "error", "artifacts",
-                        "completedAt"}
+    assert set(doc) == {
+        "taskId",
+        "eventType",
+        "status",
+        "result",
+        "error",
+        "artifacts",
+        "completedAt",
+    }
     assert doc["taskId"] == task["id"] and doc["eventType"] == "email"
     assert doc["status"] == "COMPLETED" and doc["result"] == {"ok": True}
     assert doc["artifacts"] == [{"name": "log", "url": "https://x/log"}]
@@ -126,9 +134,7 @@ async def test_retries_with_backoff_until_a_2xx(api: Api, nursery: trio.Nursery)
     assert (await task_of(api, task["id"]))["webhookAttempts"] == 3
 
 
-async def test_gives_up_after_max_attempts_and_records_it(
-    api: Api, nursery: trio.Nursery
-) -> None:
+async def test_gives_up_after_max_attempts_and_records_it(api: Api, nursery: trio.Nursery) -> None:
     receiver = await Receiver(503).start(nursery)
     await start_dispatcher(nursery, api.ctx, max_attempts=3)
     task = await finish(api, receiver.url)
@@ -152,12 +158,13 @@ async def test_timeout_redirect_and_closed_connection_are_failed_attempts(
     redirect = await Receiver(302).start(nursery)
     closer = await Receiver("close").start(nursery)
     await start_dispatcher(nursery, api.ctx, max_attempts=1, timeout=0.3)
-    ids = {name: (await finish(api, r.url))["id"]
-           for name, r in (("hang", hang), ("redirect", redirect), ("close", closer))}
+    ids = {
+        name: (await finish(api, r.url))["id"]
+        for name, r in (("hang", hang), ("redirect", redirect), ("close", closer))
+    }
 
     async def all_failed() -> bool:
-        return all([(await task_of(api, i)).get("webhookStatus") == "FAILED"
-                    for i in ids.values()])
+        return all([(await task_of(api, i)).get("webhookStatus") == "FAILED" for i in ids.values()])
 
     await eventually(all_failed)
     errors = {name: (await task_of(api, i))["webhookError"] for name, i in ids.items()}
@@ -172,23 +179,29 @@ async def test_two_dispatchers_on_one_store_send_each_attempt_once(
 ) -> None:
     receiver = await Receiver(200).start(nursery)
     await start_dispatcher(nursery, api.ctx)
-    async with connect(api.ctx.config, redis_url) as other_store, \
-            trio.open_nursery() as inner:
-        other = Context(config=api.ctx.config, store=other_store, hub=api.ctx.hub,
-                        auth=api.ctx.auth)
+    async with connect(api.ctx.config, redis_url) as other_store, trio.open_nursery() as inner:
+        other = Context(
+            config=api.ctx.config, store=other_store, hub=api.ctx.hub, auth=api.ctx.auth
+        )
         await start_dispatcher(inner, other)
         n = 80
         tasks = [await api.create("email", {"i": i}, webhook=receiver.url) for i in range(n)]
         claimed = [(await api.claim(commands=["email"])).json() for _ in range(n)]
         async with trio.open_nursery() as reporters:
             for t in claimed:
-                reporters.start_soon(api.call, "POST", f"/tasks/{t['id']}/result", api.worker,
-                                     {"status": "COMPLETED", "result": {}})
+                reporters.start_soon(
+                    api.call,
+                    "POST",
+                    f"/tasks/{t['id']}/result",
+                    api.worker,
+                    {"status": "COMPLETED", "result": {}},
+                )
         await receiver.wait_for(n, timeout=30)
         await eventually(lambda: _outbox_empty(api), timeout=30)
         inner.cancel_scope.cancel()
-    attempts = Counter((req.json()["taskId"], req.headers["x-codeq-attempt"])
-                       for req in receiver.requests)
+    attempts = Counter(
+        (req.json()["taskId"], req.headers["x-codeq-attempt"]) for req in receiver.requests
+    )
     assert {task_id for task_id, _ in attempts} == {t["id"] for t in tasks}
     assert max(attempts.values()) == 1  # no attempt was sent by both dispatchers
 

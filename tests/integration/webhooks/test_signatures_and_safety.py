@@ -37,18 +37,37 @@ def test_sign_then_verify_round_trip() -> None:
 
 
 def test_private_addresses_are_recognised() -> None:
-    for ip in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254",
-               "::1", "fe80::1", "fc00::1", "0.0.0.0", "::ffff:127.0.0.1", "224.0.0.1"):
+    for ip in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "172.16.5.5",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "0.0.0.0",
+        "::ffff:127.0.0.1",
+        "224.0.0.1",
+    ):
         assert forbidden_address(ip), ip
     for ip in ("93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"):
         assert not forbidden_address(ip), ip
 
 
 async def test_task_webhook_url_is_validated(api: Api) -> None:
-    for bad in ("ftp://x/y", "http://", "example.com/cb", "http://exa mple.com/",
-                "https://" + "a" * 2040 + ".com/", "http://host:99999/", 42):
-        r = await api.call("POST", "/tasks", api.producer,
-                           {"command": "email", "payload": {}, "webhook": bad})
+    for bad in (
+        "ftp://x/y",
+        "http://",
+        "example.com/cb",
+        "http://exa mple.com/",
+        "https://" + "a" * 2040 + ".com/",
+        "http://host:99999/",
+        42,
+    ):
+        r = await api.call(
+            "POST", "/tasks", api.producer, {"command": "email", "payload": {}, "webhook": bad}
+        )
         assert r.status_code == 400, bad
         assert r.json()["details"]["field"] == "webhook"
     ok = await api.create("email", {}, webhook="HTTPS://example.com:8443/cb?x=1")
@@ -56,10 +75,12 @@ async def test_task_webhook_url_is_validated(api: Api) -> None:
 
 
 @pytest.fixture
-async def guarded_api(nursery: trio.Nursery, config: codeqd.config.Config, redis_url: str
-                      ) -> AsyncIterator[Api]:
+async def guarded_api(
+    nursery: trio.Nursery, config: codeqd.config.Config, redis_url: str
+) -> AsyncIterator[Api]:
     guarded = dataclasses.replace(
-        config, webhooks=dataclasses.replace(config.webhooks, deny_private_networks=True))
+        config, webhooks=dataclasses.replace(config.webhooks, deny_private_networks=True)
+    )
     async for api in start_api(nursery, guarded, redis_url):
         yield api
 
@@ -74,8 +95,12 @@ async def test_private_destinations_refused_when_configured(
     localhost = await finish(api, receiver.url.replace("127.0.0.1", "localhost"))
 
     async def failed() -> bool:
-        return all([(await task_of(api, t["id"])).get("webhookStatus") == "FAILED"
-                    for t in (task, localhost)])
+        return all(
+            [
+                (await task_of(api, t["id"])).get("webhookStatus") == "FAILED"
+                for t in (task, localhost)
+            ]
+        )
 
     await eventually(failed)
     for t in (task, localhost):

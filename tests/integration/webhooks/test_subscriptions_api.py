@@ -17,9 +17,17 @@ def _at(value: str) -> float:
 
 
 async def test_create_heartbeat_delete(api: Api) -> None:
-    r = await api.call("POST", PATH, api.worker,
-                       {"callbackUrl": "http://127.0.0.1:9/cb", "eventTypes": ["email"],
-                        "ttlSeconds": 60, "minIntervalSeconds": 0})
+    r = await api.call(
+        "POST",
+        PATH,
+        api.worker,
+        {
+            "callbackUrl": "http://127.0.0.1:9/cb",
+            "eventTypes": ["email"],
+            "ttlSeconds": 60,
+            "minIntervalSeconds": 0,
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"subscriptionId", "expiresAt"}
@@ -77,10 +85,15 @@ async def test_worker_group_claim_is_the_default_group(api: Api) -> None:
     grouped = worker_token(api.secret, workerGroup="pool-a", events=["email"])
     r = await api.call("POST", PATH, grouped, {"callbackUrl": "https://example.com/cb"})
     assert r.status_code == 200
-    r = await api.call("POST", PATH, grouped, {"callbackUrl": "https://example.com/cb2",
-                                               "deliveryMode": "fanout"})
+    r = await api.call(
+        "POST", PATH, grouped, {"callbackUrl": "https://example.com/cb2", "deliveryMode": "fanout"}
+    )
     assert r.status_code == 200
-    subs = sorted(await Subscriptions(api.ctx.store).active(escape_tenant("default")),
-                  key=lambda s: s["callbackUrl"])
+    subs = sorted(
+        await Subscriptions(api.ctx.store).active(escape_tenant("default")),
+        key=lambda s: s["callbackUrl"],
+    )
     assert [(s["deliveryMode"], s["groupId"], s["eventTypes"]) for s in subs] == [
-        ("group", "pool-a", ["email"]), ("fanout", "pool-a", ["email"])]
+        ("group", "pool-a", ["email"]),
+        ("fanout", "pool-a", ["email"]),
+    ]

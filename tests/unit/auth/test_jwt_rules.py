@@ -60,12 +60,17 @@ async def test_hs256_refuses_none_confusion_and_wrong_secret() -> None:
     good = jwt.encode({"sub": "a", "exp": now + 60}, SECRET, algorithm="HS256")
     assert (await verifier.verify(good, now))["sub"] == "a"
     cases = {
-        jwt.encode({"sub": "a", "exp": now + 60}, None,  # type: ignore[arg-type]
-                   algorithm="none"): "alg_not_allowed",
-        jwt.encode({"sub": "a", "exp": now + 60}, "x" * 32, algorithm="HS256"):
-            "invalid_signature",
-        jwt.encode({"sub": "a", "exp": now + 60}, ec.generate_private_key(ec.SECP256R1()),
-                   algorithm="ES256"): "alg_not_allowed",
+        jwt.encode(
+            {"sub": "a", "exp": now + 60},
+            None,  # type: ignore[arg-type]
+            algorithm="none",
+        ): "alg_not_allowed",
+        jwt.encode({"sub": "a", "exp": now + 60}, "x" * 32, algorithm="HS256"): "invalid_signature",
+        jwt.encode(
+            {"sub": "a", "exp": now + 60},
+            ec.generate_private_key(ec.SECP256R1()),
+            algorithm="ES256",
+        ): "alg_not_allowed",
         jwt.encode({"exp": now + 60}, SECRET, algorithm="HS256"): "missing_claim",
         jwt.encode({"sub": "a", "exp": now - 600}, SECRET, algorithm="HS256"): "token_expired",
     }
@@ -79,8 +84,12 @@ async def test_hs256_refuses_none_confusion_and_wrong_secret() -> None:
 async def test_public_key_pem_as_hmac_secret_is_refused() -> None:
     # A server configured with a PEM where a secret belongs must not accept HS256 tokens
     # MACed with that (public) PEM: PyJWT refuses such keys outright.
-    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     verifier = HS256Verifier(pem, RULES)
     with pytest.raises(Unauthorized):
         await verifier.verify("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln", time.time())
@@ -99,16 +108,26 @@ async def test_static_tokens() -> None:
 
 
 def test_tenant_order_and_event_types() -> None:
-    full = {"tenantId": "a", "tenant_id": "b", "organizationId": "c", "organization_id": "d",
-            "sub": "e"}
-    for drop, want in [((), "a"), (("tenantId",), "b"), (("tenantId", "tenant_id"), "c"),
-                       (("tenantId", "tenant_id", "organizationId"), "d"),
-                       (("tenantId", "tenant_id", "organizationId", "organization_id"), "e")]:
+    full = {
+        "tenantId": "a",
+        "tenant_id": "b",
+        "organizationId": "c",
+        "organization_id": "d",
+        "sub": "e",
+    }
+    for drop, want in [
+        ((), "a"),
+        (("tenantId",), "b"),
+        (("tenantId", "tenant_id"), "c"),
+        (("tenantId", "tenant_id", "organizationId"), "d"),
+        (("tenantId", "tenant_id", "organizationId", "organization_id"), "e"),
+    ]:
         assert tenant_from_claims({k: v for k, v in full.items() if k not in drop}) == want
     p = Principal(sub="w", tenant="t", role="worker", event_types=("a", "b"))
     assert p.denied_events(["a", "c", "b", "d"]) == ["c", "d"]
-    assert Principal(sub="w", tenant="t", role="worker", event_types=("*",)).denied_events(
-        ["x"]) == []
+    assert (
+        Principal(sub="w", tenant="t", role="worker", event_types=("*",)).denied_events(["x"]) == []
+    )
     assert Principal(sub="r", tenant="*", role="producer", is_admin=True).all_tenants
     assert not Principal(sub="r", tenant="*", role="producer").all_tenants
 
@@ -118,8 +137,10 @@ def test_tenant_order_and_event_types() -> None:
     [
         ({"provider": "jwks"}, "jwks_url"),
         ({"provider": "jwks", "jwks_url": "http://idp.example/jwks"}, "https"),
-        ({"provider": "jwks", "jwks_url": "https://idp/jwks", "algorithms": ["HS256"]},
-         "asymmetric"),
+        (
+            {"provider": "jwks", "jwks_url": "https://idp/jwks", "algorithms": ["HS256"]},
+            "asymmetric",
+        ),
         ({"provider": "hs256", "secret": "short"}, "32 bytes"),
         ({"provider": "static"}, "tokens"),
         ({"provider": "ldap"}, "provider"),
@@ -127,15 +148,27 @@ def test_tenant_order_and_event_types() -> None:
 )
 def test_provider_config_is_validated(provider: dict[str, Any], message: str) -> None:
     with pytest.raises(cfgmod.ConfigError, match=message):
-        cfgmod.load(None, {"CODEQD_AUTH__MODE": '"jwt"', **{
-            f"CODEQD_AUTH__WORKER__{k.upper()}": repr(v).replace("'", '"')
-            for k, v in provider.items()}})
+        cfgmod.load(
+            None,
+            {
+                "CODEQD_AUTH__MODE": '"jwt"',
+                **{
+                    f"CODEQD_AUTH__WORKER__{k.upper()}": repr(v).replace("'", '"')
+                    for k, v in provider.items()
+                },
+            },
+        )
 
 
 def test_ratelimit_config() -> None:
-    config = cfgmod.load(None, {"CODEQD_RATELIMIT__ENABLED": "true",
-                                "CODEQD_RATELIMIT__CREATE__RATE": "5",
-                                "CODEQD_RATELIMIT__CREATE__BURST": "10"})
+    config = cfgmod.load(
+        None,
+        {
+            "CODEQD_RATELIMIT__ENABLED": "true",
+            "CODEQD_RATELIMIT__CREATE__RATE": "5",
+            "CODEQD_RATELIMIT__CREATE__BURST": "10",
+        },
+    )
     assert config.ratelimit.enabled and config.ratelimit.create.rate == 5.0
     with pytest.raises(cfgmod.ConfigError, match=r"ratelimit.claim.burst"):
         cfgmod.load(None, {"CODEQD_RATELIMIT__CLAIM__BURST": "0"})

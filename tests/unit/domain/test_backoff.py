@@ -12,17 +12,21 @@ def policy(name: str, base: float = 5, cap: float = 900) -> BackoffPolicy:
     return BackoffPolicy(policy=name, base=Duration(base), max=Duration(cap))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("name", "delays"), [
-    ("fixed", [5, 5, 5, 5]),
-    ("linear", [5, 10, 15, 20]),
-    ("exponential", [5, 10, 20, 40]),
-])
+@pytest.mark.parametrize(
+    ("name", "delays"),
+    [
+        ("fixed", [5, 5, 5, 5]),
+        ("linear", [5, 10, 15, 20]),
+        ("exponential", [5, 10, 20, 40]),
+    ],
+)
 def test_deterministic_policies(name: str, delays: list[float]) -> None:
     assert [retry_delay(policy(name), n) for n in (1, 2, 3, 4)] == delays
 
 
-@pytest.mark.parametrize("name", ["fixed", "linear", "exponential", "exp_full_jitter",
-                                  "exp_equal_jitter"])
+@pytest.mark.parametrize(
+    "name", ["fixed", "linear", "exponential", "exp_full_jitter", "exp_equal_jitter"]
+)
 def test_capped_even_after_many_attempts(name: str) -> None:
     assert retry_delay(policy(name, cap=60), 10_000, rand=lambda: 0.999) <= 60
 

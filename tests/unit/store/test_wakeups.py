@@ -38,8 +38,11 @@ def test_queue_wake_up_wakes_the_oldest_idle_waiters_and_names_the_shard() -> No
 def test_wake_up_without_a_shard_or_none_at_all_means_look_everywhere() -> None:
     hub = WakeHub()
     hub.channels_of(Keys("codeq", 4))
-    with hub.claim_waiter("t", ["q"]) as a, hub.claim_waiter("t", ["q"]) as b, \
-            hub.claim_waiter("t", ["q"]) as idle:
+    with (
+        hub.claim_waiter("t", ["q"]) as a,
+        hub.claim_waiter("t", ["q"]) as b,
+        hub.claim_waiter("t", ["q"]) as idle,
+    ):
         hub.dispatch("codeq:wake:2", "1:t|q")
         hub.dispatch("codeq:wake", "1:t|q")  # the any-shard channel
         assert a.shards_to_check() == {2}
@@ -49,8 +52,11 @@ def test_wake_up_without_a_shard_or_none_at_all_means_look_everywhere() -> None:
 
 def test_done_message_may_name_several_tasks() -> None:
     hub = WakeHub()
-    with hub.done_waiter("t", "a") as a, hub.done_waiter("t", "b") as b, \
-            hub.done_waiter("t", "c") as c:
+    with (
+        hub.done_waiter("t", "a") as a,
+        hub.done_waiter("t", "b") as b,
+        hub.done_waiter("t", "c") as c,
+    ):
         hub.channels_of(Keys("codeq", 1))
         hub.dispatch("codeq:done", "t|a\nt|b")
         assert a.event.is_set() and b.event.is_set() and not c.event.is_set()
