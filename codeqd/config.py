@@ -289,6 +289,7 @@ class LimitsConfig:
     batch_max: int = 1000
     max_lease_seconds: int = 86400
     max_payload_depth: int = 64
+    artifact_bytes: int = 512 * 1024
     header_bytes: int = 16 * 1024
 
 
@@ -314,6 +315,7 @@ class TasksConfig:
     default_max_attempts: int = 5
     default_lease_seconds: int = 300
     retention: Duration = Duration(86400)
+    artifacts_dir: str = ""
     idempotency_ttl: Duration = Duration(86400)
 
 
@@ -392,6 +394,7 @@ class Config:
             if not 1 <= actor.batch <= 100_000:
                 raise ConfigError(f"actors.{name}.batch: must be between 1 and 100000")
         _positive("limits.body_bytes", self.limits.body_bytes)
+        _positive("limits.artifact_bytes", self.limits.artifact_bytes)
         if not 1024 <= self.limits.header_bytes <= 1024 * 1024:
             raise ConfigError("limits.header_bytes: must be between 1024 and 1048576")
         if not 1 <= self.limits.batch_max <= 10_000:

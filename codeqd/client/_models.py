@@ -8,6 +8,7 @@ codeQ service — never breaks an older client.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 from collections.abc import Mapping
@@ -175,7 +176,8 @@ class Task:
 
 @dataclass(frozen=True, kw_only=True)
 class Artifact:
-    """A named output of a task, stored elsewhere and referenced by URL."""
+    """A named output of a task: a link (``url``), or content codeqd stores with the
+    result (``Artifact.inline``) and serves back at a URL of the task."""
 
     name: str
     url: str
@@ -189,8 +191,19 @@ class Artifact:
             extra=_extra(doc, frozenset({"name", "url"})),
         )
 
+    @classmethod
+    def inline(
+        cls, name: str, content: bytes, content_type: str = "application/octet-stream"
+    ) -> Artifact:
+        """Content up to the server's ``limits.artifact_bytes``, sent base64-encoded."""
+        encoded = base64.b64encode(content).decode()
+        return cls(name=name, url="", extra={"contentBase64": encoded, "contentType": content_type})
+
     def to_wire(self) -> dict[str, Any]:
-        return {"name": self.name, "url": self.url, **self.extra}
+        out: dict[str, Any] = {"name": self.name, **self.extra}
+        if self.url:
+            out["url"] = self.url
+        return out
 
 
 _RESULT_FIELDS = frozenset({"taskId", "status", "result", "error", "artifacts", "completedAt"})

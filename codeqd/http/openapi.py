@@ -327,6 +327,15 @@ PATHS: dict[str, dict[str, Schema]] = {
             params=[TASK_ID],
         ),
     },
+    f"{P}/tasks/{{task_id}}/artifacts/{{name}}": {
+        "get": op(
+            "Download an inline artifact of the task's result (its bytes, with its contentType)",
+            "any",
+            {"200": ("the artifact's content", None)},
+            errors=("404",),
+            params=[TASK_ID, path_param("name")],
+        )
+    },
     f"{P}/tasks/{{task_id}}/result": {
         "get": op(
             "Read (or wait for) the result",

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import trio
 from quart import Blueprint, Response, request
 
+from codeqd.artifacts import Inline, parse_inline
 from codeqd.auth import Principal
-from codeqd.domain.errors import BadRequest, Forbidden, RateLimited, ValidationError
+from codeqd.domain.errors import (
+    BadRequest,
+    CodeqError,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    StoreUnavailable,
+    ValidationError,
+)
 from codeqd.domain.task import (
     MAX_REASON_LEN,
     MAX_WAIT_SECONDS,
@@ -156,32 +166,33 @@ async def nack(principal: Principal, task_id: str) -> Response:
     return json_response({"status": "requeued", "delaySeconds": seconds})
 
 
-def _artifacts(value: Any) -> list[dict[str, Any]]:
+def _artifacts(value: Any, max_bytes: int) -> list[dict[str, Any] | Inline]:
+    """``{name, url}`` links as they are; ``{name, contentBase64, contentType}`` decoded
+    and size-checked, to be stored by ``ArtifactFiles`` before the result is applied."""
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > 100:
-        raise ValidationError("artifacts", "expected a list of at most 100 {name, url} objects")
-    out = []
+        raise ValidationError("artifacts", "expected a list of at most 100 artifact objects")
+    out: list[dict[str, Any] | Inline] = []
     for i, item in enumerate(value):
+        where = f"artifacts[{i}]"
         if not isinstance(item, dict):
-            raise ValidationError(f"artifacts[{i}]", "expected an object")
+            raise ValidationError(where, "expected an object")
         name, url = item.get("name"), item.get("url")
         if not isinstance(name, str) or not name or len(name) > 256:
-            raise ValidationError(f"artifacts[{i}].name", "expected a non-empty string")
+            raise ValidationError(f"{where}.name", "expected a non-empty string")
         if "contentBase64" in item:
-            raise ValidationError(
-                f"artifacts[{i}].contentBase64",
-                "inline artifact content is not supported; send a url",
-            )
+            out.append(parse_inline(item, where, max_bytes))
+            continue
         if not isinstance(url, str) or not url or len(url) > 2048:
-            raise ValidationError(f"artifacts[{i}].url", "expected a URL string")
+            raise ValidationError(f"{where}.url", "expected a URL string (or contentBase64)")
         out.append({"name": name, "url": url})
     return out
 
 
 def parse_report(
-    body: dict[str, Any],
-) -> tuple[str, dict[str, Any] | None, str | None, list[dict[str, Any]]]:
+    body: dict[str, Any], artifact_bytes: int
+) -> tuple[str, dict[str, Any] | None, str | None, list[dict[str, Any] | Inline]]:
     status = body.get("status")
     if status not in ("COMPLETED", "FAILED"):
         raise ValidationError("status", "must be 'COMPLETED' or 'FAILED'")
@@ -195,7 +206,7 @@ def parse_report(
             raise ValidationError("error", "a FAILED result needs 'error' as a string")
         if result is not None and not isinstance(result, dict):
             raise ValidationError("result", "must be a JSON object when present")
-    return status, result, error, _artifacts(body.get("artifacts"))
+    return status, result, error, _artifacts(body.get("artifacts"), artifact_bytes)
 
 
 @bp.post("/tasks/<task_id>/result")
@@ -204,15 +215,41 @@ async def submit_result(principal: Principal, task_id: str) -> Response:
     body = await json_body(allow_empty=False)
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    status, result, error, artifacts = parse_report(body)
-    _, doc = await app_context().store.report(
-        principal.tenant,
-        task_id,
-        principal.sub,
-        _lease_id(body),
-        status,  # type: ignore[arg-type]
-        result,
-        error,
-        artifacts,
-    )
+    ctx = app_context()
+    status, result, error, artifacts = parse_report(body, ctx.config.limits.artifact_bytes)
+    lease_id = _lease_id(body)
+    wire, files = await ctx.artifacts.store(principal.tenant, task_id, PREFIX, artifacts)
+    try:
+        _, doc = await ctx.store.report(
+            principal.tenant,
+            task_id,
+            principal.sub,
+            lease_id,
+            status,  # type: ignore[arg-type]
+            result,
+            error,
+            wire,
+        )
+    except CodeqError as e:
+        # Refused: drop this request's files (never another result's). When the outcome is
+        # unknown (store unavailable) they stay; the janitor removes them with the task.
+        if not isinstance(e, StoreUnavailable):
+            with trio.CancelScope(shield=True):
+                await ctx.artifacts.discard(files)
+        raise
     return json_response(doc)
+
+
+@bp.get("/tasks/<task_id>/artifacts/<name>")
+@requires("any")
+async def get_artifact(principal: Principal, task_id: str, name: str) -> Response:
+    """An inline artifact of the task's result; 404 like a missing task for another tenant."""
+    ctx = app_context()
+    _, _, result = await ctx.store.get_with_result(principal.tenant, task_id)
+    doc = orjson.loads(result) if result else {}
+    url = f"{PREFIX}/tasks/{task_id}/artifacts/{name}"
+    entry = next((a for a in doc.get("artifacts") or () if a.get("url") == url), None)
+    content = await ctx.artifacts.read(principal.tenant, task_id, name) if entry else None
+    if entry is None or content is None:
+        raise NotFound(f"task {task_id} has no artifact {name!r}", code="artifact_not_found")
+    return Response(content, content_type=entry.get("contentType", "application/octet-stream"))

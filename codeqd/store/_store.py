@@ -627,10 +627,13 @@ class Store:
                 await self.command(self.client.zrem, k.leases, stale)
         return reaped
 
-    async def cleanup(self, before_ms: int, limit: int, tenant: str | None = None) -> int:
+    async def cleanup(
+        self, before_ms: int, limit: int, tenant: str | None = None
+    ) -> list[tuple[str, str]]:
         """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard;
-        only ``tenant``'s when given (pages through the shared index, at most 100 pages)."""
-        deleted = 0
+        only ``tenant``'s when given (pages through the shared index, at most 100 pages).
+        Returns (escaped tenant, task id) of each task deleted."""
+        deleted: list[tuple[str, str]] = []
         mine = f"{escape_tenant(tenant)}|" if tenant is not None else ""
         for k in self.keys.all():
             old: list[str] = []
@@ -648,9 +651,10 @@ class Store:
                     break
             old = old[:limit]
             if old:
-                deleted += await self.run_script(
+                gone = await self.run_script(
                     "cleanup", [k.task, k.payload, k.result, k.done], [before_ms, *old]
                 )
+                deleted += [(ten, tid) for ten, _, tid in map(split_member, gone)]
         return deleted
 
     # ------------------------------------------------------------ queues (admin)

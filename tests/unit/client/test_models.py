@@ -142,3 +142,12 @@ def test_new_task_to_wire() -> None:
     }
     with pytest.raises(ValueError):
         NewTask.coerce({"payload": {}})
+
+
+def test_inline_artifact_wire_form() -> None:
+    from codeqd.client import Artifact
+
+    a = Artifact.inline("out.txt", b"hi", "text/plain")
+    assert a.to_wire() == {"name": "out.txt", "contentBase64": "aGk=", "contentType": "text/plain"}
+    link = Artifact(name="x", url="https://e/x")
+    assert link.to_wire() == {"name": "x", "url": "https://e/x"}
