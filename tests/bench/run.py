@@ -537,7 +537,7 @@ def table(res: Results, started: float) -> str:
 async def amain(args: argparse.Namespace) -> None:
     started = time.monotonic()
     res = Results()
-    only = set(args.only.split(",")) if args.only else set("abcdef")
+    only = set(args.only.replace(",", "")) if args.only else set("abcdef")  # "c,d" or "cd"
     secs = 3.0 if args.quick else args.seconds
     workdir = Path(tempfile.mkdtemp(prefix="codeqd-bench-"))
     try:
@@ -615,11 +615,14 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, raw profiles)")
-    p.add_argument("--only", default="")
+    p.add_argument("--only", default="", help="scenarios to run, e.g. 'c,d' or 'cd'")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--conns", type=int, default=32)
     p.add_argument("--waiters", type=int, default=1000)
-    trio.run(amain, p.parse_args())
+    args = p.parse_args()
+    if unknown := set(args.only.replace(",", "")) - set("abcdef"):
+        p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}; pick from a-f")
+    trio.run(amain, args)
 
 
 if __name__ == "__main__":
