@@ -14,8 +14,11 @@ from typing import Any
 
 import orjson
 import structlog
+import trio
 from quart import Response, g, request
+from quart.asgi import ASGIHTTPConnection
 from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from codeqd import metrics
@@ -93,10 +96,34 @@ async def _drain_or_close(response: Response) -> None:
     response.headers["Connection"] = "close"
 
 
+class _Connection(TrioASGIHTTPConnection):
+    """quart-trio cancels a request's nursery as soon as hypercorn reports the stream
+    closed, which hypercorn does while the last body chunk is being sent and before it
+    marks the keep-alive connection idle. That cancellation stops hypercorn from starting
+    the connection's idle task, so an idle keep-alive connection was closed neither after
+    ``keep_alive_timeout`` nor at shutdown (the drain then lasted the whole grace).
+    Here a disconnect cancels the request only while no response is being sent; once it
+    is, ``handle_request`` ends the nursery itself when the response is out."""
+
+    _responding = False
+
+    async def handle_messages(  # type: ignore[override]
+        self, nursery: trio.Nursery, request: Any, receive: Any
+    ) -> None:
+        await ASGIHTTPConnection.handle_messages(self, request, receive)
+        if not self._responding:
+            nursery.cancel_scope.cancel()
+
+    async def _send_response(self, send: Any, response: Any) -> None:
+        self._responding = True
+        await super()._send_response(send, response)
+
+
 def create_app(ctx: Context) -> QuartTrio:
     from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
 
     app = QuartTrio("codeqd")
+    app.asgi_http_class = _Connection
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False

@@ -132,6 +132,7 @@ class Workload:
         self.finished = trio.Event()
         self.producers_done = trio.Event()
         self.terminal_seen = 0  # results and dead-letterings the workers saw
+        self.in_flight = 0  # requests sent and not yet answered
         self._progress: list[tuple[Callable[[], bool], trio.Event]] = []
 
     # ------------------------------------------------------------ http
@@ -160,6 +161,8 @@ class Workload:
         while True:
             started = time.perf_counter()
             t0 = wall_ms()
+            self.in_flight += 1
+            self._check_progress()
             try:
                 r = await http.request(
                     method,
@@ -169,11 +172,16 @@ class Workload:
                     timeout=timeout or self.s.request_timeout,
                 )
             except httpx.TransportError as e:
+                self.in_flight -= 1
                 self.transport_errors[type(e).__name__] += 1
                 self.statuses[(endpoint, 0)] += 1
                 self.timeline.append((endpoint, t0, wall_ms(), type(e).__name__))
                 ambiguous += not isinstance(e, NOT_SENT)
+            except BaseException:
+                self.in_flight -= 1
+                raise
             else:
+                self.in_flight -= 1
                 self.latencies[endpoint].append(time.perf_counter() - started)
                 self.statuses[(endpoint, r.status_code)] += 1
                 self.timeline.append((endpoint, t0, wall_ms(), str(r.status_code)))
