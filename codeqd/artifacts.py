@@ -78,6 +78,9 @@ class ArtifactFiles:
         self, tenant: str, task_id: str, prefix: str, artifacts: list[dict[str, Any] | Inline]
     ) -> tuple[list[dict[str, Any]], list[Path]]:
         """Write the inline artifacts; returns the wire artifacts (URLs) and the files."""
+        links = [a for a in artifacts if not isinstance(a, Inline)]
+        if len(links) == len(artifacts):
+            return links, []  # links only (or none): nothing to write
         token = secrets.token_hex(8)
         wire: list[dict[str, Any]] = []
         written: list[Path] = []
