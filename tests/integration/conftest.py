@@ -17,6 +17,7 @@ from codeqd.auth import Authenticator, load_or_create_dev_secret, mint_dev_token
 from codeqd.context import Context
 from codeqd.http import serve
 from codeqd.store import Store, WakeHub, connect
+from tests.api import ApiCalls
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> cfgmod.Config:
@@ -42,7 +43,7 @@ async def store(config: cfgmod.Config, redis_url: str) -> AsyncIterator[Store]:
         yield s
 
 
-class Api:
+class Api(ApiCalls):
     """An httpx client bound to the served app, with dev tokens for each role."""
 
     def __init__(self, ctx: Context, base: str, client: httpx.AsyncClient) -> None:
@@ -57,29 +58,6 @@ class Api:
 
     def token(self, role: str, **kw: Any) -> str:
         return mint_dev_token(self.secret, role, **kw)  # type: ignore[arg-type]
-
-    async def call(
-        self, method: str, path: str, token: str | None = None, json: Any = None, **kw: Any
-    ) -> httpx.Response:
-        headers = kw.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        return await self.http.request(
-            method, f"{self.base}/v1/codeq{path}", json=json, headers=headers, **kw
-        )
-
-    async def create(self, command: str = "email", payload: Any = None, **fields: Any) -> Any:
-        r = await self.call(
-            "POST",
-            "/tasks",
-            self.producer,
-            {"command": command, "payload": payload or {}, **fields},
-        )
-        assert r.status_code == 202, r.text
-        return r.json()
-
-    async def claim(self, token: str | None = None, **body: Any) -> httpx.Response:
-        return await self.call("POST", "/tasks/claim", token or self.worker, body)
 
 
 async def start_api(
