@@ -133,3 +133,41 @@ async def test_artifact_paths_stay_under_the_root(api: Api) -> None:
     assert r.status_code == 200, r.text
     stored = [p for p in root.parent.rglob("*") if re.fullmatch(r"[0-9a-f]{16}-[0-9]+", p.name)]
     assert len(stored) == 1 and stored[0].resolve().is_relative_to(root.resolve()), stored
+
+
+async def test_batch_results_store_accepted_and_drop_refused_artifacts(api: Api) -> None:
+    root = Path(api.ctx.artifacts.root)
+    kept = await _claimed(api)
+    refused = await _claimed(api)
+    r = await api.call(
+        "POST",
+        "/tasks/batch/results",
+        api.worker,
+        {
+            "results": [
+                {
+                    "taskId": kept["id"],
+                    "leaseId": kept["leaseId"],
+                    "status": "COMPLETED",
+                    "result": {},
+                    "artifacts": [{"name": "a", "contentBase64": b64(b"kept")}],
+                },
+                {
+                    "taskId": refused["id"],
+                    "leaseId": "not-the-lease",
+                    "status": "COMPLETED",
+                    "result": {},
+                    "artifacts": [{"name": "b", "contentBase64": b64(b"refused")}],
+                },
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    ok, error = r.json()["results"]
+    assert error["code"] == "lease_lost", error
+    got = await api.http.get(
+        f"{api.base}{ok['artifacts'][0]['url']}",
+        headers={"Authorization": f"Bearer {api.producer}"},
+    )
+    assert got.status_code == 200 and got.content == b"kept"
+    assert sorted(p.read_bytes() for p in root.rglob("*") if p.is_file()) == [b"kept"]
