@@ -8,6 +8,8 @@ scrape time; without it (tests, embedding) the process-local registry is used.
 from __future__ import annotations
 
 import os
+from collections import Counter as Tally
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -84,6 +86,13 @@ SUBSCRIPTIONS_ACTIVE = Gauge(
 LONG_POLL_WAITERS = Gauge(
     "codeq_long_poll_waiters", "Requests waiting in a long-poll", multiprocess_mode="livesum"
 )
+
+
+def inc_each(counter: Counter, labels: Iterable[tuple[str, ...]]) -> None:
+    """One ``inc(n)`` per distinct label set: a batch of 100 tasks of one command costs
+    one multiprocess-file write instead of 100 (they were ~5 % of the batch endpoints)."""
+    for key, n in Tally(labels).items():
+        counter.labels(*key).inc(n)
 
 
 def process_exited(pid: int) -> None:

@@ -105,12 +105,14 @@ async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> l
                 idem,
             ]
         replies = await store.run_script("create_batch", keys, args)
+        created = []
         for i, meta, reply in zip(idx, metas, replies, strict=True):
             if reply[0] == 1:
                 out[i] = (meta, tasks[i].payload.decode(), True)
-                metrics.TASK_CREATED.labels(meta["command"]).inc()
+                created.append((meta["command"],))
             else:
                 out[i] = (orjson.loads(reply[1]), reply[2] or "{}", False)
+        metrics.inc_each(metrics.TASK_CREATED, created)
 
     await _per_shard(groups, run)
     return out  # type: ignore[return-value]
@@ -148,13 +150,15 @@ async def report_batch(
         replies = await store.run_script(
             "result_batch", [k.task, k.result, k.leases, k.done, k.counts, k.outbox], args
         )
+        reported = []
         for i, doc, reply in zip(idx, docs, replies, strict=True):
             if reply[0] == "OK":
                 meta = orjson.loads(reply[1])
-                count_reported(meta, reports[i].status, now)
+                reported.append((meta, reports[i].status))
                 out[i] = (meta, doc)
             else:
                 out[i] = _refusal(reply[0], reports[i].task_id, reply[1:])
+        count_reported(reported, now)
 
     if groups:
         await _per_shard(groups, run)

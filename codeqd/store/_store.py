@@ -118,11 +118,12 @@ def result_doc(
     }
 
 
-def count_reported(meta: Meta, status: str, now: int) -> None:
-    """Metrics of a worker's result (single or batch)."""
-    metrics.TASK_COMPLETED.labels(meta["command"], status).inc()
-    if "claimedAt" in meta:
-        metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
+def count_reported(reported: list[tuple[Meta, str]], now: int) -> None:
+    """Metrics of workers' results: (task metadata, status) of one report or a batch."""
+    metrics.inc_each(metrics.TASK_COMPLETED, ((meta["command"], st) for meta, st in reported))
+    for meta, _ in reported:
+        if "claimedAt" in meta:
+            metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
 
 
 def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
@@ -371,10 +372,9 @@ class Store:
                     *commands,
                 ],
             )
-            for j in range(0, len(raw), 2):
-                claimed = ClaimedTask(orjson.loads(raw[j]), raw[j + 1])
-                metrics.TASK_CLAIMED.labels(claimed.meta["command"]).inc()
-                out.append(claimed)
+            got = [ClaimedTask(orjson.loads(raw[j]), raw[j + 1]) for j in range(0, len(raw), 2)]
+            metrics.inc_each(metrics.TASK_CLAIMED, ((c.meta["command"],) for c in got))
+            out += got
             if len(out) >= max_tasks:
                 break
         return out
@@ -448,7 +448,7 @@ class Store:
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
         meta = orjson.loads(out[1])
-        count_reported(meta, status, now)
+        count_reported([(meta, status)], now)
         return meta, doc
 
     async def _retry(
