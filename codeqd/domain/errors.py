@@ -76,6 +76,15 @@ class PayloadTooLarge(CodeqError):
         return {"Connection": "close"}
 
 
+class RequestTimeout(CodeqError):
+    status = 408
+    code = "request_timeout"
+
+    def headers(self) -> dict[str, str]:
+        # The body never finished arriving: the connection cannot carry another request.
+        return {"Connection": "close"}
+
+
 class HeadersTooLarge(CodeqError):
     status = 431
     code = "headers_too_large"

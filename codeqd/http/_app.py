@@ -20,6 +20,7 @@ from quart.asgi import ASGIHTTPConnection
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import RequestTimeout as BodyTimeout
 
 from codeqd import metrics
 from codeqd.context import Context
@@ -28,6 +29,7 @@ from codeqd.domain.errors import (
     CodeqError,
     HeadersTooLarge,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
 )
 
@@ -60,6 +62,11 @@ async def json_body(*, allow_empty: bool = True) -> Any:
     except RequestEntityTooLarge:
         raise PayloadTooLarge(
             f"request body larger than {app_context().config.limits.body_bytes} bytes"
+        ) from None
+    except BodyTimeout:
+        seconds = float(app_context().config.actors.ingress.request_timeout)
+        raise RequestTimeout(
+            f"request body not received within actors.ingress.request_timeout ({seconds:g} s)"
         ) from None
     if not data or not data.strip():
         if allow_empty:
@@ -126,6 +133,9 @@ def create_app(ctx: Context) -> QuartTrio:
     app.asgi_http_class = _Connection
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
+    # A body that stops arriving gets 408 (json_body); hypercorn's read timeout is only a
+    # backstop (see hypercorn_config).
+    app.config["BODY_TIMEOUT"] = float(ctx.config.actors.ingress.request_timeout)
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     header_limit = ctx.config.limits.header_bytes
     for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, subscriptions.bp, openapi.bp):

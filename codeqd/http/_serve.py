@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import trio
@@ -9,6 +10,7 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from codeqd.context import Context
+from codeqd.domain.task import MAX_WAIT_SECONDS
 from codeqd.http._app import create_app
 
 
@@ -20,7 +22,19 @@ def hypercorn_config(ctx: Context, bind: str | None = None) -> HyperConfig:
     cfg.errorlog = None
     cfg.graceful_timeout = float(ctx.config.shutdown.grace_seconds)
     cfg.keep_alive_timeout = float(ingress.keep_alive_timeout)
-    cfg.read_timeout = max(1, int(ingress.request_timeout))
+    # hypercorn's read timeout watches every read of a connection: idle between requests,
+    # a long-poll's silent wait, a body. Were it shorter than the keep-alive timeout, a
+    # connection would stop being read yet stay open until the keep-alive close (a
+    # request sent on it hangs); shorter than the longest long-poll, it would cut
+    # long-polls. So it is only a backstop, past all of them: slow bodies get 408 from
+    # the app (BODY_TIMEOUT), idle connections and slow request heads are closed by the
+    # keep-alive timeout.
+    cfg.read_timeout = (
+        math.ceil(
+            max(float(ingress.request_timeout), float(ingress.keep_alive_timeout), MAX_WAIT_SECONDS)
+        )
+        + 5
+    )
     # Request line plus headers still arriving; past it hypercorn answers 431 and closes.
     cfg.h11_max_incomplete_size = ctx.config.limits.header_bytes
     cfg.max_app_queue_size = 10

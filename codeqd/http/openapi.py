@@ -163,6 +163,7 @@ ERRORS = {
     "401": "missing or invalid token (the message names the reason; WWW-Authenticate: Bearer)",
     "403": "valid token without the scope, event type or role",
     "404": "unknown task, or a task of another tenant",
+    "408": "the body stopped arriving for actors.ingress.request_timeout (connection closed)",
     "409": "state conflict: not in progress, lease lost, already terminal",
     "413": "body larger than limits.body_bytes",
     "415": "Content-Type is not application/json",
@@ -170,7 +171,7 @@ ERRORS = {
     "431": "request headers larger than limits.header_bytes",
     "503": "store or JWKS key set unavailable (Retry-After)",
 }
-AUTH_ERRORS = ("400", "401", "403", "413", "415", "429", "431", "503")
+AUTH_ERRORS = ("400", "401", "403", "408", "413", "415", "429", "431", "503")
 
 
 def _json(schema: Schema) -> dict[str, Any]:

@@ -59,7 +59,7 @@ async def test_slow_requests_are_closed(
 ) -> None:
     """Headers that never end are cut by the keep-alive timeout (hypercorn counts a
     connection as idle until a whole request head has arrived); a body that stops
-    arriving is cut by the request timeout."""
+    arriving gets 408 after the request timeout, and the connection is closed."""
     ingress = {"bind": "127.0.0.1:0", "keep_alive_timeout": "300ms", "request_timeout": "60s"}
     config = make_config(tmp_path, actors={"ingress": ingress})
     async with serving(nursery, config, redis_url) as api:
@@ -77,7 +77,8 @@ async def test_slow_requests_are_closed(
             b'Content-Length: 100\r\n\r\n{"command": '  # the rest of the body never comes
         )
         with trio.fail_after(10):
-            await _read_until_closed(slow)
+            answer = await _read_until_closed(slow)
+        assert answer.startswith(b"HTTP/1.1 408") and b'"code":"request_timeout"' in answer, answer
 
 
 async def test_idle_keep_alive_does_not_hold_shutdown(
@@ -159,3 +160,29 @@ async def test_refused_request_with_unread_body_does_not_stall_the_connection(ap
                 headers={"Authorization": f"Bearer {api.producer}"},
             )
         assert r.status_code == 403
+
+
+async def test_keep_alive_connection_answers_until_it_is_closed(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    """Idle longer than request_timeout but within keep_alive_timeout, a connection
+    still answers its next request: the read timeout must not leave an open socket
+    that nobody reads (a client's request on it would hang until the keep-alive close)."""
+    ingress = {"bind": "127.0.0.1:0", "keep_alive_timeout": "6s", "request_timeout": "1s"}
+    config = make_config(tmp_path, actors={"ingress": ingress})
+    async with serving(nursery, config, redis_url) as api:
+        conn = await _open(api)
+
+        async def healthz() -> bytes:
+            await conn.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            with trio.fail_after(3):
+                while b'{"status":"ok"}' not in answer and (chunk := await conn.receive_some()):
+                    answer += chunk
+            return answer
+
+        assert (await healthz()).startswith(b"HTTP/1.1 200")
+        await trio.sleep(2)  # the scenario: idle past request_timeout, within keep-alive
+        assert (await healthz()).startswith(b"HTTP/1.1 200")
+        # Nor does request_timeout cut a long-poll that waits longer than it.
+        assert (await api.claim(commands=["nothing"], waitSeconds=2)).status_code == 204
