@@ -49,17 +49,29 @@ async def test_sigterm_under_load_drains_cleanly(daemon_factory: Any) -> None:
         code = await trio.to_thread.run_sync(proc.wait, 20)
         stopped = wall_ms()
         assert code == 0, d.log()[-2000:]
+        log = d.log()
         await trio.to_thread.run_sync(d.start)
     rec = await wl.reconcile()
     assert_reconciled(rec, wl)
-    # Within the grace although the workers keep their connections alive (~0.5 s seen;
-    # before idle connections were closed on shutdown, every stop took the whole grace).
-    assert stopped - signalled < 3_000, "shutdown took longer than shutdown.grace_seconds"
+    # The HTTP drain ends within the grace (hypercorn's graceful_timeout), and the
+    # supervisor's backstop is grace + 1 s; typically the whole stop takes ~0.5-0.7 s
+    # (one run in about twenty took the grace, under the full suite's load).
+    assert stopped - signalled < 5_000, (
+        f"shutdown took {stopped - signalled} ms: more than the grace + backstop",
+        log[-4000:],
+    )
     in_flight = [t for t in wl.timeline if t[1] <= signalled <= t[2]]
     assert in_flight, "nothing was in flight at the signal: the test tested nothing"
+    # Every request the daemon read was answered. A request sent on a kept-alive
+    # connection just as the shutdown closed it as idle is never read: the client gets a
+    # connection error and retries it safely (HTTP/1.1's keep-alive race).
+    answered = [t for t in in_flight if t[3].isdigit()]
+    assert all(f'"request_id":"{t[4]}"' in log for t in answered), "the log check is blind"
     cut = [t for t in in_flight if not t[3].isdigit()]
-    assert cut == [], f"requests in flight at SIGTERM got no HTTP answer: {cut}"
+    read = [t for t in cut if f'"request_id":"{t[4]}"' in log]
+    assert read == [], f"requests read at SIGTERM got no HTTP answer: {read}"
     print(
         f"in flight at SIGTERM: {len(in_flight)}, answered with "
-        f"{sorted({t[3] for t in in_flight})}; stopped in {stopped - signalled} ms"
+        f"{sorted({t[3] for t in in_flight})} ({len(cut)} never read); "
+        f"stopped in {stopped - signalled} ms"
     )

@@ -127,8 +127,9 @@ class Workload:
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.unexpected: list[str] = []  # 5xx other than 503, and 4xx nobody expects
         self.transport_errors: Counter[str] = Counter()
-        #: (endpoint, started wall ms, ended wall ms, status or exception name)
-        self.timeline: list[tuple[str, int, int, str]] = []
+        #: (endpoint, started wall ms, ended wall ms, status or exception name, request id)
+        self.timeline: list[tuple[str, int, int, str, str]] = []
+        self._requests = 0
         self.finished = trio.Event()
         self.producers_done = trio.Event()
         self.terminal_seen = 0  # results and dead-letterings the workers saw
@@ -161,6 +162,8 @@ class Workload:
         while True:
             started = time.perf_counter()
             t0 = wall_ms()
+            self._requests += 1
+            rid = f"wl-{self._requests}"  # X-Request-Id: the daemon logs it if it read the request
             self.in_flight += 1
             self._check_progress()
             try:
@@ -168,14 +171,14 @@ class Workload:
                     method,
                     f"{self.base}/v1/codeq{path}",
                     json=body,
-                    headers={"Authorization": f"Bearer {token}"},
+                    headers={"Authorization": f"Bearer {token}", "X-Request-Id": rid},
                     timeout=timeout or self.s.request_timeout,
                 )
             except httpx.TransportError as e:
                 self.in_flight -= 1
                 self.transport_errors[type(e).__name__] += 1
                 self.statuses[(endpoint, 0)] += 1
-                self.timeline.append((endpoint, t0, wall_ms(), type(e).__name__))
+                self.timeline.append((endpoint, t0, wall_ms(), type(e).__name__, rid))
                 ambiguous += not isinstance(e, NOT_SENT)
             except BaseException:
                 self.in_flight -= 1
@@ -184,7 +187,7 @@ class Workload:
                 self.in_flight -= 1
                 self.latencies[endpoint].append(time.perf_counter() - started)
                 self.statuses[(endpoint, r.status_code)] += 1
-                self.timeline.append((endpoint, t0, wall_ms(), str(r.status_code)))
+                self.timeline.append((endpoint, t0, wall_ms(), str(r.status_code), rid))
                 if r.status_code >= 500 and r.status_code != 503:
                     self.unexpected.append(f"{endpoint} {path}: {r.status_code} {r.text[:200]}")
                 if r.status_code not in (503, 500, 502, 504):
