@@ -315,7 +315,6 @@ class TasksConfig:
     default_max_attempts: int = 5
     default_lease_seconds: int = 300
     retention: Duration = Duration(86400)
-    artifacts_dir: str = ""
     idempotency_ttl: Duration = Duration(86400)
 
 

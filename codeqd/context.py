@@ -7,13 +7,11 @@ store, and ``shutting_down`` which the supervisor sets when a stop begins.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import trio
 
 from codeqd.actors._live import Live
-from codeqd.artifacts import ArtifactFiles
 from codeqd.auth import Authenticator
 from codeqd.config import Config
 from codeqd.store import Store, WakeHub
@@ -28,11 +26,6 @@ class Context:
     shutting_down: trio.Event = field(default_factory=trio.Event)
     #: Each actor's live config section (set by the supervisor; SIGHUP updates them).
     lives: dict[str, Live[Any]] = field(default_factory=dict)
-
-    @cached_property
-    def artifacts(self) -> ArtifactFiles:
-        """Where inline artifacts of results are kept (``tasks.artifacts_dir``)."""
-        return ArtifactFiles(self.config)
 
     def actor_config(self, name: str) -> Any:
         """An actor's config section as it is now (after any SIGHUP reload)."""

@@ -1,5 +1,4 @@
-"""The janitor: removes terminal tasks, their results and their inline artifact files
-once ``tasks.retention`` has passed.
+"""The janitor: removes terminal tasks and their results once ``tasks.retention`` has passed.
 
 Dead-lettered tasks are not terminal-for-retention: they stay in their DLQ
 until replayed or purged. Idempotency keys expire by themselves (store TTL).
@@ -23,9 +22,6 @@ async def run(
 ) -> None:
     async def step(cfg: JanitorConfig) -> int:
         before = now_ms() - int(float(ctx.config.tasks.retention) * 1000)
-        deleted = await ctx.store.cleanup(before, cfg.batch)
-        for ten, task_id in deleted:  # after the store step: a crash leaves files, not holes
-            await ctx.artifacts.remove_task(ten, task_id)
-        return len(deleted)
+        return await ctx.store.cleanup(before, cfg.batch)
 
     await run_loop("janitor", live, ctx.shutting_down, step, task_status=task_status)

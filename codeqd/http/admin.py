@@ -120,8 +120,5 @@ async def cleanup(principal: Principal) -> Response:
     limit = get_int(body, "limit", 1000, 1, 100_000) or 1000
     # An all-tenants admin without ?tenant= cleans every tenant.
     tenant = None if principal.tenant == ALL_TENANTS else principal.tenant
-    removed = await ctx.store.cleanup(before, limit, tenant)
-    for ten, task_id in removed:
-        await ctx.artifacts.remove_task(ten, task_id)
-    deleted = len(removed)
+    deleted = await ctx.store.cleanup(before, limit, tenant)
     return json_response({"deleted": deleted})

@@ -8,11 +8,11 @@ per shard touched (``codeqd/store/_batch.py``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from quart import Blueprint, Response
 
+from codeqd.artifacts import to_store
 from codeqd.auth import Principal
 from codeqd.domain.errors import CodeqError, ValidationError
 from codeqd.domain.task import NewTask, get_int, parse_new_task, require_object, task_to_wire
@@ -85,18 +85,16 @@ async def claim_batch(principal: Principal) -> Response:
     return json_response({"tasks": [task_to_wire(t.meta, t.payload) for t in tasks]})
 
 
-async def _report(item: Any, principal: Principal) -> tuple[Report, list[Path]]:
-    """A validated item, its inline artifacts already stored (the files, to drop if the
-    result is refused)."""
-    ctx = app_context()
+def _report(item: Any) -> Report:
     item = require_object(item, "a result")
     task_id = item.get("taskId")
     if not isinstance(task_id, str) or not task_id:
         raise ValidationError("taskId", "expected the task id as a string")
-    status, result, error, artifacts = parse_report(item, ctx.config.limits.artifact_bytes)
+    artifact_bytes = app_context().config.limits.artifact_bytes
+    status, result, error, artifacts = parse_report(item, artifact_bytes)
+    wire, inline = to_store(task_id, PREFIX, artifacts)
     lease_id = parse_lease_id(item.get("leaseId"))
-    wire, files = await ctx.artifacts.store(principal.tenant, task_id, PREFIX, artifacts)
-    return Report(task_id, lease_id, status, result, error, wire), files
+    return Report(task_id, lease_id, status, result, error, wire, inline)
 
 
 @bp.post("/tasks/batch/results")
@@ -104,12 +102,9 @@ async def _report(item: Any, principal: Principal) -> tuple[Report, list[Path]]:
 async def submit_results(principal: Principal) -> Response:
     items = _items(await json_body(allow_empty=False), "results")
     parsed: list[Report | CodeqError] = []
-    files: dict[int, list[Path]] = {}
     for item in items:
         try:
-            report, written = await _report(item, principal)
-            files[id(report)] = written
-            parsed.append(report)
+            parsed.append(_report(item))
         except CodeqError as e:
             parsed.append(e)
     valid = [p for p in parsed if isinstance(p, Report)]
@@ -121,9 +116,6 @@ async def submit_results(principal: Principal) -> Response:
     out = []
     for item, p in zip(items, parsed, strict=True):
         outcome = p if isinstance(p, CodeqError) else next(applied)
-        if isinstance(outcome, CodeqError) and not isinstance(p, CodeqError):
-            # Refused: this item's artifact files go (an accepted result's never do).
-            await app_context().artifacts.discard(files.get(id(p), []))
         if isinstance(outcome, CodeqError):
             task_id = item.get("taskId") if isinstance(item, dict) else None
             out.append(_item_error(outcome, taskId=task_id if isinstance(task_id, str) else None))

@@ -8,17 +8,9 @@ import orjson
 import trio
 from quart import Blueprint, Response, request
 
-from codeqd.artifacts import Inline, parse_inline
+from codeqd.artifacts import Inline, is_stored_name, parse_inline, to_store
 from codeqd.auth import Principal
-from codeqd.domain.errors import (
-    BadRequest,
-    CodeqError,
-    Forbidden,
-    NotFound,
-    RateLimited,
-    StoreUnavailable,
-    ValidationError,
-)
+from codeqd.domain.errors import BadRequest, Forbidden, NotFound, RateLimited, ValidationError
 from codeqd.domain.task import (
     MAX_REASON_LEN,
     MAX_WAIT_SECONDS,
@@ -168,7 +160,7 @@ async def nack(principal: Principal, task_id: str) -> Response:
 
 def _artifacts(value: Any, max_bytes: int) -> list[dict[str, Any] | Inline]:
     """``{name, url}`` links as they are; ``{name, contentBase64, contentType}`` decoded
-    and size-checked, to be stored by ``ArtifactFiles`` before the result is applied."""
+    and size-checked, to be stored with the result (``codeqd.artifacts``)."""
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > 100:
@@ -217,26 +209,18 @@ async def submit_result(principal: Principal, task_id: str) -> Response:
         raise BadRequest("body must be a JSON object")
     ctx = app_context()
     status, result, error, artifacts = parse_report(body, ctx.config.limits.artifact_bytes)
-    lease_id = _lease_id(body)
-    wire, files = await ctx.artifacts.store(principal.tenant, task_id, PREFIX, artifacts)
-    try:
-        _, doc = await ctx.store.report(
-            principal.tenant,
-            task_id,
-            principal.sub,
-            lease_id,
-            status,  # type: ignore[arg-type]
-            result,
-            error,
-            wire,
-        )
-    except CodeqError as e:
-        # Refused: drop this request's files (never another result's). When the outcome is
-        # unknown (store unavailable) they stay; the janitor removes them with the task.
-        if not isinstance(e, StoreUnavailable):
-            with trio.CancelScope(shield=True):
-                await ctx.artifacts.discard(files)
-        raise
+    wire, inline = to_store(task_id, PREFIX, artifacts)
+    _, doc = await ctx.store.report(
+        principal.tenant,
+        task_id,
+        principal.sub,
+        _lease_id(body),
+        status,  # type: ignore[arg-type]
+        result,
+        error,
+        wire,
+        inline=inline,
+    )
     return json_response(doc)
 
 
@@ -244,12 +228,16 @@ async def submit_result(principal: Principal, task_id: str) -> Response:
 @requires("any")
 async def get_artifact(principal: Principal, task_id: str, name: str) -> Response:
     """An inline artifact of the task's result; 404 like a missing task for another tenant."""
-    ctx = app_context()
-    _, _, result = await ctx.store.get_with_result(principal.tenant, task_id)
+    store = app_context().store
+    _, _, result = await store.get_with_result(principal.tenant, task_id)
     doc = orjson.loads(result) if result else {}
     url = f"{PREFIX}/tasks/{task_id}/artifacts/{name}"
     entry = next((a for a in doc.get("artifacts") or () if a.get("url") == url), None)
-    content = await ctx.artifacts.read(principal.tenant, task_id, name) if entry else None
+    content = (
+        await store.artifact(principal.tenant, task_id, name)
+        if entry and is_stored_name(name)
+        else None
+    )
     if entry is None or content is None:
         raise NotFound(f"task {task_id} has no artifact {name!r}", code="artifact_not_found")
     return Response(content, content_type=entry.get("contentType", "application/octet-stream"))

@@ -11,7 +11,7 @@ consistent state, and idempotency keys make a retried create batch safe.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -46,6 +46,8 @@ class Report:
     result: dict[str, Any] | None
     error: str | None
     artifacts: list[dict[str, Any]]
+    #: Inline artifact contents by stored name, written with the result.
+    inline: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 async def _per_shard(groups: dict[int, list[int]], run: Any) -> None:
@@ -146,9 +148,14 @@ async def report_batch(
                 rep.status,
                 orjson.dumps(doc),
                 rep.error or "",
+                len(rep.inline),
             ]
+            for name, content in rep.inline:
+                args += [name, content]
         replies = await store.run_script(
-            "result_batch", [k.task, k.result, k.leases, k.done, k.counts, k.outbox], args
+            "result_batch",
+            [k.task, k.result, k.leases, k.done, k.counts, k.outbox, k.artifacts],
+            args,
         )
         reported = []
         for i, doc, reply in zip(idx, docs, replies, strict=True):

@@ -84,6 +84,11 @@ class ShardKeys:
         return f"{self.tag}:result"
 
     @property
+    def artifacts(self) -> str:
+        """Inline artifacts of results: field ``tenant|id|name``, value the content."""
+        return f"{self.tag}:artifacts"
+
+    @property
     def seq(self) -> str:
         return f"{self.tag}:seq"
 

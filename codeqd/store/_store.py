@@ -245,6 +245,17 @@ class Store:
             raise TaskNotFound(task_id)
         return orjson.loads(meta_raw), payload or "{}", result
 
+    async def artifact(self, tenant: str, task_id: str, name: str) -> bytes | None:
+        """An inline artifact's content, by its stored name; None when there is none."""
+        if not is_task_id(task_id):
+            return None
+        k = self.keys.shard(shard_of(task_id, self.shards))
+        with self.client.decoding(False):  # the content is bytes, not text
+            raw: bytes | None = await self.command(
+                self.client.hget, k.artifacts, f"{field(escape_tenant(tenant), task_id)}|{name}"
+            )
+        return raw
+
     async def _multi_hget(self, pairs: list[tuple[str, str]]) -> list[str | None]:
         try:
             with trio.fail_after(self._timeout):
@@ -421,9 +432,11 @@ class Store:
         error: str | None,
         artifacts: list[dict[str, Any]],
         *,
+        inline: Sequence[tuple[str, bytes]] = (),
         now: int | None = None,
     ) -> tuple[Meta, dict[str, Any]]:
-        """The lease holder's result; the task becomes terminal. Returns (meta, Result)."""
+        """The lease holder's result; the task becomes terminal, and ``inline`` artifact
+        contents (by stored name) are kept with it. Returns (meta, Result)."""
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
         k = self.keys.shard(shard_of(task_id, self.shards))
@@ -432,7 +445,7 @@ class Store:
         doc = result_doc(task_id, status, result, error, artifacts, now)
         out = await self.run_script(
             "result",
-            [k.task, k.result, k.leases, k.done, k.counts, k.outbox],
+            [k.task, k.result, k.leases, k.done, k.counts, k.outbox, k.artifacts],
             [
                 field(ten, task_id),
                 worker_id,
@@ -443,6 +456,7 @@ class Store:
                 error or "",
                 self.keys.done_channel,
                 ten,
+                *(x for pair in inline for x in pair),
             ],
         )
         if out[0] != "OK":
@@ -627,13 +641,11 @@ class Store:
                 await self.command(self.client.zrem, k.leases, stale)
         return reaped
 
-    async def cleanup(
-        self, before_ms: int, limit: int, tenant: str | None = None
-    ) -> list[tuple[str, str]]:
-        """Delete terminal tasks finished before ``before_ms``; at most ``limit`` per shard;
-        only ``tenant``'s when given (pages through the shared index, at most 100 pages).
-        Returns (escaped tenant, task id) of each task deleted."""
-        deleted: list[tuple[str, str]] = []
+    async def cleanup(self, before_ms: int, limit: int, tenant: str | None = None) -> int:
+        """Delete terminal tasks finished before ``before_ms`` (with their payloads,
+        results and inline artifacts); at most ``limit`` per shard; only ``tenant``'s
+        when given (pages through the shared index, at most 100 pages)."""
+        deleted = 0
         mine = f"{escape_tenant(tenant)}|" if tenant is not None else ""
         for k in self.keys.all():
             old: list[str] = []
@@ -651,10 +663,11 @@ class Store:
                     break
             old = old[:limit]
             if old:
-                gone = await self.run_script(
-                    "cleanup", [k.task, k.payload, k.result, k.done], [before_ms, *old]
+                deleted += await self.run_script(
+                    "cleanup",
+                    [k.task, k.payload, k.result, k.done, k.artifacts],
+                    [before_ms, *old],
                 )
-                deleted += [(ten, tid) for ten, _, tid in map(split_member, gone)]
         return deleted
 
     # ------------------------------------------------------------ queues (admin)

@@ -1,18 +1,32 @@
-"""Inline artifacts: stored with the result, served back at a URL of the task, tenant-scoped,
-size-capped, dropped when their result is refused and removed with their task."""
+"""Inline artifacts: stored with the result in the same script (none when it is refused),
+served back at a URL of the task by any codeqd of the store, tenant-scoped, size-capped,
+removed with their task."""
 
 from __future__ import annotations
 
 import base64
-import re
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import Api
+import trio
+
+from codeqd import config as cfgmod
+from tests.integration.auth.conftest import serving
+from tests.integration.conftest import Api, with_overrides
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+async def stored(api: Api) -> list[bytes]:
+    """Every inline artifact content in the store, sorted."""
+    store = api.ctx.store
+    out: list[bytes] = []
+    with store.client.decoding(False):
+        for k in store.keys.all():
+            out += (await store.client.hgetall(k.artifacts)).values()
+    return sorted(out)
 
 
 async def _claimed(api: Api, command: str = "render") -> dict[str, Any]:
@@ -75,9 +89,8 @@ async def test_bad_inline_artifacts_are_400(api: Api) -> None:
     assert (await api.claim(commands=["render"])).status_code == 204  # still leased
 
 
-async def test_refused_result_leaves_no_files_and_cleanup_removes_them(api: Api) -> None:
+async def test_refused_result_stores_nothing_and_cleanup_removes_them(api: Api) -> None:
     task = await _claimed(api)
-    root = Path(api.ctx.artifacts.root)
     art = [{"name": "out", "contentBase64": b64(b"first")}]
     ok = await api.call(
         "POST",
@@ -86,7 +99,6 @@ async def test_refused_result_leaves_no_files_and_cleanup_removes_them(api: Api)
         {"status": "COMPLETED", "result": {}, "artifacts": art},
     )
     assert ok.status_code == 200
-    files = sorted(p.name for p in root.rglob("*") if p.is_file())
     again = await api.call(
         "POST",
         f"/tasks/{task['id']}/result",
@@ -98,18 +110,8 @@ async def test_refused_result_leaves_no_files_and_cleanup_removes_them(api: Api)
         },
     )
     assert again.status_code == 409
-    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == files  # only the first
-    r = await api.call(
-        "POST", "/admin/tasks/cleanup", api.admin, {"before": "2999-01-01T00:00:00Z"}
-    )
-    assert r.json()["deleted"] == 1
-    assert [p for p in root.rglob("*") if p.is_file()] == []
-
-
-async def test_artifact_paths_stay_under_the_root(api: Api) -> None:
-    root = Path(api.ctx.artifacts.root)
-    art = [{"name": "out", "contentBase64": b64(b"x")}]
-    for task_id in ("...", "not-a-task"):
+    assert await stored(api) == [b"first"]
+    for task_id in ("...", "not-a-task"):  # ids that cannot be tasks: 404, nothing stored
         r = await api.call(
             "POST",
             f"/tasks/{task_id}/result",
@@ -117,26 +119,46 @@ async def test_artifact_paths_stay_under_the_root(api: Api) -> None:
             {"status": "COMPLETED", "result": {}, "artifacts": art},
         )
         assert r.status_code == 404 and r.json()["code"] == "task_not_found", r.text
-    dots = api.token("worker", tenant="..")
-    made = await api.call(
-        "POST", "/tasks", api.token("producer", tenant=".."), {"command": "render", "payload": {}}
+    assert await stored(api) == [b"first"]
+    r = await api.call(
+        "POST", "/admin/tasks/cleanup", api.admin, {"before": "2999-01-01T00:00:00Z"}
     )
-    assert made.status_code == 202, made.text
-    claimed = await api.call("POST", "/tasks/claim", dots, {"commands": ["render"]})
-    assert claimed.status_code == 200, claimed.text
+    assert r.json()["deleted"] == 1
+    assert await stored(api) == []
+    gone = await api.http.get(
+        f"{api.base}{ok.json()['artifacts'][0]['url']}",
+        headers={"Authorization": f"Bearer {api.producer}"},
+    )
+    assert gone.status_code == 404
+
+
+async def test_binary_content_is_served_by_every_codeqd_of_the_store(
+    api: Api, nursery: trio.Nursery, tmp_path: Path, redis_url: str, config: cfgmod.Config
+) -> None:
+    task = await _claimed(api)
+    content = bytes(range(256)) * 3
     r = await api.call(
         "POST",
-        f"/tasks/{claimed.json()['id']}/result",
-        dots,
-        {"status": "COMPLETED", "result": {}, "artifacts": art},
+        f"/tasks/{task['id']}/result",
+        api.worker,
+        {
+            "status": "COMPLETED",
+            "result": {},
+            "artifacts": [{"name": "blob", "contentBase64": b64(content)}],
+        },
     )
     assert r.status_code == 200, r.text
-    stored = [p for p in root.parent.rglob("*") if re.fullmatch(r"[0-9a-f]{16}-[0-9]+", p.name)]
-    assert len(stored) == 1 and stored[0].resolve().is_relative_to(root.resolve()), stored
+    url = r.json()["artifacts"][0]["url"]
+    other_config = with_overrides(config, state_dir=str(tmp_path / "other"))  # own dev secret
+    async with serving(nursery, other_config, redis_url) as other:  # a second daemon
+        got = await other.http.get(
+            f"{other.base}{url}", headers={"Authorization": f"Bearer {other.producer}"}
+        )
+    assert got.status_code == 200 and got.content == content
+    assert got.headers["content-type"] == "application/octet-stream"
 
 
-async def test_batch_results_store_accepted_and_drop_refused_artifacts(api: Api) -> None:
-    root = Path(api.ctx.artifacts.root)
+async def test_batch_results_store_accepted_and_not_refused_artifacts(api: Api) -> None:
     kept = await _claimed(api)
     refused = await _claimed(api)
     r = await api.call(
@@ -146,28 +168,35 @@ async def test_batch_results_store_accepted_and_drop_refused_artifacts(api: Api)
         {
             "results": [
                 {
-                    "taskId": kept["id"],
-                    "leaseId": kept["leaseId"],
-                    "status": "COMPLETED",
-                    "result": {},
-                    "artifacts": [{"name": "a", "contentBase64": b64(b"kept")}],
-                },
-                {
                     "taskId": refused["id"],
                     "leaseId": "not-the-lease",
                     "status": "COMPLETED",
                     "result": {},
                     "artifacts": [{"name": "b", "contentBase64": b64(b"refused")}],
                 },
+                {
+                    "taskId": kept["id"],
+                    "leaseId": kept["leaseId"],
+                    "status": "COMPLETED",
+                    "result": {},
+                    "artifacts": [
+                        {"name": "a", "contentBase64": b64(b"kept")},
+                        {"name": "link", "url": "https://example.com/a"},
+                        {"name": "c", "contentBase64": b64(b"kept too")},
+                    ],
+                },
             ]
         },
     )
     assert r.status_code == 200, r.text
-    ok, error = r.json()["results"]
+    error, ok = r.json()["results"]
     assert error["code"] == "lease_lost", error
-    got = await api.http.get(
-        f"{api.base}{ok['artifacts'][0]['url']}",
-        headers={"Authorization": f"Bearer {api.producer}"},
-    )
-    assert got.status_code == 200 and got.content == b"kept"
-    assert sorted(p.read_bytes() for p in root.rglob("*") if p.is_file()) == [b"kept"]
+    for artifact, content in zip(
+        (ok["artifacts"][0], ok["artifacts"][2]), (b"kept", b"kept too"), strict=True
+    ):
+        got = await api.http.get(
+            f"{api.base}{artifact['url']}", headers={"Authorization": f"Bearer {api.producer}"}
+        )
+        assert got.status_code == 200 and got.content == content
+    assert ok["artifacts"][1] == {"name": "link", "url": "https://example.com/a"}
+    assert await stored(api) == [b"kept", b"kept too"]

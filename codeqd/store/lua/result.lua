@@ -1,8 +1,9 @@
 -- result: the lease holder reports COMPLETED or FAILED; the task becomes terminal,
 -- its result is stored and, when it has a webhook, a callback enters the outbox.
--- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox
+-- Inline artifacts are stored in the same step, so a refused result leaves none.
+-- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox, 7 artifacts
 -- ARGV: 1 field, 2 worker, 3 lease id, 4 now, 5 status, 6 result json, 7 error, 8 done channel,
---       9 tenant
+--       9 tenant, then pairs of inline artifact (name, content)
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'NOT_FOUND'} end
 local meta = cjson.decode(raw)
@@ -15,6 +16,13 @@ local member = qname .. '|' .. meta.id
 meta.status = ARGV[5]
 meta.updatedAt = now
 if ARGV[7] ~= '' then meta.error = ARGV[7] else meta.error = nil end
+if #ARGV > 9 then
+  meta.inline = {}
+  for i = 10, #ARGV, 2 do
+    redis.call('HSET', KEYS[7], ARGV[1] .. '|' .. ARGV[i], ARGV[i + 1])
+    meta.inline[#meta.inline + 1] = ARGV[i]
+  end
+end
 raw = cjson.encode(meta)
 redis.call('HSET', KEYS[1], ARGV[1], raw)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[6])

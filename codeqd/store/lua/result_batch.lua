@@ -1,13 +1,16 @@
 -- result_batch: many results of one worker on one shard, each as result.lua would, with one
 -- done wake-up (one "tenant|id" line per task that became terminal) for the whole batch.
--- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox
--- ARGV: 1 now, 2 done channel, 3 tenant, 4 worker, then 5 per item:
---       id, lease id ('' = not sent), status, result json, error ('' = none)
+-- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox, 7 artifacts
+-- ARGV: 1 now, 2 done channel, 3 tenant, 4 worker, then per item: id, lease id ('' = not
+--       sent), status, result json, error ('' = none), n, and n inline artifact
+--       (name, content) pairs
 -- Returns one entry per item: {'OK', meta} or the refusal result.lua would give.
 local now, ten, worker = tonumber(ARGV[1]), ARGV[3], ARGV[4]
 local out, done = {}, {}
-for i = 5, #ARGV, 5 do
+local i = 5
+while i <= #ARGV do
   local id, lease = ARGV[i], ARGV[i + 1]
+  local inline = tonumber(ARGV[i + 5])
   local field = ten .. '|' .. id
   local raw = redis.call('HGET', KEYS[1], field)
   if not raw then
@@ -26,6 +29,13 @@ for i = 5, #ARGV, 5 do
       meta.status = ARGV[i + 2]
       meta.updatedAt = now
       if ARGV[i + 4] ~= '' then meta.error = ARGV[i + 4] else meta.error = nil end
+      if inline > 0 then
+        meta.inline = {}
+        for j = i + 6, i + 5 + 2 * inline, 2 do
+          redis.call('HSET', KEYS[7], field .. '|' .. ARGV[j], ARGV[j + 1])
+          meta.inline[#meta.inline + 1] = ARGV[j]
+        end
+      end
       raw = cjson.encode(meta)
       redis.call('HSET', KEYS[1], field, raw)
       redis.call('HSET', KEYS[2], field, ARGV[i + 3])
@@ -37,6 +47,7 @@ for i = 5, #ARGV, 5 do
       out[#out + 1] = {'OK', raw}
     end
   end
+  i = i + 6 + 2 * inline
 end
 if #done > 0 then redis.call('PUBLISH', ARGV[2], table.concat(done, '\n')) end
 return out

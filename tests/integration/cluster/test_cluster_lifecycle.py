@@ -25,6 +25,11 @@ from tests.integration.test_batch import (  # noqa: F401
     test_create_batch_reports_each_item_in_order,
     test_long_polls_are_woken_by_a_batch_create_and_results_by_a_batch_report,
 )
+from tests.integration.test_http_artifacts import (  # noqa: F401
+    test_batch_results_store_accepted_and_not_refused_artifacts,
+    test_binary_content_is_served_by_every_codeqd_of_the_store,
+    test_refused_result_stores_nothing_and_cleanup_removes_them,
+)
 from tests.integration.test_http_lifecycle import (  # noqa: F401
     test_create_claim_complete_and_read_result,
     test_heartbeat_nack_and_dead_letter,

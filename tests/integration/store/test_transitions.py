@@ -152,8 +152,8 @@ async def test_cleanup_removes_only_old_terminal_tasks(store: Store) -> None:
     live, _, _ = await store.create("t", new())
     await store.claim("t", "w", ["c"], 30)
     await store.report("t", meta["id"], "w", None, "COMPLETED", {}, None, [])
-    assert await store.cleanup(now_ms() - 60_000, 100) == []
-    assert len(await store.cleanup(now_ms() + 1, 100)) == 1
+    assert await store.cleanup(now_ms() - 60_000, 100) == 0
+    assert await store.cleanup(now_ms() + 1, 100) == 1
     with pytest.raises(TaskNotFound):
         await store.get("t", meta["id"])
     await store.get("t", live["id"])
