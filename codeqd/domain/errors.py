@@ -67,30 +67,28 @@ class Conflict(CodeqError):
     code = "conflict"
 
 
-class PayloadTooLarge(CodeqError):
+class _ClosesConnection(CodeqError):
+    """An answer after which the connection cannot carry another request: the rest of
+    the request (a body too large or one that stopped arriving, headers past the limit)
+    was never read."""
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
+class PayloadTooLarge(_ClosesConnection):
     status = 413
     code = "payload_too_large"
 
-    def headers(self) -> dict[str, str]:
-        # The unread rest of the body would poison a kept-alive connection.
-        return {"Connection": "close"}
 
-
-class RequestTimeout(CodeqError):
+class RequestTimeout(_ClosesConnection):
     status = 408
     code = "request_timeout"
 
-    def headers(self) -> dict[str, str]:
-        # The body never finished arriving: the connection cannot carry another request.
-        return {"Connection": "close"}
 
-
-class HeadersTooLarge(CodeqError):
+class HeadersTooLarge(_ClosesConnection):
     status = 431
     code = "headers_too_large"
-
-    def headers(self) -> dict[str, str]:
-        return {"Connection": "close"}
 
 
 class UnsupportedMediaType(CodeqError):
