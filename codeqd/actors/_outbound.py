@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -260,45 +260,3 @@ def resolve_secret(config: WebhooksConfig) -> str:
             reason="webhooks.hmac_secret is empty; callbacks are sent without X-CodeQ-Signature",
         )
     return config.hmac_secret
-
-
-# ---------------------------------------------------------------- wake-up hints
-
-
-async def listen(
-    store: Any,
-    channels: Sequence[str],
-    on_message: Callable[[str, str], None],
-    on_connect: Callable[[], None],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Feed pub/sub messages to ``on_message(channel, data)`` until cancelled.
-
-    Reconnects with backoff; ``on_connect`` runs after every (re)connect, since
-    messages may have been missed while away. Hints only: callers re-check the store.
-    """
-    started = False
-    delay = 0.1
-    while True:
-        try:
-            async with store.client.pubsub(channels=list(channels)) as ps:
-                if not started:
-                    task_status.started()
-                    started = True
-                on_connect()
-                delay = 0.1
-                async for message in ps:
-                    if message and message.get("type") == "message":
-                        on_message(message["channel"], message["data"])
-        except trio.Cancelled:
-            raise
-        except Exception as e:  # the store went away: retry; a hint channel must not die
-            log.warning(
-                "webhooks.hints_disconnected", error=f"{type(e).__name__}: {e}", retry_in=delay
-            )
-            if not started:
-                task_status.started()
-                started = True
-            await trio.sleep(delay)
-            delay = min(delay * 2, 5.0)

@@ -16,6 +16,7 @@ in flight finish (each within ``timeout``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import orjson
@@ -23,13 +24,14 @@ import structlog
 import trio
 
 from codeqd.actors._live import Live, _wait_any
-from codeqd.actors._outbound import DELIVERIES, host_of, listen, open_clients, post, resolve_secret
+from codeqd.actors._outbound import DELIVERIES, host_of, open_clients, post, resolve_secret
 from codeqd.config import DispatcherConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
 from codeqd.domain.task import synthesized_result
 from codeqd.store._outbox import Outbox, OutboxEntry
 from codeqd.store._store import now_ms
+from codeqd.store._wakeups import listen
 
 log = structlog.get_logger("codeqd.dispatcher")
 
@@ -109,7 +111,7 @@ class Dispatcher:
         self.secret = resolve_secret(ctx.config.webhooks)
         async with open_clients(ctx.config.webhooks) as self.client, trio.open_nursery() as outer:
             await outer.start(
-                listen,
+                partial(listen, event="webhooks.hints_disconnected"),
                 ctx.store,
                 [ctx.store.keys.done_channel],
                 lambda _c, _d: self.wake.set(),

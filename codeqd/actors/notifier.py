@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ import structlog
 import trio
 
 from codeqd.actors._live import Live
-from codeqd.actors._outbound import DELIVERIES, host_of, listen, open_clients, post, resolve_secret
+from codeqd.actors._outbound import DELIVERIES, host_of, open_clients, post, resolve_secret
 from codeqd.config import NotifierConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
@@ -36,6 +37,7 @@ from codeqd.domain.subscription import matches
 from codeqd.domain.task import rfc3339
 from codeqd.store._store import now_ms
 from codeqd.store._subscriptions import PickUnit, Subscriptions
+from codeqd.store._wakeups import listen
 
 log = structlog.get_logger("codeqd.notifier")
 
@@ -124,7 +126,7 @@ class Notifier:
             trio.open_nursery() as outer,
         ):
             await outer.start(
-                listen,
+                partial(listen, event="webhooks.hints_disconnected"),
                 self.ctx.store,
                 [*sorted(self._wake_channels), self._subs_channel],
                 self._on_message,

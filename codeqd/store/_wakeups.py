@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -182,31 +182,64 @@ class WakeHub:
         Works with a single node and with a cluster (coredis' ``ClusterPubSub``: a
         cluster delivers a ``PUBLISH`` from any node to subscribers on every node).
         """
-        channels = self.channels_of(store.keys)
-        started = False
-        delay = 0.1
-        while True:
-            try:
-                async with store.client.pubsub(channels=channels) as ps:
-                    if not started:
-                        task_status.started()
-                        started = True
-                    self.connected.set()
-                    self.wake_all()
-                    delay = 0.1
-                    async for message in ps:
-                        if message and message.get("type") == "message":
-                            self.dispatch(message["channel"], message["data"])
-            except trio.Cancelled:
-                raise
-            except Exception as e:  # the store went away: retry; a hint channel must not die
-                self.connected = trio.Event()
-                self.wake_all()  # waiters switch to polling until the reconnect
-                log.warning(
-                    "wakeups.disconnected", error=f"{type(e).__name__}: {e}", retry_in=delay
-                )
+
+        def connected() -> None:
+            self.connected.set()
+            self.wake_all()
+
+        def disconnected() -> None:
+            self.connected = trio.Event()
+            self.wake_all()  # waiters switch to polling until the reconnect
+
+        await listen(
+            store,
+            self.channels_of(store.keys),
+            self.dispatch,
+            connected,
+            disconnected,
+            event="wakeups.disconnected",
+            task_status=task_status,
+        )
+
+
+async def listen(
+    store: Any,
+    channels: Sequence[str],
+    on_message: Callable[[str, str], None],
+    on_connect: Callable[[], None],
+    on_disconnect: Callable[[], None] = lambda: None,
+    *,
+    event: str,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Feed pub/sub messages to ``on_message(channel, data)`` until cancelled.
+
+    Reconnects with backoff (logging ``event``); ``on_connect`` runs after every
+    (re)connect, since messages may have been missed while away, and ``on_disconnect``
+    when the subscription drops. Hints only: callers re-check the store. Works with a
+    single node and with a cluster (coredis' ``ClusterPubSub``: a cluster delivers a
+    ``PUBLISH`` from any node to subscribers on every node).
+    """
+    started = False
+    delay = 0.1
+    while True:
+        try:
+            async with store.client.pubsub(channels=list(channels)) as ps:
                 if not started:
                     task_status.started()
                     started = True
-                await trio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                on_connect()
+                delay = 0.1
+                async for message in ps:
+                    if message and message.get("type") == "message":
+                        on_message(message["channel"], message["data"])
+        except trio.Cancelled:
+            raise
+        except Exception as e:  # the store went away: retry; a hint channel must not die
+            on_disconnect()
+            log.warning(event, error=f"{type(e).__name__}: {e}", retry_in=delay)
+            if not started:
+                task_status.started()
+                started = True
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5.0)
