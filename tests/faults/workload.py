@@ -167,24 +167,22 @@ class Workload:
             self.in_flight += 1
             self._check_progress()
             try:
-                r = await http.request(
-                    method,
-                    f"{self.base}/v1/codeq{path}",
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}", "X-Request-Id": rid},
-                    timeout=timeout or self.s.request_timeout,
-                )
+                try:
+                    r = await http.request(
+                        method,
+                        f"{self.base}/v1/codeq{path}",
+                        json=body,
+                        headers={"Authorization": f"Bearer {token}", "X-Request-Id": rid},
+                        timeout=timeout or self.s.request_timeout,
+                    )
+                finally:
+                    self.in_flight -= 1
             except httpx.TransportError as e:
-                self.in_flight -= 1
                 self.transport_errors[type(e).__name__] += 1
                 self.statuses[(endpoint, 0)] += 1
                 self.timeline.append((endpoint, t0, wall_ms(), type(e).__name__, rid))
                 ambiguous += not isinstance(e, NOT_SENT)
-            except BaseException:
-                self.in_flight -= 1
-                raise
             else:
-                self.in_flight -= 1
                 self.latencies[endpoint].append(time.perf_counter() - started)
                 self.statuses[(endpoint, r.status_code)] += 1
                 self.timeline.append((endpoint, t0, wall_ms(), str(r.status_code), rid))
