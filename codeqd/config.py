@@ -73,8 +73,17 @@ class StoreConfig:
     connect_timeout: Duration = Duration(2)
     command_timeout: Duration = Duration(5)
     max_connections: int = 64
+    #: Bounds on one script call's work, whatever the data: tasks per call (claims,
+    #: batch creates and results are split into calls of at most this many) and
+    #: queues a claim looks at per call.
+    script_items: int = 100
+    claim_queues: int = 64
 
     def validate(self) -> None:
+        if not 1 <= self.script_items <= 1000:
+            raise ConfigError("store.script_items: must be between 1 and 1000")
+        if not 1 <= self.claim_queues <= 256:
+            raise ConfigError("store.claim_queues: must be between 1 and 256")
         if not 1 <= self.shards <= 256:
             raise ConfigError("store.shards: must be between 1 and 256")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", self.prefix):
@@ -180,6 +189,7 @@ class IngressConfig:
     bind: str = "127.0.0.1:8080"
     processes: int | Literal["auto"] = 1
     max_waiters: int = 10000
+    backlog: int = 4096
     keep_alive_timeout: Duration = Duration(75)
     request_timeout: Duration = Duration(60)
     poll_fallback: Duration = Duration(5)
@@ -192,6 +202,8 @@ class IngressConfig:
         if self.processes != "auto" and not 1 <= int(self.processes) <= 64:
             raise ConfigError("actors.ingress.processes: 1..64 or 'auto'")
         _positive("actors.ingress.max_waiters", self.max_waiters)
+        if not 16 <= self.backlog <= 65535:
+            raise ConfigError("actors.ingress.backlog: must be between 16 and 65535")
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ class Supervisor:
                 self.ctx = ctx = Context(
                     config=config,
                     store=store,
-                    hub=WakeHub(),
+                    hub=WakeHub.for_config(config),
                     auth=Authenticator(config),
                     lives=self.lives,
                 )

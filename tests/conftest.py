@@ -99,6 +99,19 @@ class RedisServer:
             s.sendall(b"FLUSHALL\r\n")
             s.recv(16)
 
+    def command(self, *args: str) -> bytes:
+        """One command with a short reply, raw (for tests and fixtures not in a trio run)."""
+        cmd = b"".join(b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"*%d\r\n" % len(args) + cmd)
+            return s.recv(4096)
+
+    def integer(self, *args: str) -> int:
+        """A command whose reply is an integer (DBSIZE, HLEN, SLOWLOG LEN...)."""
+        reply = self.command(*args)
+        assert reply.startswith(b":"), reply
+        return int(reply[1:].split(b"\r\n", 1)[0])
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

@@ -29,7 +29,9 @@ log = structlog.get_logger("codeqd.ingress")
 
 async def _serve(config: cfgmod.Config, fd: int, ready_fd: int, store_url: str) -> None:
     async with connect(config, store_url) as store:
-        ctx = Context(config=config, store=store, hub=WakeHub(), auth=Authenticator(config))
+        ctx = Context(
+            config=config, store=store, hub=WakeHub.for_config(config), auth=Authenticator(config)
+        )
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 

@@ -51,7 +51,7 @@ async def run(
         await _run_children(ctx, cfg, process_count(cfg), task_status)
 
 
-def _listen(bind: str) -> tuple[socket.socket, str]:
+def _listen(bind: str, backlog: int) -> tuple[socket.socket, str]:
     if bind.startswith("unix:"):
         path = bind[len("unix:") :]
         Path(path).unlink(missing_ok=True)
@@ -67,7 +67,7 @@ def _listen(bind: str) -> tuple[socket.socket, str]:
         sock.bind((host, int(port)))
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         address = f"http://{shown}:{sock.getsockname()[1]}"
-    sock.listen(1024)
+    sock.listen(backlog)
     sock.set_inheritable(True)
     return sock, address
 
@@ -75,7 +75,7 @@ def _listen(bind: str) -> tuple[socket.socket, str]:
 async def _run_children(
     ctx: Context, cfg: IngressConfig, count: int, task_status: trio.TaskStatus[list[str]]
 ) -> None:
-    sock, address = _listen(cfg.bind)
+    sock, address = _listen(cfg.bind, cfg.backlog)
     with sock:
         async with trio.open_nursery() as nursery:
             for i in range(count):

@@ -7,6 +7,7 @@ embedded unparsed (``orjson.Fragment``) when rendered.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,10 @@ MAX_WAIT_SECONDS = 30
 MAX_WEBHOOK_LEN = 2048
 MAX_IDEMPOTENCY_KEY_LEN = 256
 MAX_REASON_LEN = 4096
+#: The furthest a task can be scheduled ahead (``delaySeconds``, ``runAt``).
+MAX_DELAY_SECONDS = 365 * 86400
+#: The last instant RFC 3339 renders (9999-12-31T23:59:59.999Z), in ms since the epoch.
+_MAX_RENDERABLE_MS = 253402300799999
 
 
 @lru_cache(maxsize=4096)
@@ -43,7 +48,9 @@ def rfc3339(ms: int | float | None) -> str | None:
     # batch share their timestamps, made by one script call.
     if ms is None:
         return None
-    return _utc_ms(int(ms))
+    # Clamped, so that rendering never fails on what is stored (validation keeps times
+    # in range at the door; this keeps a bad record from answering 500 for ever).
+    return _utc_ms(min(max(int(ms), 0), _MAX_RENDERABLE_MS))
 
 
 def parse_rfc3339(value: str, field: str) -> int:
@@ -53,7 +60,10 @@ def parse_rfc3339(value: str, field: str) -> int:
         raise ValidationError(field, "expected an RFC 3339 timestamp") from None
     if dt.tzinfo is None:
         raise ValidationError(field, "timestamp needs a timezone (e.g. 'Z')")
-    return int(dt.timestamp() * 1000)
+    try:
+        return int(dt.timestamp() * 1000)
+    except (OverflowError, ValueError):  # e.g. year 9999 at -14:00 is past year 9999 UTC
+        raise ValidationError(field, "timestamp out of range") from None
 
 
 def require_object(body: Any, what: str = "body") -> dict[str, Any]:
@@ -107,6 +117,50 @@ def get_commands(body: dict[str, Any]) -> list[str] | None:
     if len(value) > 256:
         raise ValidationError("commands", "at most 256 commands")
     return list(dict.fromkeys(check_command(v, "commands") for v in value))
+
+
+_LONG_NUMBER = re.compile(rb"\d{20}")
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+class _Inexact(int):
+    """An integer literal that orjson would have read as a rounded float."""
+
+
+def _int_literal(text: str) -> int:
+    value = int(text)
+    return value if _INT_RANGE[0] <= value <= _INT_RANGE[1] else _Inexact(value)
+
+
+def _inexact_path(body: Any) -> str | None:
+    stack: list[tuple[Any, str]] = [(body, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Inexact):
+            return path or "body"
+        if isinstance(node, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+    return None
+
+
+def refuse_inexact_integers(data: str | bytes) -> None:
+    """orjson keeps integers of up to 64 bits exactly and reads longer ones as floats,
+    silently rounded. Refuse those instead (400 naming where the integer is): a rare
+    body with a run of 20 digits is parsed again by the standard library, which sees
+    integer literals as such."""
+    raw = data.encode() if isinstance(data, str) else data
+    if not _LONG_NUMBER.search(raw):
+        return
+    try:
+        where = _inexact_path(json.loads(raw, parse_int=_int_literal))
+    except RecursionError:
+        raise ValidationError("body", "JSON nested too deeply") from None
+    if where is not None:
+        raise ValidationError(
+            where, "integer beyond 64 bits (it would lose precision); send it as a string"
+        )
 
 
 def json_depth_ok(value: Any, max_depth: int) -> bool:
@@ -171,14 +225,18 @@ def parse_new_task(body: Any, *, now_ms: int, default_max_attempts: int, max_dep
     priority = get_int(body, "priority", 0, 0, 9)
     max_attempts = get_int(body, "maxAttempts", default_max_attempts, 1, 1000)
     run_at = now_ms
-    delay = get_int(body, "delaySeconds", None, 0, 365 * 86400)
+    delay = get_int(body, "delaySeconds", None, 0, MAX_DELAY_SECONDS)
     if delay is not None:
         run_at = now_ms + delay * 1000
     if body.get("runAt") is not None:
         raw = body["runAt"]
-        if not isinstance(raw, str):
+        if not isinstance(raw, str) or len(raw) > 64:
             raise ValidationError("runAt", "expected an RFC 3339 timestamp string")
         run_at = max(now_ms, parse_rfc3339(raw, "runAt"))
+        if run_at > now_ms + MAX_DELAY_SECONDS * 1000:
+            raise ValidationError(
+                "runAt", f"must be at most {MAX_DELAY_SECONDS // 86400} days from now"
+            )
     return NewTask(
         command=command,
         payload=orjson.dumps(payload),

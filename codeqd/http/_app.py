@@ -32,6 +32,7 @@ from codeqd.domain.errors import (
     RequestTimeout,
     UnsupportedMediaType,
 )
+from codeqd.domain.task import refuse_inexact_integers
 
 log = structlog.get_logger("codeqd.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -78,9 +79,11 @@ async def json_body(*, allow_empty: bool = True) -> Any:
             f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}"
         )
     try:
-        return orjson.loads(data)
+        body = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"malformed JSON: {e}", code="malformed_json") from None
+    refuse_inexact_integers(data)
+    return body
 
 
 _DRAIN_LIMIT = 64 * 1024

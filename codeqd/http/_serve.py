@@ -38,6 +38,7 @@ def hypercorn_config(ctx: Context, bind: str | None = None) -> HyperConfig:
     # Request line plus headers still arriving; past it hypercorn answers 431 and closes.
     cfg.h11_max_incomplete_size = ctx.config.limits.header_bytes
     cfg.max_app_queue_size = 10
+    cfg.backlog = ingress.backlog
     return cfg
 
 

@@ -23,8 +23,15 @@ bp = Blueprint("admin", __name__, url_prefix=f"{PREFIX}/admin")
 @bp.get("/queues")
 @requires("admin")
 async def list_queues(principal: Principal) -> Response:
-    stats = await app_context().store.list_queues(principal.tenant)
-    return json_response([s.to_wire() for s in stats])
+    """A page of queues (``?limit``, default 100, and ``?cursor`` from the previous
+    page's ``X-Next-Cursor`` header); the body stays codeQ's plain list."""
+    limit = _query_int("limit", 100, 1, 1000)
+    cursor = request.args.get("cursor", "")
+    if cursor:
+        check_command(cursor, "cursor")
+    stats, next_cursor = await app_context().store.list_queues(principal.tenant, limit, cursor)
+    headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
+    return json_response([s.to_wire() for s in stats], headers=headers)
 
 
 @bp.get("/queues/<command>")

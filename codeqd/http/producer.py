@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import trio
 from quart import Blueprint, Response, request
@@ -63,26 +65,43 @@ async def get_result(principal: Principal, task_id: str) -> Response:
     """Wait up to ``waitSeconds`` for the task to become terminal (woken by the store)."""
     ctx = app_context()
     wait = _wait_seconds()
-    deadline = trio.current_time() + wait
-    ten = escape_tenant(principal.tenant)
-    while True:
-        with ctx.hub.done_waiter(ten, task_id) as waiter:
-            meta, payload, result = await ctx.store.get_with_result(principal.tenant, task_id)
-            if (
-                meta["status"] in TERMINAL
-                or trio.current_time() >= deadline
-                or ctx.shutting_down.is_set()
-            ):
-                break
-            with trio.move_on_at(
-                ctx.hub.wait_until(deadline, float(ctx.actor_config("ingress").poll_fallback))
-            ):
-                await waiter.event.wait()
+    if wait == 0:
+        meta, payload, result = await ctx.store.get_with_result(principal.tenant, task_id)
+    else:
+        meta, payload, result = await _wait_for_result(principal, task_id, wait)
     body = {
         "task": task_to_wire(meta, payload),
         "result": orjson.Fragment(result) if result else synthesized_result(meta),
     }
     return json_response(body)
+
+
+async def _wait_for_result(
+    principal: Principal, task_id: str, wait: int
+) -> tuple[dict[str, Any], str, str | None]:
+    """Look until the task is terminal or ``wait`` seconds have passed, woken by the
+    store; parked like a long-poll claim (counted, no store connection held)."""
+    ctx = app_context()
+    ingress = ctx.actor_config("ingress")
+    deadline = trio.current_time() + wait
+    ten = escape_tenant(principal.tenant)
+    found = None
+    with ctx.hub.parked(ingress.max_waiters, "result"):
+        while True:
+            with ctx.hub.done_waiter(ten, task_id) as waiter:
+                async with ctx.hub.check(deadline) as slot:
+                    if slot or found is None:  # the first look happens whatever it costs
+                        found = await ctx.store.get_with_result(principal.tenant, task_id)
+                meta = found[0]
+                if (
+                    not slot
+                    or meta["status"] in TERMINAL
+                    or trio.current_time() >= deadline
+                    or ctx.shutting_down.is_set()
+                ):
+                    return found
+                with trio.move_on_at(ctx.hub.wait_until(deadline, float(ingress.poll_fallback))):
+                    await waiter.event.wait()
 
 
 @bp.delete("/tasks/<task_id>")

@@ -10,7 +10,7 @@ from quart import Blueprint, Response, request
 
 from codeqd.artifacts import Inline, is_stored_name, parse_inline, to_store
 from codeqd.auth import Principal
-from codeqd.domain.errors import BadRequest, Forbidden, NotFound, RateLimited, ValidationError
+from codeqd.domain.errors import BadRequest, Forbidden, NotFound, ValidationError
 from codeqd.domain.task import (
     MAX_REASON_LEN,
     MAX_WAIT_SECONDS,
@@ -71,39 +71,32 @@ async def claim_tasks(
     ten = escape_tenant(principal.tenant)
 
     async def attempt(shards: set[int] | None = None) -> list[ClaimedTask]:
-        cmds = (
-            commands
-            if commands is not None
-            else await ctx.store.commands_of(principal.tenant, shards)
-        )
         return await ctx.store.claim(
-            principal.tenant, principal.sub, cmds, lease, max_tasks, shards
+            principal.tenant, principal.sub, commands, lease, max_tasks, shards
         )
 
     if wait == 0 or ctx.shutting_down.is_set():
         return await attempt()
-    if ctx.hub.waiting >= ctx.actor_config("ingress").max_waiters:
-        raise RateLimited(
-            "too many long-polling claims are waiting; retry later",
-            retry_after=1,
-            scope="ingress",
-            operation="claim",
-        )
+    ingress = ctx.actor_config("ingress")
     deadline = trio.current_time() + wait
-    fallback = float(ctx.actor_config("ingress").poll_fallback)
+    fallback = float(ingress.poll_fallback)
     shards: set[int] | None = None  # the first look and fallback polls visit every shard
-    while True:
-        # Register before looking, so a wake-up between the look and the wait is kept.
-        with ctx.hub.claim_waiter(ten, commands) as waiter:
-            tasks = await attempt(shards)
-            if tasks or ctx.shutting_down.is_set() or trio.current_time() >= deadline:
-                return tasks
-            with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)):
-                await waiter.event.wait()
-            # A wake-up names the shard that got work: look only there next time.
-            shards = waiter.shards_to_check()
-        if ctx.shutting_down.is_set():
-            return []
+    with ctx.hub.parked(ingress.max_waiters, "claim"):
+        while True:
+            # Register before looking, so a wake-up between the look and the wait is kept.
+            with ctx.hub.claim_waiter(ten, commands) as waiter:
+                async with ctx.hub.check(deadline) as slot:
+                    tasks = await attempt(shards) if slot else []
+                if not slot or tasks or ctx.shutting_down.is_set():
+                    return tasks
+                if trio.current_time() >= deadline:
+                    return tasks
+                with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)):
+                    await waiter.event.wait()
+                # A wake-up names the shard that got work: look only there next time.
+                shards = waiter.shards_to_check()
+            if ctx.shutting_down.is_set():
+                return []
 
 
 @bp.post("/tasks/claim")

@@ -50,14 +50,23 @@ class Report:
     inline: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-async def _per_shard(groups: dict[int, list[int]], run: Any) -> None:
+async def _per_shard(store: Store, groups: dict[int, list[int]], run: Any) -> None:
+    """``run(shard, items)`` for each shard's items, in calls of at most
+    ``store.script_items`` items (a script's work is bounded whatever the batch size,
+    so other clients' calls run between them); shards concurrently."""
+    size = store.config.store.script_items
+
+    async def chunks(s: int, idx: list[int]) -> None:
+        for i in range(0, len(idx), size):
+            await run(s, idx[i : i + size])
+
     if len(groups) == 1:
         ((s, idx),) = groups.items()
-        await run(s, idx)
+        await chunks(s, idx)
         return
     async with trio.open_nursery() as nursery:
         for s, idx in groups.items():
-            nursery.start_soon(run, s, idx)
+            nursery.start_soon(chunks, s, idx)
 
 
 async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> list[Created]:
@@ -79,7 +88,17 @@ async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> l
 
     async def run(s: int, idx: list[int]) -> None:
         k = store.keys.shard(s)
-        keys = [k.task, k.payload, k.seq, k.delayed, k.counts, k.queues, k.cmds(ten)]
+        keys = [
+            k.task,
+            k.payload,
+            k.seq,
+            k.delayed,
+            k.counts,
+            k.queues,
+            k.cmds(ten),
+            k.avail(ten),
+            k.paused,
+        ]
         slot: dict[str, int] = {}
 
         def key_index(name: str) -> int:
@@ -116,7 +135,7 @@ async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> l
                 out[i] = (orjson.loads(reply[1]), reply[2] or "{}", False)
         metrics.inc_each(metrics.TASK_CREATED, created)
 
-    await _per_shard(groups, run)
+    await _per_shard(store, groups, run)
     return out  # type: ignore[return-value]
 
 
@@ -136,7 +155,7 @@ async def report_batch(
 
     async def run(s: int, idx: list[int]) -> None:
         k = store.keys.shard(s)
-        args: list[Any] = [now, store.keys.done_channel, ten, worker_id]
+        args: list[Any] = [0, store.keys.done_channel, ten, worker_id]  # 0: store's clock
         docs = []
         for i in idx:
             rep = reports[i]
@@ -168,7 +187,7 @@ async def report_batch(
         count_reported(reported, now)
 
     if groups:
-        await _per_shard(groups, run)
+        await _per_shard(store, groups, run)
     return out  # type: ignore[return-value]
 
 

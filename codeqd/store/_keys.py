@@ -18,6 +18,9 @@ one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
     T:queues    set   ten|cmd of every queue on the shard
     T:paused    set   ten|cmd of paused queues
     T:cmds:ten  set   commands the tenant has used
+    T:avail:ten zset  command -> score of its ready head: the tenant's claimable queues
+                      (non-empty, not paused), kept in step by every script that
+                      changes a ready set; claims walk it instead of every queue
     T:q:ten:cmd:ready  zset id by (9 - priority) * 1e14 + seq
     T:q:ten:cmd:dlq    zset id by dead-letter time
     T:idem:ten:key     string -> task id, expires after the idempotency window
@@ -126,6 +129,9 @@ class ShardKeys:
 
     def cmds(self, ten: str) -> str:
         return f"{self.tag}:cmds:{ten}"
+
+    def avail(self, ten: str) -> str:
+        return f"{self.tag}:avail:{ten}"
 
     def ready(self, ten: str, cmd: str) -> str:
         return f"{self.tag}:q:{ten}:{cmd}:ready"

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import coredis
 import coredis.exceptions as cx
 import orjson
+import structlog
 import trio
 
 from codeqd import metrics
@@ -38,6 +39,7 @@ from codeqd.domain.task import NewTask, rfc3339
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 Meta = dict[str, Any]
+log = structlog.get_logger("codeqd.store")
 _UNAVAILABLE = (
     cx.ConnectionError,
     cx.ClusterDownError,
@@ -126,6 +128,22 @@ def count_reported(reported: list[tuple[Meta, str]], now: int) -> None:
             metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
 
 
+_LUA = resources.files("codeqd.store").joinpath("lua")
+
+
+def script_source(name: str) -> str:
+    """``lua/<name>.lua``, with ``lua/_lib.lua`` prepended when its first line is ``--@lib``."""
+    source = _LUA.joinpath(f"{name}.lua").read_text()
+    if source.startswith("--@lib\n"):
+        source = _LUA.joinpath("_lib.lua").read_text() + source
+    return source
+
+
+def queues_complete(commands: Sequence[str] | None, queues: Sequence[str]) -> bool:
+    """Whether one claim call over ``queues`` covered every queue the claim asked for."""
+    return commands is not None and len(queues) == len(commands)
+
+
 def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
     if code == "NOT_FOUND":
         return TaskNotFound(task_id)
@@ -138,6 +156,10 @@ def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
         return LeaseLost(f"task {task_id} is leased by another worker", code="not_lease_holder")
     if code == "LEASE_LOST":
         return LeaseLost(f"lease on task {task_id} was lost (it was claimed again)")
+    if code == "LEASE_EXPIRED":
+        return LeaseLost(
+            f"lease on task {task_id} expired; the task will be retried", code="lease_expired"
+        )
     if code == "TERMINAL":
         return Conflict(f"task {task_id} is already {extra[0]}", code="already_terminal")
     return Conflict(f"task {task_id}: {code}")  # pragma: no cover
@@ -161,8 +183,7 @@ class Store:
     def _script(self, name: str) -> Any:
         script = self._scripts.get(name)
         if script is None:
-            source = resources.files("codeqd.store").joinpath(f"lua/{name}.lua").read_text()
-            script = self._scripts[name] = self.client.register_script(source)
+            script = self._scripts[name] = self.client.register_script(script_source(name))
         return script
 
     async def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -207,6 +228,23 @@ class Store:
                 f"{self.keys.prefix!r}) was initialised with {recorded} shards; "
                 "the number of shards cannot change"
             )
+        if await self.command(self.client.hget, self.keys.meta, "claim_index") is None:
+            await self._build_claim_index()
+            await self.command(self.client.hset, self.keys.meta, {"claim_index": "1"})
+
+    async def _build_claim_index(self) -> None:
+        """Index the claimable queues of a keyspace written before the index existed
+        (once; bounded calls of ``store.script_items`` queues)."""
+        size = self.config.store.script_items
+        for k in self.keys.all():
+            queues = sorted(await self.command(self.client.smembers, k.queues))
+            for lo in range(0, len(queues), size):
+                page = [q.partition("|") for q in queues[lo : lo + size]]
+                await self.run_script(
+                    "reindex",
+                    [k.paused, *(x for t, _, c in page for x in (k.avail(t), k.ready(t, c)))],
+                    [x for t, _, c in page for x in (f"{t}|{c}", c)],
+                )
 
     # ------------------------------------------------------------ lookups
 
@@ -299,6 +337,8 @@ class Store:
                 k.queues,
                 k.cmds(ten),
                 k.idem(ten, task.idempotency_key or ""),
+                k.avail(ten),
+                k.paused,
             ],
             [
                 field(ten, task_id),
@@ -342,17 +382,26 @@ class Store:
         self,
         tenant: str,
         worker_id: str,
-        commands: Sequence[str],
+        commands: Sequence[str] | None,
         lease_seconds: int,
         max_tasks: int = 1,
         shards: Collection[int] | None = None,
         *,
         now: int | None = None,
     ) -> list[ClaimedTask]:
-        """Lease up to ``max_tasks`` tasks; visits ``shards`` (default: every shard,
-        starting at a rotating one so that none is starved), one script call each."""
+        """Lease up to ``max_tasks`` tasks of ``commands`` (None: any command of the
+        tenant); visits ``shards`` (default: every shard, starting at a rotating one so
+        that none is starved).
+
+        Every script call is bounded whatever the data (``store.script_items`` tasks,
+        ``store.claim_queues`` queues), so a large claim is several short calls between
+        which other clients' calls run. All or nothing for the caller: when a later call
+        fails or the claim is cancelled, the tasks already leased are released (attempt
+        given back) before the error propagates, so no lease is held for a response
+        that was never sent.
+        """
         ten = escape_tenant(tenant)
-        if not commands:
+        if commands is not None and not commands:
             return []
         out: list[ClaimedTask] = []
         start = self._pick_shard()
@@ -361,34 +410,98 @@ class Store:
             if shards is None
             else sorted(shards)
         )
-        for s in order:
-            k = self.keys.shard(s)
-            raw = await self.run_script(
-                "claim",
-                [
-                    k.task,
-                    k.payload,
-                    k.leases,
-                    k.paused,
-                    k.counts,
-                    *(k.ready(ten, c) for c in commands),
-                ],
-                [
-                    now_ms() if now is None else now,
-                    lease_seconds * 1000,
-                    worker_id,
-                    secrets.token_hex(8),
-                    ten,
-                    max_tasks - len(out),
-                    *commands,
-                ],
-            )
-            got = [ClaimedTask(orjson.loads(raw[j]), raw[j + 1]) for j in range(0, len(raw), 2)]
-            metrics.inc_each(metrics.TASK_CLAIMED, ((c.meta["command"],) for c in got))
-            out += got
-            if len(out) >= max_tasks:
-                break
+        try:
+            for s in order:
+                while len(out) < max_tasks:
+                    queues = await self._claimable(s, ten, commands)
+                    if not queues:
+                        break
+                    want = min(max_tasks - len(out), self.config.store.script_items)
+                    got = await self._claim_call(
+                        s, ten, worker_id, queues, lease_seconds, want, now
+                    )
+                    out += got
+                    # Fewer than asked: the queues looked at are dry. With every listed
+                    # queue in one call that is the whole shard; walking the index, the
+                    # next call looks at the next queues (each call drains one at least).
+                    if not got or (len(got) < want and queues_complete(commands, queues)):
+                        break
+                if len(out) >= max_tasks:
+                    break
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.release(tenant, worker_id, out)
+            raise
+        metrics.inc_each(metrics.TASK_CLAIMED, ((c.meta["command"],) for c in out))
         return out
+
+    async def _claimable(self, s: int, ten: str, commands: Sequence[str] | None) -> list[str]:
+        """The queues one claim call of shard ``s`` should look at, best head first, at
+        most ``store.claim_queues``: from the tenant's claimable index (wildcard claims,
+        and lists longer than the bound), or the listed commands as they are."""
+        k = self.keys.shard(s)
+        limit = self.config.store.claim_queues
+        if commands is None:
+            found: list[str] = await self.command(self.client.zrange, k.avail(ten), 0, limit - 1)
+            return found
+        if len(commands) <= limit:
+            return list(commands)
+        scores = await self.command(self.client.zmscore, k.avail(ten), list(commands))
+        ranked = sorted(
+            (float(sc), c) for c, sc in zip(commands, scores, strict=True) if sc is not None
+        )
+        return [c for _, c in ranked[:limit]]
+
+    async def _claim_call(
+        self,
+        s: int,
+        ten: str,
+        worker_id: str,
+        queues: Sequence[str],
+        lease_seconds: int,
+        want: int,
+        now: int | None,
+    ) -> list[ClaimedTask]:
+        k = self.keys.shard(s)
+        raw = await self.run_script(
+            "claim",
+            [
+                k.task,
+                k.payload,
+                k.leases,
+                k.paused,
+                k.counts,
+                k.avail(ten),
+                *(k.ready(ten, c) for c in queues),
+            ],
+            [
+                now or 0,  # 0: the store's clock; leases are set and checked by it
+                lease_seconds * 1000,
+                worker_id,
+                secrets.token_hex(8),
+                ten,
+                want,
+                *queues,
+            ],
+        )
+        return [ClaimedTask(orjson.loads(raw[j]), raw[j + 1]) for j in range(0, len(raw), 2)]
+
+    async def release(self, tenant: str, worker_id: str, tasks: Sequence[ClaimedTask]) -> None:
+        """Hand back claimed tasks whose claim never reached the worker: each goes back
+        to the head of its priority with the claim's attempt given back. Best effort
+        (bounded by ``store.command_timeout`` each): a task not released keeps its
+        lease, and the reaper retries it when the lease runs out."""
+        ten = escape_tenant(tenant)
+        for t in tasks:
+            s = shard_of(t.meta["id"], self.shards)
+            try:
+                await self._retry(
+                    s, ten, t.meta, "release", worker_id, t.meta.get("leaseId", ""), 0, ""
+                )
+            except CodeqError as e:
+                log.warning("task.release_failed", task_id=t.meta["id"], error=e.message)
+            else:
+                log.info("task.released", task_id=t.meta["id"], worker_id=worker_id)
 
     async def heartbeat(
         self,
@@ -412,7 +525,7 @@ class Store:
                 field(ten, task_id),
                 worker_id,
                 lease_id or "",
-                now_ms() if now is None else now,
+                now or 0,  # 0: the store's clock, which set the lease
                 extend_seconds * 1000,
                 ten,
             ],
@@ -441,6 +554,7 @@ class Store:
             raise TaskNotFound(task_id)
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
+        store_now = now or 0  # 0: the store's clock, which set the lease
         now = now_ms() if now is None else now
         doc = result_doc(task_id, status, result, error, artifacts, now)
         out = await self.run_script(
@@ -450,7 +564,7 @@ class Store:
                 field(ten, task_id),
                 worker_id,
                 lease_id or "",
-                now,
+                store_now,
                 status,
                 orjson.dumps(doc),
                 error or "",
@@ -470,7 +584,7 @@ class Store:
         s: int,
         ten: str,
         meta: Meta,
-        mode: Literal["nack", "abandon", "expire"],
+        mode: Literal["nack", "abandon", "release", "expire"],
         worker_id: str,
         lease_id: str,
         delay_ms: int,
@@ -490,12 +604,14 @@ class Store:
                 k.dlq(ten, cmd),
                 k.seq,
                 k.outbox,
+                k.avail(ten),
+                k.paused,
             ],
             [
                 field(ten, task_id),
                 member(ten, cmd, task_id),
                 qname(ten, cmd),
-                now_ms() if now is None else now,
+                now or 0,  # 0: the store's clock, which set the lease
                 mode,
                 worker_id,
                 lease_id,
@@ -567,7 +683,17 @@ class Store:
         cmd = meta["command"]
         out = await self.run_script(
             "cancel",
-            [k.task, k.leases, k.delayed, k.counts, k.ready(ten, cmd), k.done, k.outbox],
+            [
+                k.task,
+                k.leases,
+                k.delayed,
+                k.counts,
+                k.ready(ten, cmd),
+                k.done,
+                k.outbox,
+                k.avail(ten),
+                k.paused,
+            ],
             [
                 field(ten, task_id),
                 member(ten, cmd, task_id),
@@ -594,10 +720,14 @@ class Store:
             )
             if not due:
                 continue
-            ready = [k.ready(ten, cmd) for ten, cmd, _ in map(split_member, due)]
+            per_member = [
+                key
+                for ten, cmd, _ in map(split_member, due)
+                for key in (k.ready(ten, cmd), k.avail(ten))
+            ]
             moved += await self.run_script(
                 "promote",
-                [k.task, k.delayed, k.counts, k.seq, *ready],
+                [k.task, k.delayed, k.counts, k.seq, k.paused, *per_member],
                 [now, k.wake, *due],
             )
         return moved
@@ -672,18 +802,34 @@ class Store:
 
     # ------------------------------------------------------------ queues (admin)
 
-    async def _stats(self, ten: str, command: str) -> QueueStats:
-        q = qname(ten, command)
-        totals = [0, 0, 0, 0, 0]
+    async def _stats(self, ten: str, commands: Sequence[str]) -> list[QueueStats]:
+        """Stats of the tenant's ``commands``: one script call per shard per
+        ``store.script_items`` queues."""
+        totals = [[0, 0, 0, 0, 0] for _ in commands]
+        size = self.config.store.script_items
         for k in self.keys.all():
-            out = await self.run_script(
-                "stats", [k.ready(ten, command), k.dlq(ten, command), k.counts, k.paused], [q]
-            )
-            totals = [a + int(b) for a, b in zip(totals, out, strict=True)]
-        return QueueStats(command, totals[0], totals[1], totals[2], totals[3], totals[4] > 0)
+            for lo in range(0, len(commands), size):
+                page = commands[lo : lo + size]
+                out = await self.run_script(
+                    "stats",
+                    [
+                        k.counts,
+                        k.paused,
+                        *(x for c in page for x in (k.ready(ten, c), k.dlq(ten, c))),
+                    ],
+                    [qname(ten, c) for c in page],
+                )
+                for j in range(len(page)):
+                    row = totals[lo + j]
+                    for f in range(5):
+                        row[f] += int(out[5 * j + f])
+        return [
+            QueueStats(c, t[0], t[1], t[2], t[3], t[4] > 0)
+            for c, t in zip(commands, totals, strict=True)
+        ]
 
     async def queue_stats(self, tenant: str, command: str) -> QueueStats:
-        return await self._stats(escape_tenant(tenant), command)
+        return (await self._stats(escape_tenant(tenant), [command]))[0]
 
     async def all_queues(self, limit: int) -> list[tuple[str, str]]:
         """(escaped tenant, command) of every queue of every tenant, at most ``limit``."""
@@ -694,20 +840,27 @@ class Store:
 
     async def queue_stats_escaped(self, ten: str, command: str) -> QueueStats:
         """Stats of a queue named by its escaped tenant (as ``all_queues`` gives it)."""
-        return await self._stats(ten, command)
+        return (await self._stats(ten, [command]))[0]
 
-    async def list_queues(self, tenant: str) -> list[QueueStats]:
-        return [await self.queue_stats(tenant, c) for c in await self.commands_of(tenant)]
+    async def list_queues(
+        self, tenant: str, limit: int, after: str = ""
+    ) -> tuple[list[QueueStats], str | None]:
+        """A page of the tenant's queues in command order, those after ``after``; returns
+        the page and the cursor of the next one (None after the last)."""
+        commands = [c for c in await self.commands_of(tenant) if c > after]
+        page = commands[:limit]
+        stats = await self._stats(escape_tenant(tenant), page)
+        return stats, (page[-1] if len(commands) > limit else None)
 
     async def set_paused(self, tenant: str, command: str, paused: bool) -> None:
         ten = escape_tenant(tenant)
         q = qname(ten, command)
         for k in self.keys.all():
-            if paused:
-                await self.command(self.client.sadd, k.paused, [q])
-                await self.command(self.client.sadd, k.cmds(ten), [command])
-            else:
-                await self.command(self.client.srem, k.paused, [q])
+            await self.run_script(
+                "pause",
+                [k.paused, k.cmds(ten), k.avail(ten), k.ready(ten, command)],
+                [q, command, "1" if paused else "0"],
+            )
         if not paused:
             await self.command(self.client.publish, self.keys.wake_channel, f"1000000:{q}")
 
@@ -777,8 +930,22 @@ class Store:
             k = self.keys.shard(s)
             ok, gone = await self.run_script(
                 "replay",
-                [k.task, k.dlq(ten, command), k.ready(ten, command), k.seq],
-                [now_ms() if now is None else now, ten, qname(ten, command), k.wake, *shard_ids],
+                [
+                    k.task,
+                    k.dlq(ten, command),
+                    k.ready(ten, command),
+                    k.seq,
+                    k.avail(ten),
+                    k.paused,
+                ],
+                [
+                    now_ms() if now is None else now,
+                    ten,
+                    qname(ten, command),
+                    k.wake,
+                    command,
+                    *shard_ids,
+                ],
             )
             replayed.extend(ok)
             missing.extend(gone)

@@ -13,6 +13,13 @@ waiter sleeps until its deadline; when the subscription drops every waiter is
 woken, and until it is back waiters poll every ``poll_fallback``; the
 reconnect wakes them all again. A lost message costs latency, never a task.
 
+Parked requests (long-poll claims and result waits alike) are counted once, in
+``parked``, against ``actors.ingress.max_waiters`` (429 beyond it), and hold no
+store connection while they wait: their store look-ups go through ``checks``, a
+limiter that keeps a herd of woken requests (3,000 long-polls after a reconnect)
+from queueing more store calls than the pool can answer in time; a request that
+cannot get a slot before its deadline ends its wait empty-handed (204), not 503.
+
 Cost: registering, unregistering and ``waiting`` are O(1) per key; a wake-up
 visits only the waiters it wakes (plus ones already woken but not yet gone).
 """
@@ -21,14 +28,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import structlog
 import trio
 
 from codeqd import metrics
+from codeqd.domain.errors import RateLimited
 from codeqd.store._keys import Keys
 
 log = structlog.get_logger("codeqd.wakeups")
@@ -67,20 +75,62 @@ def _seq(w: Waiter) -> int:
 
 
 class WakeHub:
-    def __init__(self) -> None:
+    def __init__(self, check_slots: int = 32) -> None:
         self._claim: dict[str, dict[Waiter, None]] = {}
         self._done: dict[str, dict[Waiter, None]] = {}
         self._seq = itertools.count()
         self._waiting = 0
+        #: Store look-ups of parked requests at once (see the module docstring).
+        self.checks = trio.CapacityLimiter(check_slots)
         self._channels: dict[str, int | None] = {}
         self._done_channel = ""
         self.closed = False
         self.connected = trio.Event()
 
+    @classmethod
+    def for_config(cls, config: Any) -> WakeHub:
+        """Half the store pool for parked requests' look-ups; the rest stays free for
+        requests that do not wait."""
+        return cls(check_slots=max(1, config.store.max_connections // 2))
+
     @property
     def waiting(self) -> int:
         """Requests parked in the hub right now (claims and result waits)."""
         return self._waiting
+
+    @contextmanager
+    def parked(self, limit: int, operation: str) -> Iterator[None]:
+        """Count one long-polling request for as long as it waits; 429 (``RateLimited``)
+        when ``limit`` requests are parked already, whatever they wait for."""
+        if self._waiting >= limit:
+            raise RateLimited(
+                "too many long-polling requests are waiting "
+                "(actors.ingress.max_waiters); retry later",
+                retry_after=1,
+                scope="ingress",
+                operation=operation,
+            )
+        self._waiting += 1
+        metrics.LONG_POLL_WAITERS.inc()
+        try:
+            yield
+        finally:
+            self._waiting -= 1
+            metrics.LONG_POLL_WAITERS.dec()
+
+    @asynccontextmanager
+    async def check(self, deadline: float) -> AsyncIterator[bool]:
+        """A slot for one store look-up of a parked request: yields True once it has
+        one, False when ``deadline`` came first (the request then ends its wait)."""
+        got, borrower = False, object()
+        with trio.move_on_at(deadline):
+            await self.checks.acquire_on_behalf_of(borrower)
+            got = True
+        try:
+            yield got
+        finally:
+            if got:
+                self.checks.release_on_behalf_of(borrower)
 
     # ------------------------------------------------------------ registration
 
@@ -94,13 +144,9 @@ class WakeHub:
         # Buckets are dicts: insertion order is seq order, so the oldest waiter is first.
         for key in waiter.keys:
             table.setdefault(key, {})[waiter] = None
-        self._waiting += 1
-        metrics.LONG_POLL_WAITERS.inc()
         try:
             yield waiter
         finally:
-            self._waiting -= 1
-            metrics.LONG_POLL_WAITERS.dec()
             for key in waiter.keys:
                 bucket = table.get(key)
                 if bucket is not None:

@@ -1,5 +1,7 @@
+--@lib
 -- cancel: a producer or admin stops a task that is not yet terminal.
--- KEYS: 1 task, 2 leases, 3 delayed, 4 counts, 5 ready(queue), 6 done, 7 outbox
+-- KEYS: 1 task, 2 leases, 3 delayed, 4 counts, 5 ready(queue), 6 done, 7 outbox,
+--       8 tenant's claimable index, 9 paused
 -- ARGV: 1 field, 2 member, 3 qname, 4 now, 5 id, 6 done channel
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'NOT_FOUND'} end
@@ -10,7 +12,9 @@ end
 if meta.status == 'IN_PROGRESS' then
   redis.call('ZREM', KEYS[2], ARGV[2])
   redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|inprog', -1)
-elseif redis.call('ZREM', KEYS[5], ARGV[5]) == 0 then
+elseif redis.call('ZREM', KEYS[5], ARGV[5]) == 1 then
+  reindex(KEYS[8], KEYS[5], KEYS[9], ARGV[3], meta.command)
+else
   if redis.call('ZREM', KEYS[3], ARGV[2]) == 1 then
     redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|delayed', -1)
   end

@@ -1,28 +1,69 @@
+--@lib
 -- claim: lease up to N ready tasks, highest priority first, FIFO within a priority,
--- across the listed commands of one tenant; paused queues hand out nothing.
--- KEYS: 1 task, 2 payload, 3 leases, 4 paused, 5 counts, 6.. ready zset per command
--- ARGV: 1 now, 2 lease ms, 3 worker, 4 lease id base, 5 tenant, 6 max count, 7.. commands
-local now, lease_ms, max = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
+-- across the given queues of one tenant; paused queues hand out nothing.
+-- The caller bounds the work: at most store.claim_queues queues and store.script_items
+-- tasks per call, whatever the data; the queues' heads are merged through a heap, so a
+-- call costs O((queues + N) log queues) store reads, not O(queues x N).
+-- KEYS: 1 task, 2 payload, 3 leases, 4 paused, 5 counts, 6 tenant's claimable index,
+--       7.. ready zset per command
+-- ARGV: 1 now (0: the store's clock), 2 lease ms, 3 worker, 4 lease id base, 5 tenant,
+--       6 max count, 7.. commands (ARGV[i] is the command of KEYS[i])
+local now, lease_ms, max = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local ten = ARGV[5]
-local queues = {}
-for i = 6, #KEYS do
-  local cmd = ARGV[i + 1]
-  if redis.call('SISMEMBER', KEYS[4], ten .. '|' .. cmd) == 0 then
-    queues[#queues + 1] = {KEYS[i], cmd}
+
+local heap = {}
+local function push(e)
+  local j = #heap + 1
+  heap[j] = e
+  while j > 1 do
+    local p = math.floor(j / 2)
+    if heap[p][1] <= heap[j][1] then break end
+    heap[p], heap[j] = heap[j], heap[p]
+    j = p
   end
 end
-local out, n = {}, 0
-while n < max do
-  local best, best_score
-  for _, q in ipairs(queues) do
-    local head = redis.call('ZRANGE', q[1], 0, 0, 'WITHSCORES')
-    if head[1] and (best_score == nil or tonumber(head[2]) < best_score) then
-      best, best_score = {q[1], q[2], head[1]}, tonumber(head[2])
+local function pop()
+  local top, last = heap[1], heap[#heap]
+  heap[#heap] = nil
+  if #heap > 0 then
+    heap[1] = last
+    local j = 1
+    while true do
+      local l, r, m = 2 * j, 2 * j + 1, j
+      if l <= #heap and heap[l][1] < heap[m][1] then m = l end
+      if r <= #heap and heap[r][1] < heap[m][1] then m = r end
+      if m == j then break end
+      heap[m], heap[j] = heap[j], heap[m]
+      j = m
     end
   end
-  if not best then break end
-  redis.call('ZREM', best[1], best[3])
-  local field = ten .. '|' .. best[3]
+  return top
+end
+local function push_head(i)
+  local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if head[1] then push({tonumber(head[2]), i, head[1]}) end
+end
+
+for i = 7, #KEYS do
+  if redis.call('SISMEMBER', KEYS[4], ten .. '|' .. ARGV[i]) == 0 then
+    push_head(i)
+  else
+    redis.call('ZREM', KEYS[6], ARGV[i])
+  end
+end
+
+local out, n, pops, touched = {}, 0, 0, {}
+-- Entries whose task is no longer PENDING are dropped as they surface; they count
+-- against the budget so that even a queue full of them bounds the call.
+local budget = 2 * max + 16
+while n < max and pops < budget and #heap > 0 do
+  local top = pop()
+  local i, id = top[2], top[3]
+  local cmd = ARGV[i]
+  redis.call('ZREM', KEYS[i], id)
+  pops = pops + 1
+  touched[i] = true
+  local field = ten .. '|' .. id
   local raw = redis.call('HGET', KEYS[1], field)
   if raw then
     local meta = cjson.decode(raw)
@@ -37,12 +78,14 @@ while n < max do
       meta.error = nil
       raw = cjson.encode(meta)
       redis.call('HSET', KEYS[1], field, raw)
-      redis.call('ZADD', KEYS[3], now + lease_ms, ten .. '|' .. best[2] .. '|' .. best[3])
-      redis.call('HINCRBY', KEYS[5], ten .. '|' .. best[2] .. '|inprog', 1)
+      redis.call('ZADD', KEYS[3], now + lease_ms, ten .. '|' .. cmd .. '|' .. id)
+      redis.call('HINCRBY', KEYS[5], ten .. '|' .. cmd .. '|inprog', 1)
       n = n + 1
       out[#out + 1] = raw
       out[#out + 1] = redis.call('HGET', KEYS[2], field) or '{}'
     end
   end
+  push_head(i)
 end
+for i in pairs(touched) do reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i]) end
 return out

@@ -1,5 +1,7 @@
+--@lib
 -- create: store a new task and make it ready (or delayed); honours an idempotency key.
--- KEYS: 1 task, 2 payload, 3 seq, 4 ready(queue), 5 delayed, 6 counts, 7 queues, 8 tenant cmds, 9 idem
+-- KEYS: 1 task, 2 payload, 3 seq, 4 ready(queue), 5 delayed, 6 counts, 7 queues, 8 tenant cmds,
+--       9 idem, 10 tenant's claimable index, 11 paused
 -- ARGV: 1 field, 2 meta, 3 payload, 4 now, 5 runAt, 6 priority, 7 idem ttl ms (0: none),
 --       8 member, 9 qname, 10 command, 11 wake channel, 12 id
 local field = ARGV[1]
@@ -26,6 +28,7 @@ if run_at > now then
 else
   local seq = redis.call('INCR', KEYS[3])
   redis.call('ZADD', KEYS[4], (9 - tonumber(ARGV[6])) * 1e14 + seq, ARGV[12])
+  reindex(KEYS[10], KEYS[4], KEYS[11], ARGV[9], ARGV[10])
   redis.call('PUBLISH', ARGV[11], '1:' .. ARGV[9])
 end
 return {1}

@@ -1,14 +1,16 @@
+--@lib
 -- create_batch: store many new tasks of one tenant on one shard, each as create.lua would
 -- (idempotency per item, ready or delayed), with one wake-up per queue for the whole batch.
 -- KEYS: 1 task, 2 payload, 3 seq, 4 delayed, 5 counts, 6 queues, 7 tenant cmds,
---       8.. ready zsets and idempotency keys, referenced by index from the items
+--       8 tenant's claimable index, 9 paused,
+--       10.. ready zsets and idempotency keys, referenced by index from the items
 -- ARGV: 1 now, 2 wake channel, 3 tenant, then 9 per item:
 --       id, meta, payload, runAt, priority, idem ttl ms (0: none), command,
 --       ready key index, idem key index (0: none)
 -- Returns one entry per item: {1} created, or {0, meta, payload} of the task the
 -- idempotency key already names.
 local now, ten = tonumber(ARGV[1]), ARGV[3]
-local out, woken = {}, {}
+local out, woken, readies = {}, {}, {}
 for i = 4, #ARGV, 9 do
   local id, cmd = ARGV[i], ARGV[i + 6]
   local field = ten .. '|' .. id
@@ -37,11 +39,14 @@ for i = 4, #ARGV, 9 do
       redis.call('HINCRBY', KEYS[5], qname .. '|delayed', 1)
     else
       local seq = redis.call('INCR', KEYS[3])
-      redis.call('ZADD', KEYS[tonumber(ARGV[i + 7])], (9 - tonumber(ARGV[i + 4])) * 1e14 + seq, id)
+      local ready = KEYS[tonumber(ARGV[i + 7])]
+      redis.call('ZADD', ready, (9 - tonumber(ARGV[i + 4])) * 1e14 + seq, id)
       woken[qname] = (woken[qname] or 0) + 1
+      readies[qname] = {ready, cmd}
     end
     out[#out + 1] = {1}
   end
 end
+for qname, q in pairs(readies) do reindex(KEYS[8], q[1], KEYS[9], qname, q[2]) end
 for qname, n in pairs(woken) do redis.call('PUBLISH', ARGV[2], n .. ':' .. qname) end
 return out

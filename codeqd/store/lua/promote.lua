@@ -1,10 +1,13 @@
+--@lib
 -- promote: move due delayed tasks to their ready queues (a bounded batch of one shard).
--- KEYS: 1 task, 2 delayed, 3 counts, 4 seq, 5.. ready zset per member
--- ARGV: 1 now, 2 wake channel, 3.. members (tenant|command|id), same order as KEYS[5..]
+-- KEYS: 1 task, 2 delayed, 3 counts, 4 seq, 5 paused, then per member its ready zset and
+--       its tenant's claimable index (KEYS[4 + 2j], KEYS[5 + 2j] for the j-th member)
+-- ARGV: 1 now, 2 wake channel, 3.. members (tenant|command|id)
 local now = tonumber(ARGV[1])
-local moved, woken = 0, {}
+local moved, woken, readies = 0, {}, {}
 for i = 3, #ARGV do
   local member = ARGV[i]
+  local j = i - 2
   local score = redis.call('ZSCORE', KEYS[2], member)
   if score and tonumber(score) <= now then
     redis.call('ZREM', KEYS[2], member)
@@ -16,12 +19,14 @@ for i = 3, #ARGV do
       local meta = cjson.decode(raw)
       if meta.status == 'PENDING' then
         local seq = redis.call('INCR', KEYS[4])
-        redis.call('ZADD', KEYS[i + 2], (9 - (meta.priority or 0)) * 1e14 + seq, id)
+        redis.call('ZADD', KEYS[4 + 2 * j], (9 - (meta.priority or 0)) * 1e14 + seq, id)
         woken[qname] = (woken[qname] or 0) + 1
+        readies[qname] = {KEYS[4 + 2 * j], KEYS[5 + 2 * j], cmd}
         moved = moved + 1
       end
     end
   end
 end
+for qname, q in pairs(readies) do reindex(q[2], q[1], KEYS[5], qname, q[3]) end
 for qname, n in pairs(woken) do redis.call('PUBLISH', ARGV[2], n .. ':' .. qname) end
 return moved

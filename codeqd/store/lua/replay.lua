@@ -1,9 +1,10 @@
+--@lib
 -- replay: move dead-lettered tasks of one queue back to ready with fresh attempts.
--- KEYS: 1 task, 2 dlq(queue), 3 ready(queue), 4 seq
--- ARGV: 1 now, 2 tenant, 3 qname, 4 wake channel, 5.. ids
+-- KEYS: 1 task, 2 dlq(queue), 3 ready(queue), 4 seq, 5 tenant's claimable index, 6 paused
+-- ARGV: 1 now, 2 tenant, 3 qname, 4 wake channel, 5 command, 6.. ids
 local now, ten = tonumber(ARGV[1]), ARGV[2]
 local replayed, missing = {}, {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local id = ARGV[i]
   local raw = redis.call('HGET', KEYS[1], ten .. '|' .. id)
   if redis.call('ZREM', KEYS[2], id) == 1 and raw then
@@ -21,5 +22,6 @@ for i = 5, #ARGV do
     missing[#missing + 1] = id
   end
 end
+if #replayed > 0 then reindex(KEYS[5], KEYS[3], KEYS[6], ARGV[3], ARGV[5]) end
 if #replayed > 0 then redis.call('PUBLISH', ARGV[4], #replayed .. ':' .. ARGV[3]) end
 return {replayed, missing}

@@ -1,8 +1,9 @@
+--@lib
 -- result: the lease holder reports COMPLETED or FAILED; the task becomes terminal,
 -- its result is stored and, when it has a webhook, a callback enters the outbox.
 -- Inline artifacts are stored in the same step, so a refused result leaves none.
 -- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox, 7 artifacts
--- ARGV: 1 field, 2 worker, 3 lease id, 4 now, 5 status, 6 result json, 7 error, 8 done channel,
+-- ARGV: 1 field, 2 worker, 3 lease id, 4 now (0: the store's clock), 5 status, 6 result json, 7 error, 8 done channel,
 --       9 tenant, then pairs of inline artifact (name, content)
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'NOT_FOUND'} end
@@ -10,7 +11,8 @@ local meta = cjson.decode(raw)
 if meta.status ~= 'IN_PROGRESS' then return {'NOT_IN_PROGRESS', meta.status} end
 if meta.workerId ~= ARGV[2] then return {'NOT_OWNER'} end
 if ARGV[3] ~= '' and meta.leaseId ~= ARGV[3] then return {'LEASE_LOST'} end
-local now = tonumber(ARGV[4])
+local now = clock(ARGV[4])
+if (meta.leaseUntil or 0) <= now then return {'LEASE_EXPIRED'} end
 local qname = ARGV[9] .. '|' .. meta.command
 local member = qname .. '|' .. meta.id
 meta.status = ARGV[5]

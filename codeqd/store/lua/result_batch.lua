@@ -1,11 +1,12 @@
+--@lib
 -- result_batch: many results of one worker on one shard, each as result.lua would, with one
 -- done wake-up (one "tenant|id" line per task that became terminal) for the whole batch.
 -- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox, 7 artifacts
--- ARGV: 1 now, 2 done channel, 3 tenant, 4 worker, then per item: id, lease id ('' = not
+-- ARGV: 1 now (0: the store's clock), 2 done channel, 3 tenant, 4 worker, then per item: id, lease id ('' = not
 --       sent), status, result json, error ('' = none), n, and n inline artifact
 --       (name, content) pairs
 -- Returns one entry per item: {'OK', meta} or the refusal result.lua would give.
-local now, ten, worker = tonumber(ARGV[1]), ARGV[3], ARGV[4]
+local now, ten, worker = clock(ARGV[1]), ARGV[3], ARGV[4]
 local out, done = {}, {}
 local i = 5
 while i <= #ARGV do
@@ -23,6 +24,8 @@ while i <= #ARGV do
       out[#out + 1] = {'NOT_OWNER'}
     elseif lease ~= '' and meta.leaseId ~= lease then
       out[#out + 1] = {'LEASE_LOST'}
+    elseif (meta.leaseUntil or 0) <= now then
+      out[#out + 1] = {'LEASE_EXPIRED'}
     else
       local qname = ten .. '|' .. meta.command
       local member = qname .. '|' .. id

@@ -1,12 +1,17 @@
--- retry: nack, abandon or lease expiry. Requeues (now or after a delay) or, when a
+--@lib
+-- retry: nack, abandon, release or lease expiry. Requeues (now or after a delay) or, when a
 -- nack/expiry finds attempts >= maxAttempts, dead-letters the task (FAILED, MAX_ATTEMPTS).
--- KEYS: 1 task, 2 leases, 3 delayed, 4 counts, 5 ready(queue), 6 dlq(queue), 7 seq, 8 outbox
--- ARGV: 1 field, 2 member, 3 qname, 4 now, 5 mode (nack|abandon|expire), 6 worker,
---       7 lease id ('' = not sent), 8 delay ms, 9 reason, 10 wake channel, 11 done channel, 12 id
+-- 'release' hands back a task whose claim never reached its worker (the claim's attempt
+-- is given back, the task goes back to the head of its priority).
+-- KEYS: 1 task, 2 leases, 3 delayed, 4 counts, 5 ready(queue), 6 dlq(queue), 7 seq, 8 outbox,
+--       9 tenant's claimable index, 10 paused
+-- ARGV: 1 field, 2 member, 3 qname, 4 now (0: the store's clock), 5 mode
+--       (nack|abandon|release|expire), 6 worker, 7 lease id ('' = not sent), 8 delay ms,
+--       9 reason, 10 wake channel, 11 done channel, 12 id
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'NOT_FOUND'} end
 local meta = cjson.decode(raw)
-local mode, now = ARGV[5], tonumber(ARGV[4])
+local mode, now = ARGV[5], clock(ARGV[4])
 if meta.status ~= 'IN_PROGRESS' then return {'NOT_IN_PROGRESS', meta.status} end
 if mode == 'expire' then
   local score = redis.call('ZSCORE', KEYS[2], ARGV[2])
@@ -16,12 +21,14 @@ if mode == 'expire' then
 else
   if meta.workerId ~= ARGV[6] then return {'NOT_OWNER'} end
   if ARGV[7] ~= '' and meta.leaseId ~= ARGV[7] then return {'LEASE_LOST'} end
+  if mode ~= 'release' and (meta.leaseUntil or 0) <= now then return {'LEASE_EXPIRED'} end
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|inprog', -1)
 meta.updatedAt = now
 if ARGV[9] ~= '' then meta.error = ARGV[9] end
-if mode ~= 'abandon' and (meta.attempts or 0) >= (meta.maxAttempts or 1) then
+if mode == 'release' then meta.attempts = math.max(0, (meta.attempts or 1) - 1) end
+if mode ~= 'abandon' and mode ~= 'release' and (meta.attempts or 0) >= (meta.maxAttempts or 1) then
   meta.status = 'FAILED'
   meta.error = 'MAX_ATTEMPTS'
   meta.deadLettered = true
@@ -41,8 +48,12 @@ if delay > 0 then
 else
   meta.runAt = now
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))
-  local seq = redis.call('INCR', KEYS[7])
-  redis.call('ZADD', KEYS[5], (9 - (meta.priority or 0)) * 1e14 + seq, ARGV[12])
+  -- A released task goes back to the head of its priority (seq 0), where it was.
+  local seq = 0
+  if mode ~= 'release' then seq = redis.call('INCR', KEYS[7]) end
+  local score = (9 - (meta.priority or 0)) * 1e14 + seq
+  redis.call('ZADD', KEYS[5], score, ARGV[12])
+  reindex(KEYS[9], KEYS[5], KEYS[10], ARGV[3], meta.command)
   redis.call('PUBLISH', ARGV[10], '1:' .. ARGV[3])
 end
 return {'REQUEUED', tostring(delay)}

@@ -8,9 +8,8 @@ attempts and error, and every queue's ready / delayed / in-progress / DLQ
 counts with the model. Claims are checked for *which* task they hand out
 (priority, then FIFO), refusals for their exact error class.
 
-One reading of §3 is fixed here: a lease stays the holder's until the reaper
-retries it, so a heartbeat or result after ``leaseUntil`` but before the reap
-is accepted (nobody else can hold the task in between: only the reap requeues).
+A lease ends at its ``leaseUntil``: a heartbeat, nack, abandon or result after
+it is refused (``lease_expired``) even before the reaper has retried the task.
 
 The machine runs in a worker thread; each store call crosses back into the
 test's trio run with ``trio.from_thread.run``, so one connection pool serves
@@ -120,7 +119,9 @@ class Model:
         )
 
 
-def _expected_refusal(t: MTask, worker: str, lease: str | None) -> type[CodeqError] | None:
+def _expected_refusal(
+    t: MTask, worker: str, lease: str | None, now: int
+) -> type[CodeqError] | None:
     """The error the ownership checks of heartbeat/nack/abandon/result must give."""
     if t.status != "IN_PROGRESS":
         return InvalidState
@@ -128,6 +129,8 @@ def _expected_refusal(t: MTask, worker: str, lease: str | None) -> type[CodeqErr
         return LeaseLost
     if lease is not None and lease != t.lease_id:
         return LeaseLost
+    if t.lease_until <= now:
+        return LeaseLost  # lease_expired
     return None
 
 
@@ -292,7 +295,7 @@ class StoreMachine(RuleBasedStateMachine):
         until, err = self.attempt(
             self.store.heartbeat, TENANT, t.id, worker, lease, extend, now=self.model.now
         )
-        want = _expected_refusal(t, worker, lease)
+        want = _expected_refusal(t, worker, lease, self.model.now)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
             t.lease_until = self.model.now + extend * 1000
@@ -308,7 +311,7 @@ class StoreMachine(RuleBasedStateMachine):
         out, err = self.attempt(
             self.store.nack, TENANT, t.id, worker, lease, delay, None, now=self.model.now
         )
-        want = _expected_refusal(t, worker, lease)
+        want = _expected_refusal(t, worker, lease, self.model.now)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
             delay_ms = BACKOFF_MS if delay is None else delay * 1000
@@ -325,7 +328,7 @@ class StoreMachine(RuleBasedStateMachine):
         worker = self.worker_for(t, who)
         lease = self.lease_for(t, which)
         _, err = self.attempt(self.store.abandon, TENANT, t.id, worker, lease, now=self.model.now)
-        want = _expected_refusal(t, worker, lease)
+        want = _expected_refusal(t, worker, lease, self.model.now)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
             self.model.retry(t, "abandon", 0, "")
@@ -352,7 +355,7 @@ class StoreMachine(RuleBasedStateMachine):
             [],
             now=self.model.now,
         )
-        want = _expected_refusal(t, worker, lease)
+        want = _expected_refusal(t, worker, lease, self.model.now)
         assert type(err) is (want or type(None)), (err, want)
         if want is None:
             t.status, t.where, t.error = status, "done", error

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+import pytest
 import trio
 
+from codeqd.domain.errors import RateLimited
 from codeqd.store import WakeHub
 from codeqd.store._keys import Keys
 
 
 def test_waiting_counts_each_parked_request_once() -> None:
     hub = WakeHub()
-    with hub.claim_waiter("t", ["a", "b"]), hub.done_waiter("t", "id1"):
-        with hub.claim_waiter("t", None):
+    with ExitStack() as outer:
+        outer.enter_context(hub.parked(3, "claim"))
+        outer.enter_context(hub.claim_waiter("t", ["a", "b"]))
+        outer.enter_context(hub.parked(3, "result"))
+        outer.enter_context(hub.done_waiter("t", "id1"))
+        with hub.parked(3, "claim"), hub.claim_waiter("t", None):
             assert hub.waiting == 3
+            # Claims and result waits count against one limit.
+            with pytest.raises(RateLimited) as refused, hub.parked(3, "result"):
+                pass
+            assert refused.value.operation == "result"
         assert hub.waiting == 2
     assert hub.waiting == 0
     assert not hub._claim and not hub._done  # empty buckets are dropped
+
+
+async def test_parked_lookups_share_the_slots_and_give_up_at_the_deadline() -> None:
+    hub = WakeHub(check_slots=1)
+    async with hub.check(trio.current_time() + 10) as first:
+        assert first
+        async with hub.check(trio.current_time() + 0.05) as second:
+            assert not second  # the only slot is taken until the deadline passed
+    async with hub.check(trio.current_time() + 1) as third:
+        assert third  # free again
 
 
 def test_queue_wake_up_wakes_the_oldest_idle_waiters_and_names_the_shard() -> None:
