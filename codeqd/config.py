@@ -255,6 +255,8 @@ class NotifierConfig:
     enabled: bool = True
     interval: Duration = Duration(5)
     concurrency: int = 64
+    tenant_concurrency: int = 16
+    tenant_queue: int = 256
     timeout: Duration = Duration(2)
     dedup_window: Duration = Duration(0.1)
 
@@ -262,6 +264,10 @@ class NotifierConfig:
         _positive("actors.notifier.interval", self.interval)
         if not 1 <= self.concurrency <= 10_000:
             raise ConfigError("actors.notifier.concurrency: must be between 1 and 10000")
+        if not 1 <= self.tenant_concurrency <= 10_000:
+            raise ConfigError("actors.notifier.tenant_concurrency: must be between 1 and 10000")
+        if not 1 <= self.tenant_queue <= 100_000:
+            raise ConfigError("actors.notifier.tenant_queue: must be between 1 and 100000")
         _positive("actors.notifier.timeout", self.timeout)
 
 
