@@ -332,6 +332,8 @@ class WebhooksConfig:
     subscription_ttl: Duration = Duration(300)
     subscription_max_ttl: Duration = Duration(86400)
     subscription_min_interval: Duration = Duration(5)
+    subscription_max_per_worker: int = 100
+    subscription_max_per_tenant: int = 1000
 
     def validate(self) -> None:
         if self.public_url and not re.match(r"^https?://[^\s/?#]+[^\s?#]*$", self.public_url):
@@ -339,6 +341,9 @@ class WebhooksConfig:
         _positive("webhooks.subscription_ttl", self.subscription_ttl)
         if self.subscription_max_ttl < self.subscription_ttl:
             raise ConfigError("webhooks.subscription_max_ttl: must be >= subscription_ttl")
+        for key in ("subscription_max_per_worker", "subscription_max_per_tenant"):
+            if not 1 <= getattr(self, key) <= 1_000_000:
+                raise ConfigError(f"webhooks.{key}: must be between 1 and 1000000")
 
 
 @dataclass(frozen=True)
