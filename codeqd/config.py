@@ -327,7 +327,7 @@ class TasksConfig:
 @dataclass(frozen=True)
 class WebhooksConfig:
     hmac_secret: str = ""
-    deny_private_networks: bool = False
+    deny_private_networks: bool = True
     public_url: str = ""
     subscription_ttl: Duration = Duration(300)
     subscription_max_ttl: Duration = Duration(86400)

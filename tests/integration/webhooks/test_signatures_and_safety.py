@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,7 +15,7 @@ import trio
 import codeqd
 from codeqd.actors._outbound import forbidden_address
 from codeqd.config import WebhooksConfig
-from tests.integration.conftest import Api, start_api
+from tests.integration.conftest import Api, make_config, start_api
 from tests.integration.webhooks._receiver import Receiver
 from tests.integration.webhooks.conftest import SECRET, start_dispatcher
 from tests.integration.webhooks.test_result_callbacks import eventually, finish, task_of
@@ -148,20 +148,19 @@ async def test_callback_signature_checks_out_independently(api: Api, nursery: tr
 
 
 @pytest.fixture
-async def guarded_api(
-    nursery: trio.Nursery, config: codeqd.config.Config, redis_url: str
-) -> AsyncIterator[Api]:
-    guarded = dataclasses.replace(
-        config, webhooks=dataclasses.replace(config.webhooks, deny_private_networks=True)
-    )
-    async for api in start_api(nursery, guarded, redis_url):
+async def default_api(nursery: trio.Nursery, tmp_path: Path, redis_url: str) -> AsyncIterator[Api]:
+    """The API with the default ``[webhooks]`` (deny_private_networks = true)."""
+    async for api in start_api(nursery, make_config(tmp_path), redis_url):
         yield api
 
 
-async def test_private_destinations_refused_when_configured(
-    guarded_api: Api, nursery: trio.Nursery
+async def test_private_destinations_refused_by_default(
+    default_api: Api, nursery: trio.Nursery
 ) -> None:
-    api = guarded_api
+    """With the defaults a 127.0.0.1 receiver is accepted at the door (DNS decides what a
+    name resolves to only at send time) and every attempt fails with an error naming the
+    setting; the task's callback ends FAILED, nothing crashes, nothing reaches it."""
+    api = default_api
     receiver = await Receiver().start(nursery)
     await start_dispatcher(nursery, api.ctx, max_attempts=2)
     task = await finish(api, receiver.url)
@@ -186,4 +185,5 @@ async def test_private_destinations_refused_when_configured(
 
 def test_webhooks_config_defaults() -> None:
     cfg = WebhooksConfig()
-    assert cfg.deny_private_networks is False and cfg.hmac_secret == ""
+    assert cfg.deny_private_networks is True and cfg.hmac_secret == ""
+    assert (cfg.subscription_max_per_worker, cfg.subscription_max_per_tenant) == (100, 1000)
