@@ -251,8 +251,8 @@ class Notifier:
     def _pump(self) -> None:
         """Hand free slots to the tenants' queues in turn (synchronous: called after a
         round and whenever a send ends)."""
-        if self._senders is None:
-            return
+        if self._senders is None or self.ctx.shutting_down.is_set():
+            return  # best effort: what waits is not sent on shutdown
         cfg = self.live.value
         now = trio.current_time()
         passed = 0  # tenants in a row that could not send (at their own limit)
