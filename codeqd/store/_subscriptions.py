@@ -3,7 +3,9 @@ atomic choice of whom to notify (``sub_put.lua``, ``sub_delete.lua``, ``sub_pick
 
 All their keys share one hash tag of their own (``{<prefix>:subs}``), apart from the
 task shards. Changes are published on the subscriptions channel (the tenant) so a
-notifier's cache of a tenant's subscriptions is dropped at once.
+notifier's cache of a tenant's subscriptions is dropped at once. One key is not in
+``_keys``' layout yet: ``S:widx:ten:worker``, a zset of the worker's live ids by
+expiresAt, which ``sub_put.lua`` counts for ``webhooks.subscription_max_per_worker``.
 """
 
 from __future__ import annotations
