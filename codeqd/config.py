@@ -267,6 +267,8 @@ class NotifierConfig:
     enabled: bool = True
     interval: Duration = Duration(5)
     concurrency: int = 64
+    tenant_concurrency: int = 16
+    tenant_queue: int = 256
     timeout: Duration = Duration(2)
     dedup_window: Duration = Duration(0.1)
 
@@ -274,6 +276,10 @@ class NotifierConfig:
         _positive("actors.notifier.interval", self.interval)
         if not 1 <= self.concurrency <= 10_000:
             raise ConfigError("actors.notifier.concurrency: must be between 1 and 10000")
+        if not 1 <= self.tenant_concurrency <= 10_000:
+            raise ConfigError("actors.notifier.tenant_concurrency: must be between 1 and 10000")
+        if not 1 <= self.tenant_queue <= 100_000:
+            raise ConfigError("actors.notifier.tenant_queue: must be between 1 and 100000")
         _positive("actors.notifier.timeout", self.timeout)
 
 
@@ -333,11 +339,13 @@ class TasksConfig:
 @dataclass(frozen=True)
 class WebhooksConfig:
     hmac_secret: str = ""
-    deny_private_networks: bool = False
+    deny_private_networks: bool = True
     public_url: str = ""
     subscription_ttl: Duration = Duration(300)
     subscription_max_ttl: Duration = Duration(86400)
     subscription_min_interval: Duration = Duration(5)
+    subscription_max_per_worker: int = 100
+    subscription_max_per_tenant: int = 1000
 
     def validate(self) -> None:
         if self.public_url and not re.match(r"^https?://[^\s/?#]+[^\s?#]*$", self.public_url):
@@ -345,6 +353,9 @@ class WebhooksConfig:
         _positive("webhooks.subscription_ttl", self.subscription_ttl)
         if self.subscription_max_ttl < self.subscription_ttl:
             raise ConfigError("webhooks.subscription_max_ttl: must be >= subscription_ttl")
+        for key in ("subscription_max_per_worker", "subscription_max_per_tenant"):
+            if not 1 <= getattr(self, key) <= 1_000_000:
+                raise ConfigError(f"webhooks.{key}: must be between 1 and 1000000")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What the dispatcher and the notifier share: the outbound HTTP client, signed POSTs,
-the destination guard (``webhooks.deny_private_networks``), the delivery counter and a
-pub/sub listener for wake-up hints.
+the destination guard (``webhooks.deny_private_networks``) and the delivery counter.
+(Their wake-up hints come from the store's pub/sub listener, ``codeqd.store._wakeups``.)
 
 The client follows no redirects (a 3xx is a failed attempt), ignores proxy settings
 from the environment, and reads at most ``MAX_RESPONSE_BYTES`` of a response. With
@@ -207,7 +207,9 @@ async def post(
     timeout: float,
     extra_headers: dict[str, str] | None = None,
 ) -> Attempt:
-    """POST ``body`` signed; never raises for the destination's failures.
+    """POST ``body`` signed; never raises: whatever goes wrong with this one request (a
+    refused destination, a URL httpx cannot parse, DNS, TLS, a bug below us) is a failed
+    ``Attempt`` with the error, so one bad record cannot take its actor down.
 
     The whole exchange (connect, send, response headers, up to ``MAX_RESPONSE_BYTES``
     of body) is bounded by ``timeout``. Cancellation from outside propagates.
@@ -235,8 +237,8 @@ async def post(
         except httpx.HTTPError as e:
             cause = e.__cause__ if isinstance(e.__cause__, ForbiddenDestination) else e
             error = f"{type(e).__name__}: {cause}" if str(cause) else type(e).__name__
-        except (OSError, ValueError) as e:  # bad address family, unresolvable URL parts
-            error = f"{type(e).__name__}: {e}"
+        except Exception as e:  # httpx.InvalidURL is no HTTPError; OSError, idna errors
+            error = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     duration = round((time.perf_counter() - started) * 1000, 2)
     if scope.cancelled_caught and status is None:
         error = f"timed out after {timeout:g}s"
@@ -245,11 +247,11 @@ async def post(
     return Attempt(status, error, duration)
 
 
-def host_of(url: str) -> str:
+def host_of(url: Any) -> str:
     """For logs: the destination without path or query (which may carry secrets)."""
     try:
-        return urlsplit(url).netloc.rsplit("@", 1)[-1]
-    except ValueError:
+        return str(urlsplit(url).netloc).rsplit("@", 1)[-1]
+    except Exception:  # a non-string or unparsable value from a poison record
         return "?"
 
 

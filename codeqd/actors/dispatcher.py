@@ -24,7 +24,14 @@ import structlog
 import trio
 
 from codeqd.actors._live import Live, _wait_any
-from codeqd.actors._outbound import DELIVERIES, host_of, open_clients, post, resolve_secret
+from codeqd.actors._outbound import (
+    DELIVERIES,
+    Attempt,
+    host_of,
+    open_clients,
+    post,
+    resolve_secret,
+)
 from codeqd.config import DispatcherConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
@@ -166,64 +173,93 @@ class Dispatcher:
                     nursery.start_soon(wait, ev)
 
     async def _deliver(self, entry: OutboxEntry, cfg: DispatcherConfig) -> None:
+        """Send one attempt and settle it. Never raises (but Cancelled): an error of this
+        entry's own — a URL that cannot be called, metadata we cannot render, anything
+        raised while sending — is a failed attempt, retried and finally ``FAILED``; an
+        error settling it leaves the entry to its lease (sent again when it runs out)."""
         meta = entry.meta
+        command = str(meta.get("command", "?"))
         fields = {
-            "task_id": meta["id"],
+            "task_id": entry.task_id,
             "tenant": meta.get("tenantId"),
-            "command": meta["command"],
+            "command": command,
             "attempt": entry.attempt,
-            "destination": host_of(meta["webhook"]),
+            "destination": host_of(meta.get("webhook")),
         }
         try:
-            attempt = await post(
-                self.client,
-                meta["webhook"],
-                callback_body(entry),
-                self.secret,
-                float(cfg.timeout),
-                {ATTEMPT_HEADER: str(entry.attempt)},
-            )
-            now = now_ms()
-            if attempt.ok:
-                await self.outbox.settle(entry, "delivered", now_ms=now)
-                DELIVERIES.labels("result", meta["command"], "success").inc()
-                log.info(
-                    "webhook.delivered",
-                    status_code=attempt.status,
-                    duration_ms=attempt.duration_ms,
-                    **fields,
-                )
-            elif entry.attempt >= cfg.max_attempts:
-                await self.outbox.settle(entry, "failed", now_ms=now, error=attempt.error)
-                DELIVERIES.labels("result", meta["command"], "failure").inc()
-                log.warning(
-                    "webhook.failed",
-                    error=attempt.error,
-                    status_code=attempt.status,
-                    max_attempts=cfg.max_attempts,
-                    **fields,
-                )
-            else:
-                delay = backoff_seconds(cfg, entry.attempt)
-                await self.outbox.settle(
-                    entry,
-                    "retry",
-                    now_ms=now,
-                    retry_at_ms=now + int(delay * 1000),
-                    error=attempt.error,
-                )
-                DELIVERIES.labels("result", meta["command"], "retry").inc()
-                log.info(
-                    "webhook.retry",
-                    error=attempt.error,
-                    status_code=attempt.status,
-                    retry_in=delay,
-                    **fields,
-                )
+            attempt = await self._send(entry, cfg)
+            await self._settle(entry, attempt, cfg, command, fields)
         except StoreUnavailable as e:
             # The lease runs out and the entry is sent again: at-least-once.
             log.warning("webhook.settle_failed", error=str(e), **fields)
+        except Exception as e:
+            log.error(
+                "webhook.settle_failed", error=f"{type(e).__name__}: {e}", exc_info=e, **fields
+            )
         finally:
             self.limiter.release_on_behalf_of(entry)
             if self.saturated:
                 self.wake.set()
+
+    async def _send(self, entry: OutboxEntry, cfg: DispatcherConfig) -> Attempt:
+        url = entry.meta.get("webhook")
+        if not isinstance(url, str) or not url:
+            return Attempt(None, "the stored webhook is not a URL", 0.0)
+        try:
+            body = callback_body(entry)
+        except Exception as e:
+            return Attempt(None, f"cannot render the callback: {type(e).__name__}: {e}", 0.0)
+        return await post(
+            self.client,
+            url,
+            body,
+            self.secret,
+            float(cfg.timeout),
+            {ATTEMPT_HEADER: str(entry.attempt)},
+        )
+
+    async def _settle(
+        self,
+        entry: OutboxEntry,
+        attempt: Attempt,
+        cfg: DispatcherConfig,
+        command: str,
+        fields: dict[str, Any],
+    ) -> None:
+        now = now_ms()
+        if attempt.ok:
+            await self.outbox.settle(entry, "delivered", now_ms=now)
+            DELIVERIES.labels("result", command, "success").inc()
+            log.info(
+                "webhook.delivered",
+                status_code=attempt.status,
+                duration_ms=attempt.duration_ms,
+                **fields,
+            )
+        elif entry.attempt >= cfg.max_attempts:
+            await self.outbox.settle(entry, "failed", now_ms=now, error=attempt.error)
+            DELIVERIES.labels("result", command, "failure").inc()
+            log.warning(
+                "webhook.failed",
+                error=attempt.error,
+                status_code=attempt.status,
+                max_attempts=cfg.max_attempts,
+                **fields,
+            )
+        else:
+            delay = backoff_seconds(cfg, entry.attempt)
+            await self.outbox.settle(
+                entry,
+                "retry",
+                now_ms=now,
+                retry_at_ms=now + int(delay * 1000),
+                error=attempt.error,
+            )
+            DELIVERIES.labels("result", command, "retry").inc()
+            log.info(
+                "webhook.retry",
+                error=attempt.error,
+                status_code=attempt.status,
+                retry_in=delay,
+                **fields,
+            )

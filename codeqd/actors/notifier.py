@@ -10,17 +10,26 @@ non-empty and ``sub_pick.lua`` chooses whom to tell, atomically across processes
 ``hash``: per groupId, the first in rendezvous order of the queue, so one queue keeps
 going to the same subscriber), honouring each subscription's ``minIntervalSeconds``.
 
-Sending never blocks a round: each notification runs in its own task, at most
-``concurrency`` at once and at most one per subscription; anything beyond is dropped
-(and counted). No retries. A tenant's subscriptions are cached for ``interval`` and
-dropped at once when the subscriptions channel names the tenant.
+Sending never blocks a round, and no tenant can starve another: chosen notifications
+wait in a bounded queue per tenant (``tenant_queue``), and free sending slots
+(``concurrency``) are handed to the tenants' queues in round-robin order, at most
+``tenant_concurrency`` in flight per tenant. A subscription has at most one
+notification queued or in flight; anything beyond (a busy subscriber, a full tenant
+queue, a notification that waited longer than ``interval``) is dropped and counted,
+and logged as one ``notification.dropped`` line per ``DROP_LOG_INTERVAL`` with the
+count. No retries. A failing send (refused, timed out, a URL httpx cannot call) is a
+failed notification, logged and counted, never an error of the actor. A tenant's
+subscriptions are cached for ``interval`` and dropped at once when the subscriptions
+channel names the tenant.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -29,7 +38,14 @@ import structlog
 import trio
 
 from codeqd.actors._live import Live
-from codeqd.actors._outbound import DELIVERIES, host_of, open_clients, post, resolve_secret
+from codeqd.actors._outbound import (
+    DELIVERIES,
+    Attempt,
+    host_of,
+    open_clients,
+    post,
+    resolve_secret,
+)
 from codeqd.config import NotifierConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
@@ -85,7 +101,15 @@ class Notifier:
         self.pending: dict[str, int] = {}
         self.arrived = trio.Event()
         self.cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        #: Subscriptions with a notification queued or in flight (at most one each).
         self.in_flight: set[str] = set()
+        #: Per tenant: notifications waiting for a slot, in order; ``turns`` is the
+        #: round-robin order of tenants with a non-empty queue; ``tenant_busy`` counts
+        #: each tenant's sends in flight.
+        self.queues: dict[str, deque[_Note]] = {}
+        self.turns: deque[str] = deque()
+        self.tenant_busy: Counter[str] = Counter()
+        self.drops = DropLog()
         #: Rounds finished; ``round_done`` is set (and replaced) after each (for tests).
         self.rounds = 0
         self.round_done = trio.Event()
@@ -132,11 +156,14 @@ class Notifier:
                 self._on_message,
                 self._on_connect,
             )
+            outer.start_soon(self.drops.run)
             async with trio.open_nursery() as senders:
                 self._senders = senders
                 task_status.started()
                 await self._rounds()
                 senders.cancel_scope.cancel()  # best effort: nothing to finish on shutdown
+            self._senders = None
+            self.drops.flush()
             outer.cancel_scope.cancel()
 
     async def _rounds(self) -> None:
@@ -154,6 +181,9 @@ class Notifier:
                         await self._consider(queue, count, cfg)
                     except StoreUnavailable as e:
                         log.warning("notifier.store_unavailable", error=str(e))
+                    except Exception as e:  # best effort: one queue's trouble, not the actor's
+                        log.error("notifier.queue_failed", queue=queue, exc_info=e)
+                self._pump()
             self.rounds += 1
             self.round_done.set()
             self.round_done = trio.Event()
@@ -180,7 +210,11 @@ class Notifier:
 
     async def _consider(self, queue: str, count: int, cfg: NotifierConfig) -> None:
         ten, _, cmd = queue.partition("|")
-        matching = [s for s in await self._subscriptions(ten, cfg) if matches(s, cmd)]
+        matching = [
+            s
+            for s in await self._subscriptions(ten, cfg)
+            if isinstance(s.get("id"), str) and matches(s, cmd)
+        ]
         if not matching:
             return
         depth = await self.subs.ready_depth(ten, cmd)
@@ -191,49 +225,86 @@ class Notifier:
         )
         by_id = {s["id"]: s for s in matching}
         for sub_id in chosen:
-            self._send(by_id[sub_id], cmd, depth, cfg)
+            self._send(by_id[sub_id], ten, cmd, depth, cfg)
 
     # ------------------------------------------------------------ sending
 
-    def _send(self, sub: dict[str, Any], cmd: str, depth: int, cfg: NotifierConfig) -> None:
-        """Start one notification, or drop it when saturated or one to ``sub`` is still
-        in flight (a slow subscriber never holds more than one slot)."""
+    def _send(
+        self, sub: dict[str, Any], ten: str, cmd: str, depth: int, cfg: NotifierConfig
+    ) -> None:
+        """Queue one notification for the tenant's turn, or drop it when one to ``sub``
+        is still queued or in flight, or the tenant's queue is full."""
         sub_id = sub["id"]
         if sub_id in self.in_flight:
-            self._dropped(sub, cmd, "subscriber_busy")
+            self.drops.add("subscriber_busy", ten, cmd, sub_id)
             return
-        try:
-            self.limiter.acquire_on_behalf_of_nowait(sub_id)
-        except trio.WouldBlock:
-            self._dropped(sub, cmd, "saturated")
+        queue = self.queues.get(ten)
+        if queue is None:
+            queue = self.queues[ten] = deque()
+            self.turns.append(ten)
+        if len(queue) >= cfg.tenant_queue:
+            self.drops.add("tenant_queue_full", ten, cmd, sub_id)
             return
-        assert self._senders is not None
         self.in_flight.add(sub_id)
-        body = orjson.dumps(
+        queue.append(_Note(sub, ten, cmd, depth, trio.current_time()))
+
+    def _pump(self) -> None:
+        """Hand free slots to the tenants' queues in turn (synchronous: called after a
+        round and whenever a send ends)."""
+        if self._senders is None or self.ctx.shutting_down.is_set():
+            return  # best effort: what waits is not sent on shutdown
+        cfg = self.live.value
+        now = trio.current_time()
+        passed = 0  # tenants in a row that could not send (at their own limit)
+        while self.turns and passed < len(self.turns) and self.limiter.available_tokens > 0:
+            ten = self.turns[0]
+            self.turns.rotate(-1)
+            if self.tenant_busy[ten] >= cfg.tenant_concurrency:
+                passed += 1
+                continue
+            passed = 0
+            queue = self.queues[ten]
+            note = queue.popleft()
+            if not queue:
+                del self.queues[ten]
+                self.turns.pop()  # ``ten``, rotated to the end
+            if now - note.queued_at > float(cfg.interval):
+                self.in_flight.discard(note.sub["id"])
+                self.drops.add("stale", ten, note.cmd, note.sub["id"])
+                continue
+            self.limiter.acquire_on_behalf_of_nowait(note)
+            self.tenant_busy[ten] += 1
+            self._senders.start_soon(self._deliver, note, float(cfg.timeout))
+
+    def _body(self, note: _Note) -> bytes:
+        return orjson.dumps(
             {
-                "eventType": cmd,
+                "eventType": note.cmd,
                 "available": True,
-                "queueDepth": depth,
+                "queueDepth": note.depth,
                 "claimUrl": self.claim_url,
                 "sentAt": rfc3339(now_ms()),
                 "notificationId": f"ntf-{uuid.uuid4().hex}",
             }
         )
-        self._senders.start_soon(self._deliver, sub, cmd, body, float(cfg.timeout))
 
-    def _dropped(self, sub: dict[str, Any], cmd: str, reason: str) -> None:
-        DELIVERIES.labels("queue_ready", cmd, "dropped").inc()
-        log.info("notification.dropped", subscription_id=sub["id"], command=cmd, reason=reason)
-
-    async def _deliver(self, sub: dict[str, Any], cmd: str, body: bytes, timeout: float) -> None:
+    async def _deliver(self, note: _Note, timeout: float) -> None:
+        sub, cmd = note.sub, note.cmd
         fields = {
             "subscription_id": sub["id"],
             "tenant": sub.get("tenantId"),
             "command": cmd,
-            "destination": host_of(sub["callbackUrl"]),
+            "destination": host_of(sub.get("callbackUrl")),
         }
         try:
-            attempt = await post(self.client, sub["callbackUrl"], body, self.secret, timeout)
+            url = sub.get("callbackUrl")
+            if not isinstance(url, str) or not url:
+                attempt = Attempt(None, "the stored callbackUrl is not a URL", 0.0)
+            else:
+                attempt = await post(self.client, url, self._body(note), self.secret, timeout)
+        except Exception as e:  # never the actor's failure: one notification's
+            attempt = Attempt(None, f"{type(e).__name__}: {e}", 0.0)
+        try:
             if attempt.ok:
                 DELIVERIES.labels("queue_ready", cmd, "success").inc()
                 log.debug(
@@ -249,4 +320,61 @@ class Notifier:
                 )
         finally:
             self.in_flight.discard(sub["id"])
-            self.limiter.release_on_behalf_of(sub["id"])
+            self.tenant_busy[note.ten] -= 1
+            if self.tenant_busy[note.ten] <= 0:
+                del self.tenant_busy[note.ten]
+            self.limiter.release_on_behalf_of(note)
+            self._pump()
+
+
+@dataclass(eq=False)  # hashed by identity: a limiter borrower
+class _Note:
+    sub: dict[str, Any]
+    ten: str
+    cmd: str
+    depth: int
+    queued_at: float
+
+
+#: At most one ``notification.dropped`` line per this many seconds (with the count).
+DROP_LOG_INTERVAL = 10.0
+
+
+class DropLog:
+    """Counts dropped notifications; logs the first at once, then one line per
+    ``every`` seconds with the count since the last line (and one sample)."""
+
+    def __init__(self, every: float = DROP_LOG_INTERVAL) -> None:
+        self.every = every
+        self.reasons: Counter[str] = Counter()
+        self.sample: dict[str, str] = {}
+        self.next_at = -math.inf
+        self.lines = 0  # for tests
+
+    def add(self, reason: str, ten: str, cmd: str, sub_id: str) -> None:
+        DELIVERIES.labels("queue_ready", cmd, "dropped").inc()
+        self.reasons[reason] += 1
+        self.sample = {"subscription_id": sub_id, "tenant": ten, "command": cmd}
+        if trio.current_time() >= self.next_at:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.reasons:
+            return
+        self.lines += 1
+        log.info(
+            "notification.dropped",
+            count=sum(self.reasons.values()),
+            reasons=dict(self.reasons),
+            interval_seconds=self.every,
+            **self.sample,
+        )
+        self.reasons.clear()
+        self.next_at = trio.current_time() + self.every
+
+    async def run(self) -> None:
+        """Flush what accumulated once its interval is over, until cancelled."""
+        while True:
+            await trio.sleep(max(0.0, self.next_at - trio.current_time()) or self.every)
+            if trio.current_time() >= self.next_at:
+                self.flush()

@@ -12,13 +12,34 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from codeqd.domain.errors import Forbidden, ValidationError
+from codeqd.domain.errors import Forbidden, RateLimited, ValidationError
 from codeqd.domain.task import COMMAND_RE, check_webhook, get_int, require_object
 
 DELIVERY_MODES = ("fanout", "group", "hash")
 GROUP_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_EVENT_TYPES = 256
 MAX_MIN_INTERVAL = 86400
+
+
+class SubscriptionLimit(RateLimited):
+    """429: the worker (``scope = "worker"``) or its tenant (``"tenant"``) already has
+    the most live subscriptions ``[webhooks] subscription_max_per_*`` allows. Retry
+    after the earliest of them expires, or delete one."""
+
+    code = "subscription_limit"
+
+    def __init__(self, scope: str, most: int, *, retry_after: float) -> None:
+        super().__init__(
+            f"the {scope} already has {most} live subscriptions, the most allowed "
+            f"(webhooks.subscription_max_per_{scope}); delete one or wait for one to expire",
+            retry_after=retry_after,
+            scope=scope,
+            operation="subscribe",
+        )
+        self.details = {"limit": most}
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "details": self.details}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 
 from codeqd.domain.errors import BadRequest, ValidationError
@@ -177,25 +178,47 @@ def json_depth_ok(value: Any, max_depth: int) -> bool:
 
 
 def check_webhook(value: str | None, name: str = "webhook") -> str | None:
-    """An absolute http(s) URL with a host, at most ``MAX_WEBHOOK_LEN`` characters."""
+    """An absolute http(s) URL we can call: a host that httpx accepts (so a stored URL
+    never fails to parse at send time), at most ``MAX_WEBHOOK_LEN`` characters."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValidationError(name, "expected a URL string")
     if len(value) > MAX_WEBHOOK_LEN:
         raise ValidationError(name, f"longer than {MAX_WEBHOOK_LEN} characters")
-    if not re.match(r"^https?://[^\s/?#]+[^\s]*$", value, re.IGNORECASE) or any(
-        ord(c) < 0x20 or ord(c) == 0x7F for c in value
-    ):
+    if not _URL_SHAPE.match(value) or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in value):
         raise ValidationError(name, "must be an absolute http:// or https:// URL")
     try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        port = urlsplit(value).port  # raises ValueError for a port out of range
     except ValueError:
         raise ValidationError(name, "is not a valid URL") from None
-    if not parts.hostname:
-        raise ValidationError(name, "must name a host")
+    if port == 0:
+        raise ValidationError(name, "port 0 is not a destination")
+    _check_host(value, name)
     return value
+
+
+_URL_SHAPE = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
+_DNS_HOST = re.compile(r"^[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*\.?$")
+MAX_HOST_LEN = 253
+
+
+def _check_host(value: str, name: str) -> None:
+    """The host as httpx will see it: parsed by ``httpx.URL`` (IDNA-encoded, IPv6
+    literals checked), then a DNS name of at most 253 characters in labels of 1-63, or
+    an IP literal. Anything httpx refuses here would fail every delivery attempt."""
+    try:
+        url = httpx.URL(value)
+        host = url.raw_host.decode("ascii")
+        url.host  # noqa: B018 - decodes IDNA back; raises for labels like xn--n3h
+    except Exception:  # InvalidURL, and idna's own errors (ValueError subclasses)
+        raise ValidationError(name, "has a host that is not a valid hostname") from None
+    if url.scheme not in ("http", "https") or not host:
+        raise ValidationError(name, "must be an absolute http:// or https:// URL with a host")
+    if ":" in host:  # an IPv6 literal; httpx has checked it
+        return
+    if len(host) > MAX_HOST_LEN or not _DNS_HOST.match(host):
+        raise ValidationError(name, "has a host that is not a valid hostname")
 
 
 @dataclass(frozen=True)

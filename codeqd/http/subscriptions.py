@@ -50,7 +50,13 @@ async def create(principal: Principal) -> Response:
         "minIntervalSeconds": new.min_interval_seconds,
         "createdAt": now_ms(),
     }
-    stored = await Subscriptions(ctx.store).put(principal.tenant, doc, new.ttl_seconds * 1000)
+    stored = await Subscriptions(ctx.store).put(
+        principal.tenant,
+        doc,
+        new.ttl_seconds * 1000,
+        max_per_worker=hooks.subscription_max_per_worker,
+        max_per_tenant=hooks.subscription_max_per_tenant,
+    )
     return json_response(_wire(stored))
 
 

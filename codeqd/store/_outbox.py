@@ -40,6 +40,17 @@ class OutboxEntry:
         return split_member(self.member)[2]
 
 
+def _decode(member: str, meta: str, result: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The entry's task and result; a record we cannot read (cjson accepted it, orjson
+    does not) becomes a stand-in without a webhook, so its attempts fail and it ends
+    ``FAILED`` instead of failing every claim."""
+    _, cmd, task_id = split_member(member)
+    try:
+        return orjson.loads(meta), orjson.loads(result) if result else None
+    except orjson.JSONDecodeError:
+        return {"id": task_id, "command": cmd, "status": "FAILED"}, None
+
+
 class Outbox:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -65,15 +76,7 @@ class Outbox:
                 [now_ms, lease_ms, limit - len(out)],
             )
             for member, attempt, meta, result in raw:
-                out.append(
-                    OutboxEntry(
-                        s,
-                        member,
-                        int(attempt),
-                        orjson.loads(meta),
-                        orjson.loads(result) if result else None,
-                    )
-                )
+                out.append(OutboxEntry(s, member, int(attempt), *_decode(member, meta, result)))
             if head:
                 due = int(float(head))
                 next_due = due if next_due is None else min(next_due, due)

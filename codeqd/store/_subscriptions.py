@@ -3,7 +3,9 @@ atomic choice of whom to notify (``sub_put.lua``, ``sub_delete.lua``, ``sub_pick
 
 All their keys share one hash tag of their own (``{<prefix>:subs}``), apart from the
 task shards. Changes are published on the subscriptions channel (the tenant) so a
-notifier's cache of a tenant's subscriptions is dropped at once.
+notifier's cache of a tenant's subscriptions is dropped at once. One key is not in
+``_keys``' layout yet: ``S:widx:ten:worker``, a zset of the worker's live ids by
+expiresAt, which ``sub_put.lua`` counts for ``webhooks.subscription_max_per_worker``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from codeqd.domain.subscription import SubscriptionLimit
 from codeqd.store._keys import escape_tenant
 from codeqd.store._store import Store, now_ms
 
@@ -48,25 +51,69 @@ class Subscriptions:
         self.store = store
         self.keys = store.keys.subs
 
-    async def put(self, tenant: str, doc: dict[str, Any], ttl_ms: int) -> dict[str, Any]:
-        """Create (or replace) a subscription; ``doc`` gets ``ttlMs`` and ``expiresAt``."""
+    def worker_index(self, ten: str, worker: str) -> str:
+        """The worker's live subscription ids by expiresAt (for its cap). Built here
+        from the subscriptions' hash tag: ``_keys`` has no helper for it yet."""
+        return f"{self.keys.tag}:widx:{ten}:{escape_tenant(worker)}"
+
+    async def put(
+        self,
+        tenant: str,
+        doc: dict[str, Any],
+        ttl_ms: int,
+        *,
+        max_per_worker: int,
+        max_per_tenant: int,
+    ) -> dict[str, Any]:
+        """Create (or replace) a subscription of ``doc["workerId"]``; ``doc`` gets
+        ``ttlMs`` and ``expiresAt``. Raises ``SubscriptionLimit`` (429) when the worker
+        or the tenant already has as many live subscriptions as allowed."""
         ten = escape_tenant(tenant)
         out = await self.store.run_script(
             "sub_put",
-            [self.keys.sub(ten, doc["id"]), self.keys.index(ten)],
-            [doc["id"], orjson.dumps(doc), now_ms(), ttl_ms, self.store.keys.subs_channel, ten],
+            [
+                self.keys.sub(ten, doc["id"]),
+                self.keys.index(ten),
+                self.worker_index(ten, doc["workerId"]),
+            ],
+            [
+                doc["id"],
+                orjson.dumps(doc),
+                now_ms(),
+                ttl_ms,
+                self.store.keys.subs_channel,
+                ten,
+                max_per_worker,
+                max_per_tenant,
+            ],
         )
+        if out[0] == "LIMIT":
+            scope = str(out[1])
+            most = max_per_worker if scope == "worker" else max_per_tenant
+            raise SubscriptionLimit(scope, most, retry_after=int(out[2]) / 1000)
         return orjson.loads(out[1])  # type: ignore[no-any-return]
+
+    async def _worker_of(self, ten: str, sub_id: str) -> str:
+        """The stored subscription's worker ("" when it is gone): its worker index key
+        must be named before the script runs. A subscription's worker never changes."""
+        raw = await self.store.command(self.store.client.get, self.keys.sub(ten, sub_id))
+        if not raw:
+            return ""
+        try:
+            return str(orjson.loads(raw).get("workerId") or "")
+        except (orjson.JSONDecodeError, AttributeError):
+            return ""
 
     async def renew(self, tenant: str, sub_id: str, ttl_ms: int = 0) -> dict[str, Any] | None:
         """Extend by ``ttl_ms`` (0: the subscription's own TTL); None when it is gone."""
         if not is_subscription_id(sub_id):
             return None
         ten = escape_tenant(tenant)
+        worker = await self._worker_of(ten, sub_id)
         out = await self.store.run_script(
             "sub_put",
-            [self.keys.sub(ten, sub_id), self.keys.index(ten)],
-            [sub_id, "", now_ms(), ttl_ms, self.store.keys.subs_channel, ten],
+            [self.keys.sub(ten, sub_id), self.keys.index(ten), self.worker_index(ten, worker)],
+            [sub_id, "", now_ms(), ttl_ms, self.store.keys.subs_channel, ten, 0, 0],
         )
         if out[0] != "OK":
             return None
@@ -76,9 +123,15 @@ class Subscriptions:
         if not is_subscription_id(sub_id):
             return False
         ten = escape_tenant(tenant)
+        worker = await self._worker_of(ten, sub_id)
         existed = await self.store.run_script(
             "sub_delete",
-            [self.keys.sub(ten, sub_id), self.keys.index(ten), self.keys.throttle(ten, sub_id)],
+            [
+                self.keys.sub(ten, sub_id),
+                self.keys.index(ten),
+                self.keys.throttle(ten, sub_id),
+                self.worker_index(ten, worker),
+            ],
             [sub_id, self.store.keys.subs_channel, ten],
         )
         return bool(existed)

@@ -75,7 +75,7 @@ async def main(redis_url: str, n: int) -> None:
     while not port_file.exists():
         await trio.sleep(0.05)
     url = f"http://127.0.0.1:{port_file.read_text()}/hook"
-    config = make_config(tmp, webhooks={"hmac_secret": "bench"})
+    config = make_config(tmp, webhooks={"hmac_secret": "bench", "deny_private_networks": False})
     logsetup.configure(cfgmod.LogConfig(level="warning"))
     async with connect(config, redis_url) as store, trio.open_nursery() as nursery:
         await store.command(store.client.flushall)

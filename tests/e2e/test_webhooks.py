@@ -42,7 +42,7 @@ async def test_callback_is_delivered_after_kill_9_mid_delivery(
     d: Daemon = daemon_factory(
         {
             "store": {"appendfsync": "always"},
-            "webhooks": {"hmac_secret": SECRET},
+            "webhooks": {"hmac_secret": SECRET, "deny_private_networks": False},
             "actors": {"dispatcher": {"timeout": "1s", "base_backoff": "50ms"}},
         }
     )
@@ -75,7 +75,7 @@ async def test_two_daemons_on_one_store_deliver_each_callback_once(
     shared = {
         "store": {"mode": "external", "url": redis_server.url},
         "auth": {"dev_secret": dev_secret},
-        "webhooks": {"hmac_secret": SECRET},
+        "webhooks": {"hmac_secret": SECRET, "deny_private_networks": False},
     }
     a: Daemon = daemon_factory(shared)
     b: Daemon = daemon_factory(shared)
@@ -110,7 +110,13 @@ async def test_subscriber_is_notified_by_the_daemon(
 ) -> None:
     receiver = await Receiver(200).start(nursery)
     d: Daemon = daemon_factory(
-        {"webhooks": {"hmac_secret": SECRET, "public_url": "https://codeq.example.test/"}}
+        {
+            "webhooks": {
+                "hmac_secret": SECRET,
+                "public_url": "https://codeq.example.test/",
+                "deny_private_networks": False,
+            }
+        }
     )
     async with httpx.AsyncClient(timeout=30) as http:
         c = Client(d, http)

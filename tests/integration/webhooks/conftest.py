@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ SECRET = "test-hmac-secret"
 
 @pytest.fixture
 def config(tmp_path: Path) -> cfgmod.Config:
-    return make_config(tmp_path, webhooks={"hmac_secret": SECRET})
+    # The receivers listen on 127.0.0.1, which the default (deny_private_networks) refuses.
+    return make_config(tmp_path, webhooks={"hmac_secret": SECRET, "deny_private_networks": False})
 
 
 async def start_dispatcher(
@@ -75,3 +78,79 @@ async def start_notifier(nursery: trio.Nursery, ctx: Context, **values: Any) -> 
     notifier = Notifier(ctx, Live(cfgmod.NotifierConfig(**settings)))
     await nursery.start(notifier.run)
     return notifier
+
+
+class Supervised:
+    """The real supervisor in-process (real actors: ingress, dispatcher, notifier, ...)
+    on the test's store, and an ``Api`` bound to its ingress."""
+
+    def __init__(self, sup: Any, api: Any) -> None:
+        self.sup = sup
+        self.api = api
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        return dict(self.sup.restarts)
+
+
+def supervised_config(tmp_path: Path, redis_url: str) -> cfgmod.Config:
+    return make_config(
+        tmp_path,
+        store={"mode": "external", "url": redis_url},
+        webhooks={"hmac_secret": SECRET, "deny_private_networks": False},
+        actors={
+            "ingress": {"bind": "127.0.0.1:0"},
+            "dispatcher": {
+                "interval": 0.2,
+                "timeout": 2,
+                "max_attempts": 3,
+                "base_backoff": 0.02,
+                "max_backoff": 0.05,
+            },
+            "notifier": {"dedup_window": 0, "timeout": 2},
+        },
+        # One crash would be one restart too many: the test reads ``restarts``.
+        supervisor={"max_restarts": 1, "backoff_base": 0.001, "backoff_max": 0.01},
+    )
+
+
+@asynccontextmanager
+async def run_supervised(config: cfgmod.Config) -> AsyncIterator[Supervised]:
+    import httpx
+
+    from codeqd.supervisor import EXIT_OK, Supervisor
+    from tests.integration.conftest import Api
+
+    sup = Supervisor(config)
+    codes: list[int] = []
+    async with trio.open_nursery() as nursery:
+
+        async def run() -> None:
+            codes.append(await sup.run())
+
+        nursery.start_soon(run)
+        with trio.fail_after(20):
+            await sup.ready.wait()
+        assert sup.ctx is not None
+        async with httpx.AsyncClient(timeout=30) as client:
+            yield Supervised(sup, Api(sup.ctx, sup.addresses[0], client))
+        sup.stop()
+    assert codes == [EXIT_OK]
+
+
+@pytest.fixture
+async def supervised(tmp_path: Path, redis_url: str) -> AsyncIterator[Supervised]:
+    async with run_supervised(supervised_config(tmp_path, redis_url)) as s:
+        yield s
+
+
+async def subscribe_as(api: Any, url: str, token: str | None = None, **body: Any) -> str:
+    """Create a subscription (minIntervalSeconds 0 unless given); its id."""
+    r = await api.call(
+        "POST",
+        "/workers/subscriptions",
+        token or api.worker,
+        {"callbackUrl": url, "minIntervalSeconds": 0, **body},
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["subscriptionId"]  # type: ignore[no-any-return]

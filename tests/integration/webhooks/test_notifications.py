@@ -6,9 +6,16 @@ import time
 from collections import Counter
 from typing import Any
 
+import structlog
 import trio
 
+from codeqd import config as cfgmod
 from codeqd import webhooks
+from codeqd.actors import Live
+from codeqd.actors import promoter as promoter_actor
+from codeqd.actors._outbound import DELIVERIES
+from codeqd.actors.notifier import DropLog
+from codeqd.store._subscriptions import Subscriptions, new_subscription_id
 from tests.integration.conftest import Api
 from tests.integration.webhooks._receiver import Receiver
 from tests.integration.webhooks.conftest import SECRET, start_notifier, worker_token
@@ -174,22 +181,101 @@ async def test_queue_becomes_non_empty_by_promotion_and_requeue(
     r = await Receiver().start(nursery)
     notifier = await start_notifier(nursery, api.ctx)
     await subscribe(api, r.url)
-    task = await api.create("email", {}, delaySeconds=0)
-    await r.wait_for(1)
-    claimed = (await api.claim(commands=["email"])).json()
+    # Promotion: a delayed task makes the queue claimable only when the promoter moves it.
+    promoter = Live(cfgmod.PromoterConfig(interval=cfgmod.Duration(0.05)))
+    await nursery.start(promoter_actor.run, api.ctx, promoter)
+    task = await api.create("email", {}, delaySeconds=1)
     await settled(notifier)
+    assert r.requests == []  # created delayed: nothing to claim, nobody told
+    assert (await api.claim(commands=["email"])).status_code == 204
+    (req,) = await r.wait_for(1, timeout=5)
+    assert req.json()["eventType"] == "email" and req.json()["queueDepth"] == 1
+    claimed = (await api.claim(commands=["email"])).json()
+    assert claimed["id"] == task["id"]
+    await settled(notifier)
+    # Requeue: abandon puts it back.
     rr = await api.call(
         "POST", f"/tasks/{task['id']}/abandon", api.worker, {"leaseId": claimed["leaseId"]}
     )
     assert rr.status_code == 200
-    await r.wait_for(2)  # requeue
+    await r.wait_for(2)
     await api.claim(commands=["email"])
     await settled(notifier)
-    delayed = await api.create("email", {}, runAt="2000-01-01T00:00:00Z")  # past: ready now
+    # A runAt in the past is ready at once (no promotion needed).
+    past = await api.create("email", {}, runAt="2000-01-01T00:00:00Z")
     await r.wait_for(3)
-    assert delayed["status"] == "PENDING"
+    assert past["status"] == "PENDING"
     assert all(q.json()["eventType"] == "email" for q in r.requests)
     assert Counter(q.json()["queueDepth"] for q in r.requests) == {1: 3}
+
+
+async def many_subscriptions(api: Api, tenant: str, url: str, n: int) -> None:
+    """``n`` fanout subscriptions of one tenant, written through the store's own script
+    (the HTTP caps would stop one worker at 100)."""
+    subs = Subscriptions(api.ctx.store)
+    for i in range(n):
+        doc = {
+            "id": new_subscription_id(),
+            "tenantId": tenant,
+            "workerId": f"w-{i}",
+            "callbackUrl": url,
+            "eventTypes": ["*"],
+            "deliveryMode": "fanout",
+            "groupId": "",
+            "minIntervalSeconds": 0,
+            "createdAt": 0,
+        }
+        await subs.put(tenant, doc, 600_000, max_per_worker=10, max_per_tenant=10_000)
+
+
+async def test_a_tenant_with_many_subscriptions_does_not_starve_another(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    """Tenant A: 300 subscriptions whose receiver hangs. Tenant B's one subscriber still
+    hears of every one of its 5 transitions, promptly; A's excess is dropped and logged
+    in a bounded number of lines."""
+    hang, mine = await Receiver("hang").start(nursery), await Receiver().start(nursery)
+    notifier = await start_notifier(nursery, api.ctx, timeout=30.0)
+    await many_subscriptions(api, "tenant-a", hang.url, 300)
+    await subscribe(api, mine.url)
+    a_producer = api.token("producer", sub="prod-a", tenant="tenant-a")
+    a_worker = worker_token(api.secret, tenant="tenant-a")
+    dropped = DELIVERIES.labels("queue_ready", "email", "dropped")._value.get()
+    with structlog.testing.capture_logs() as logs:
+        for i in range(5):
+            r = await api.call("POST", "/tasks", a_producer, {"command": "email", "payload": {}})
+            assert r.status_code == 202
+            await settled_rounds(notifier)
+            started = time.monotonic()
+            await api.create("email", {})
+            await mine.wait_for(i + 1, timeout=3)
+            assert time.monotonic() - started < 1.5
+            assert (await api.claim(a_worker, commands=["email"])).status_code == 200
+            assert (await api.claim(commands=["email"])).status_code == 200
+            await settled_rounds(notifier)
+    assert len(mine.requests) == 5
+    # A never held more than its share of the sending slots.
+    assert 0 < len(hang.requests) <= notifier.live.value.tenant_concurrency
+    drops = DELIVERIES.labels("queue_ready", "email", "dropped")._value.get() - dropped
+    assert drops >= 300 * 5 - 256 - 16  # everything beyond A's queue and slots
+    lines = [e for e in logs if e["event"] == "notification.dropped"]
+    assert 1 <= len(lines) <= 2  # the first at once, then one per 10 s with the count
+    assert lines[0]["count"] >= 1 and lines[0]["tenant"] == "tenant-a"
+
+
+async def test_dropped_log_is_one_line_per_interval_with_the_count(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    clockless = DropLog(every=3600)
+    with structlog.testing.capture_logs() as logs:
+        for i in range(1000):
+            clockless.add("subscriber_busy", "t", "email", f"sub-{i}")
+        clockless.flush()
+    assert [(e["event"], e["count"]) for e in logs] == [
+        ("notification.dropped", 1),
+        ("notification.dropped", 999),
+    ]
+    assert logs[1]["reasons"] == {"subscriber_busy": 999}
 
 
 async def test_other_tenants_subscriptions_hear_nothing(api: Api, nursery: trio.Nursery) -> None:
