@@ -34,6 +34,7 @@ Worker subscriptions live under their own tag (``S`` = ``<prefix>:{<prefix>:subs
 
     S:sub:ten:id        string  subscription JSON, expires with it
     S:idx:ten           zset    id by expiresAt (the tenant's live subscriptions)
+    S:widx:ten:worker   zset    id by expiresAt (one worker's, for its cap)
     S:throttle:ten:id   string  present while the subscription's minInterval runs
     S:rr:ten:cmd:group  counter round-robin position of a group (expires when idle)
     S:ev:ten:cmd        string  present while a queue's notification is de-duplicated
@@ -153,6 +154,9 @@ class SubscriptionKeys:
 
     def index(self, ten: str) -> str:
         return f"{self.tag}:idx:{ten}"
+
+    def worker_index(self, ten: str, worker: str) -> str:
+        return f"{self.tag}:widx:{ten}:{escape_tenant(worker)}"
 
     def throttle(self, ten: str, sub_id: str) -> str:
         return f"{self.tag}:throttle:{ten}:{sub_id}"

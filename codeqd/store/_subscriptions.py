@@ -3,9 +3,7 @@ atomic choice of whom to notify (``sub_put.lua``, ``sub_delete.lua``, ``sub_pick
 
 All their keys share one hash tag of their own (``{<prefix>:subs}``), apart from the
 task shards. Changes are published on the subscriptions channel (the tenant) so a
-notifier's cache of a tenant's subscriptions is dropped at once. One key is not in
-``_keys``' layout yet: ``S:widx:ten:worker``, a zset of the worker's live ids by
-expiresAt, which ``sub_put.lua`` counts for ``webhooks.subscription_max_per_worker``.
+notifier's cache of a tenant's subscriptions is dropped at once.
 """
 
 from __future__ import annotations
@@ -51,11 +49,6 @@ class Subscriptions:
         self.store = store
         self.keys = store.keys.subs
 
-    def worker_index(self, ten: str, worker: str) -> str:
-        """The worker's live subscription ids by expiresAt (for its cap). Built here
-        from the subscriptions' hash tag: ``_keys`` has no helper for it yet."""
-        return f"{self.keys.tag}:widx:{ten}:{escape_tenant(worker)}"
-
     async def put(
         self,
         tenant: str,
@@ -74,7 +67,7 @@ class Subscriptions:
             [
                 self.keys.sub(ten, doc["id"]),
                 self.keys.index(ten),
-                self.worker_index(ten, doc["workerId"]),
+                self.keys.worker_index(ten, doc["workerId"]),
             ],
             [
                 doc["id"],
@@ -112,7 +105,7 @@ class Subscriptions:
         worker = await self._worker_of(ten, sub_id)
         out = await self.store.run_script(
             "sub_put",
-            [self.keys.sub(ten, sub_id), self.keys.index(ten), self.worker_index(ten, worker)],
+            [self.keys.sub(ten, sub_id), self.keys.index(ten), self.keys.worker_index(ten, worker)],
             [sub_id, "", now_ms(), ttl_ms, self.store.keys.subs_channel, ten, 0, 0],
         )
         if out[0] != "OK":
@@ -130,7 +123,7 @@ class Subscriptions:
                 self.keys.sub(ten, sub_id),
                 self.keys.index(ten),
                 self.keys.throttle(ten, sub_id),
-                self.worker_index(ten, worker),
+                self.keys.worker_index(ten, worker),
             ],
             [sub_id, self.store.keys.subs_channel, ten],
         )
