@@ -315,6 +315,7 @@ RESTART_ONLY = {
     "actors.ingress.processes",
     "actors.ingress.keep_alive_timeout",
     "actors.ingress.request_timeout",
+    "actors.ingress.h2c",
     "actors.ingress.enabled",
 }
 
