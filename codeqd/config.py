@@ -159,7 +159,8 @@ class RateBucket:
 
 @dataclass(frozen=True)
 class RateLimitConfig:
-    """Per bearer token limits on the costly operations; off by default."""
+    """Per verified caller (tenant, sub, role) limits on the costly operations, one
+    token per item; off by default."""
 
     enabled: bool = False
     create: RateBucket = field(default_factory=RateBucket)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,9 +45,15 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     event_types: tuple[str, ...] = ()
     worker_group: str | None = None
-    #: sha256 of the bearer token: rate-limit buckets are keyed by it, never by the token.
-    token_hash: str = field(default="", compare=False, repr=False)
     claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def identity_hash(self) -> str:
+        """sha256 of (tenant, sub, role): rate-limit buckets belong to the verified
+        caller, so every token it holds shares them; hashed, so no claim text (braces
+        included) ever reaches a store key."""
+        role = "admin" if self.is_admin else self.role
+        return hashlib.sha256(json.dumps([self.tenant, self.sub, role]).encode()).hexdigest()
 
     @property
     def all_tenants(self) -> bool:
