@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from codeqd.domain.errors import Unauthorized
+
 Role = Literal["producer", "worker"]
 
 ALL_WORKER_SCOPES = frozenset(
@@ -28,11 +30,23 @@ ALL_TENANTS = "*"
 
 
 def tenant_from_claims(claims: Mapping[str, Any]) -> str:
-    """SPEC §4: first present of tenantId, tenant_id, organizationId, organization_id, else sub."""
+    """SPEC §4: first present of tenantId, tenant_id, organizationId, organization_id, else sub.
+
+    A tenant claim that is present but not a non-empty string is refused (401 naming
+    it), never skipped: falling through to the next claim or to ``sub`` would put the
+    caller in a tenant its issuer did not name.
+    """
     for name in TENANT_CLAIMS:
-        value = claims.get(name)
+        if name not in claims:
+            continue
+        value = claims[name]
         if isinstance(value, str) and value:
             return value
+        raise Unauthorized(
+            f"token claim {name!r} must be a non-empty string (the tenant id)",
+            code="invalid_claim",
+            claim=name,
+        )
     return str(claims.get("sub") or "")
 
 

@@ -123,6 +123,10 @@ def test_tenant_order_and_event_types() -> None:
         (("tenantId", "tenant_id", "organizationId", "organization_id"), "e"),
     ]:
         assert tenant_from_claims({k: v for k, v in full.items() if k not in drop}) == want
+    for bad in (1, None, "", ["a"]):
+        with pytest.raises(Unauthorized) as info:
+            tenant_from_claims({"tenant_id": bad, "sub": "e"})
+        assert info.value.code == "invalid_claim" and info.value.details == {"claim": "tenant_id"}
     p = Principal(sub="w", tenant="t", role="worker", event_types=("a", "b"))
     assert p.denied_events(["a", "c", "b", "d"]) == ["c", "d"]
     assert (
