@@ -278,7 +278,7 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     f"{P}/tasks/batch": {
         "post": op(
-            "Create up to limits.batch_max tasks",
+            "Create up to limits.batch_max tasks (ratelimit.create: one token per task)",
             "producer",
             {
                 "202": (
@@ -301,7 +301,7 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     f"{P}/tasks/claim/batch": {
         "post": op(
-            "Lease up to maxTasks tasks",
+            "Lease up to maxTasks tasks (ratelimit.claim: maxTasks tokens, charged up front)",
             "worker",
             {
                 "200": (
