@@ -198,6 +198,9 @@ def create_app(ctx: Context) -> QuartTrio:
     async def _finish_websocket(response: Any) -> Any:
         if response is not None:  # a refused handshake, answered over HTTP
             response.headers["X-Request-Id"] = g.get("request_id") or _request_id(websocket.headers)
+            # hypercorn ends the connection after a refused upgrade: say so, so that
+            # no client sends its next request on it.
+            response.headers["Connection"] = "close"
             log.info(
                 "http.websocket_refused",
                 route=websocket.url_rule.rule if websocket.url_rule else "unmatched",

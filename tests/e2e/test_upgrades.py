@@ -47,7 +47,8 @@ async def test_a_websocket_upgrade_gets_a_json_error(
         assert body["code"] == code
         assert set(body) == {"error", "code", "details"}
         assert path in body["error"]
-        # The connection is still good for plain HTTP afterwards.
+        # The connection ends with the refusal, and says so.
+        assert r.headers["connection"] == "close"
         assert (await http.get("/healthz")).status_code == 200
     _no_traceback(daemon)
 
