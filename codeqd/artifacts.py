@@ -2,7 +2,9 @@
 
 They are kept in the store next to the result, written by the same script that
 accepts the result (so a refused result leaves nothing behind), served back by
-any codeqd of the store at a URL of the task, and removed with the task.
+any codeqd of the store at a URL of the task, and removed with the task. A
+download is an attachment that a browser neither renders nor sniffs (the
+worker's Content-Type is only a label); a link artifact is an http(s) URL.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from codeqd.domain.errors import ValidationError
 
@@ -76,3 +79,31 @@ def to_store(
 
 def is_stored_name(name: str) -> bool:
     return bool(_NAME.match(name))
+
+
+def check_link_url(url: str, where: str) -> None:
+    """A link artifact's URL: absolute http or https with a host; nothing a browser
+    would run or open locally (``javascript:``, ``data:``, ``file:``...)."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise ValidationError(where, "expected an absolute http:// or https:// URL")
+
+
+_UNSAFE_FILENAME = re.compile(r'[^\x20-\x7e]|["\\/;%]')
+
+
+def download_headers(name: str) -> dict[str, str]:
+    """Headers for serving an inline artifact: a download (RFC 6266, with an ASCII
+    ``filename`` fallback and the exact name in ``filename*``), never sniffed, and
+    sandboxed with no sources should a browser render it anyway."""
+    fallback = _UNSAFE_FILENAME.sub("_", name).strip() or "artifact"
+    exact = quote(name, safe="!#$&+-.^_`|~")
+    return {
+        "Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }

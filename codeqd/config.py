@@ -168,7 +168,8 @@ class RateBucket:
 
 @dataclass(frozen=True)
 class RateLimitConfig:
-    """Per bearer token limits on the costly operations; off by default."""
+    """Per verified caller (tenant, sub, role) limits on the costly operations, one
+    token per item; off by default."""
 
     enabled: bool = False
     create: RateBucket = field(default_factory=RateBucket)
@@ -193,6 +194,7 @@ class IngressConfig:
     keep_alive_timeout: Duration = Duration(75)
     request_timeout: Duration = Duration(60)
     poll_fallback: Duration = Duration(5)
+    h2c: bool = False
 
     def validate(self) -> None:
         if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}|unix:.+", self.bind):

@@ -1,7 +1,8 @@
 """What the actors share: the config, the store client, the wake-up hub, auth.
 
 Built once by the supervisor; nothing in it is mutable except through the
-store, and ``shutting_down`` which the supervisor sets when a stop begins.
+store, and ``shutting_down``/``forced`` which the supervisor sets when a stop
+begins / is forced.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Context:
     hub: WakeHub
     auth: Authenticator
     shutting_down: trio.Event = field(default_factory=trio.Event)
+    #: Set by a second stop signal: child processes are killed instead of awaited.
+    forced: trio.Event = field(default_factory=trio.Event)
     #: Each actor's live config section (set by the supervisor; SIGHUP updates them).
     lives: dict[str, Live[Any]] = field(default_factory=dict)
 

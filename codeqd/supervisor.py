@@ -7,8 +7,11 @@ actor is restarted one-for-one with exponential backoff; more than
 the daemon with exit code 1 so systemd restarts it. SIGTERM/SIGINT: set
 ``ctx.shutting_down`` (ingress drains, long-polls answer at once, batch actors
 finish their step), cancel whatever is left after ``shutdown.grace_seconds``,
-then stop the store last. A second signal cancels at once. SIGHUP reloads
-the tunables (see :meth:`Supervisor.reload`).
+then stop the store last; before the daemon is ready there is nothing to
+drain and the start-up is abandoned at once. A second signal cancels
+everything and kills child processes (``ctx.forced``); the exit code is then
+128 + the signal number. SIGHUP reloads the tunables (see
+:meth:`Supervisor.reload`).
 """
 
 from __future__ import annotations
@@ -86,33 +89,29 @@ class Supervisor:
         self.addresses: list[str] = []
         self.ready = trio.Event()
         self._services_scope: trio.CancelScope | None = None
+        self._root_scope: trio.CancelScope | None = None
+        #: Around everything the daemon runs; cancelled by a stop signal that comes
+        #: before the daemon is ready (connecting, store, keyspace, services starting).
+        self._main_scope = trio.CancelScope()
+        self.shutting_down = trio.Event()
+        self.forced = trio.Event()
+        self._forced_by: int | None = None
 
     # ------------------------------------------------------------ running
 
     async def run(self) -> int:
-        """Run until a signal (exit 0) or a give-up (exit 1)."""
-        from codeqd.actors.store import store_url
-
-        config = self.config
+        """Run until a signal (exit 0; 128 + signal number when a second signal
+        forced the stop) or a give-up (exit 1)."""
         code = EXIT_OK
         try:
-            async with connect(config, store_url(config)) as store:
-                self.ctx = ctx = Context(
-                    config=config,
-                    store=store,
-                    hub=WakeHub.for_config(config),
-                    auth=Authenticator(config),
-                    lives=self.lives,
-                )
-                with trio.open_signal_receiver(
-                    signal.SIGTERM, signal.SIGINT, signal.SIGHUP
-                ) as signals:
-                    async with trio.open_nursery() as root:
-                        root.start_soon(self._on_signals, signals)
-                        await root.start(self._supervise, STORE)
-                        await store.init_keyspace()
-                        await self._run_services(ctx)
-                        root.cancel_scope.cancel()  # stops the store actor and the signal loop
+            # Signals first: a stop must work while the store is still unreachable.
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+                async with trio.open_nursery() as top:
+                    self._root_scope = top.cancel_scope
+                    top.start_soon(self._on_signals, signals)
+                    with self._main_scope:
+                        await self._main()
+                    top.cancel_scope.cancel()  # stops the signal loop
         except* GaveUp as group:
             log.error("supervisor.gave_up", reason=str(_first_leaf(group)))
             sdnotify.notify("STOPPING=1")
@@ -120,8 +119,38 @@ class Supervisor:
         except* cfgmod.ConfigError as group:
             log.error("supervisor.config_error", error=str(_first_leaf(group)))
             code = EXIT_CONFIG
+        except* Exception as group:
+            if self._forced_by is None:
+                raise
+            # Torn down mid-step on purpose (e.g. a pub/sub unsubscribe on a closed
+            # connection): expected noise of a forced stop, not a failure.
+            log.warning("supervisor.forced_stop_error", error=repr(_first_leaf(group)))
+        if self._forced_by is not None and code == EXIT_OK:
+            code = 128 + self._forced_by
         log.info("supervisor.stopped", exit_code=code)
         return code
+
+    async def _main(self) -> None:
+        """Start the store, check the keyspace, run the services; the start-up part
+        is abandoned at once when a stop signal arrives before the daemon is ready."""
+        from codeqd.actors.store import store_url
+
+        config = self.config
+        async with connect(config, store_url(config)) as store:
+            self.ctx = ctx = Context(
+                config=config,
+                store=store,
+                hub=WakeHub.for_config(config),
+                auth=Authenticator(config),
+                lives=self.lives,
+                shutting_down=self.shutting_down,
+                forced=self.forced,
+            )
+            async with trio.open_nursery() as root:
+                await root.start(self._supervise, STORE)
+                await store.init_keyspace()
+                await self._run_services(ctx)
+                root.cancel_scope.cancel()  # stops the store actor
 
     async def _run_services(self, ctx: Context) -> None:
         async with trio.open_nursery() as services:
@@ -137,11 +166,10 @@ class Supervisor:
             self.ready.set()
             if (every := sdnotify.watchdog_interval()) is not None:
                 services.start_soon(self._watchdog, ctx, every)
+            # From here a stop drains (ingress within the grace itself); the deadline
+            # set by _begin_stop is the backstop for the rest.
             await ctx.shutting_down.wait()
             sdnotify.notify("STOPPING=1\nSTATUS=stopping")
-            grace = float(self.config.shutdown.grace_seconds)
-            # Ingress drains within the grace itself; this is the backstop for the rest.
-            services.cancel_scope.deadline = trio.current_time() + grace + 1
 
     async def _supervise(
         self, spec: ActorSpec, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
@@ -220,26 +248,36 @@ class Supervisor:
 
     async def _on_signals(self, signals: Any) -> None:
         async for signum in signals:
+            name = signal.Signals(signum).name
             if signum == signal.SIGHUP:
                 self.reload()
-                continue
-            assert self.ctx is not None
-            if self.ctx.shutting_down.is_set():
-                log.warning("supervisor.forced_stop", signal=signal.Signals(signum).name)
-                if self._services_scope is not None:
-                    self._services_scope.cancel()
+            elif self.shutting_down.is_set():
+                log.warning("supervisor.forced_stop", signal=name)
+                self._forced_by = signum
+                self.forced.set()  # child processes are killed, not awaited
+                assert self._root_scope is not None
+                self._root_scope.cancel()
             else:
+                grace = float(self.config.shutdown.grace_seconds)
                 log.info(
                     "supervisor.stopping",
-                    signal=signal.Signals(signum).name,
-                    grace_seconds=float(self.config.shutdown.grace_seconds),
+                    signal=name,
+                    grace_seconds=grace,
+                    during_start=not self.ready.is_set(),
                 )
-                self.ctx.shutting_down.set()
+                self._begin_stop(grace)
+
+    def _begin_stop(self, grace: float) -> None:
+        self.shutting_down.set()
+        if not self.ready.is_set():
+            self._main_scope.cancel()  # nothing to drain yet: abandon the start-up
+        # Whatever state the daemon is in, the stop finishes within the grace.
+        if self._services_scope is not None:
+            self._services_scope.deadline = trio.current_time() + grace
 
     def stop(self) -> None:
         """What SIGTERM does, for embedding and tests."""
-        if self.ctx is not None:
-            self.ctx.shutting_down.set()
+        self._begin_stop(float(self.config.shutdown.grace_seconds))
 
     def reload(self) -> None:
         """Re-read the config file; apply actor tunables and the log level live.
@@ -277,6 +315,7 @@ RESTART_ONLY = {
     "actors.ingress.processes",
     "actors.ingress.keep_alive_timeout",
     "actors.ingress.request_timeout",
+    "actors.ingress.h2c",
     "actors.ingress.enabled",
 }
 

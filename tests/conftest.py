@@ -195,7 +195,9 @@ class Daemon:
 
         return mint_dev_token(self.dev_secret, role, **kw)  # type: ignore[arg-type]
 
-    def start(self, timeout: float = 20, env: dict[str, str] | None = None) -> None:
+    def start(
+        self, timeout: float = 20, env: dict[str, str] | None = None, wait_ready: bool = True
+    ) -> None:
         self.write_config()
         if self._notify is None:
             self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -219,7 +221,7 @@ class Daemon:
             cwd=self.workdir,
         )
         log.close()
-        if not self.wait_notification("READY=1", timeout):
+        if wait_ready and not self.wait_notification("READY=1", timeout):
             code = self.proc.poll()
             self.stop(kill=True)
             pytest.fail(f"codeqd did not become ready (exit {code}):\n{self.log()[-3000:]}")
@@ -282,6 +284,17 @@ class Daemon:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, event: str, timeout: float) -> bool:
+        """Block (fixture code, outside trio) until the log has ``"event": "<event>"``."""
+        deadline = time.monotonic() + timeout
+        while f'"event":"{event}"' not in self.log():
+            if time.monotonic() > deadline or (
+                self.proc is not None and self.proc.poll() is not None
+            ):
+                return False
+            time.sleep(0.02)  # polling a child's log file for an observable state
+        return True
 
 
 @pytest.fixture

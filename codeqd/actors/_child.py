@@ -58,8 +58,11 @@ async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait()
 
 
-async def terminate(proc: subprocess.Popen[bytes], grace: float, name: str) -> None:
-    """SIGTERM, up to ``grace`` seconds for a clean exit, then SIGKILL; always reaps.
+async def terminate(
+    proc: subprocess.Popen[bytes], grace: float, name: str, forced: trio.Event | None = None
+) -> None:
+    """SIGTERM, up to ``grace`` seconds for a clean exit (cut short when ``forced``
+    is set: a second stop signal), then SIGKILL; always reaps.
 
     Shielded: a cancelled caller still leaves no child behind.
     """
@@ -67,9 +70,19 @@ async def terminate(proc: subprocess.Popen[bytes], grace: float, name: str) -> N
         return
     proc.send_signal(signal.SIGTERM)
     with trio.CancelScope(shield=True):
-        with trio.move_on_after(grace):
-            await wait_exit(proc)
+        with trio.move_on_after(grace) as waiting:
+            async with trio.open_nursery() as nursery:
+                if forced is not None:
+                    nursery.start_soon(_cancel_when_set, forced, waiting)
+                await wait_exit(proc)
+                nursery.cancel_scope.cancel()
             return
-        log.error("child.killed", child=name, pid=proc.pid, reason=f"alive {grace}s after SIGTERM")
+        reason = "stop forced" if forced is not None and forced.is_set() else f"alive {grace}s"
+        log.error("child.killed", child=name, pid=proc.pid, reason=f"{reason} after SIGTERM")
         proc.kill()
         await wait_exit(proc)
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -28,28 +28,46 @@ log = structlog.get_logger("codeqd.ingress")
 
 
 async def _serve(config: cfgmod.Config, fd: int, ready_fd: int, store_url: str) -> None:
-    async with connect(config, store_url) as store:
-        ctx = Context(
-            config=config, store=store, hub=WakeHub.for_config(config), auth=Authenticator(config)
-        )
+    shutting_down = trio.Event()
+    forced = trio.Event()
+    ready = False
+    try:
+        # Signals first: a stop must work while the child is still starting.
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 
                 async def on_signals() -> None:
                     async for _ in signals:
-                        if ctx.shutting_down.is_set():
+                        if shutting_down.is_set() or not ready:  # forced, or nothing to drain
+                            forced.set()
                             nursery.cancel_scope.cancel()
-                        ctx.shutting_down.set()
+                        shutting_down.set()
 
                 nursery.start_soon(on_signals)
-                async with trio.open_nursery() as server:
-                    await server.start(
-                        lambda task_status: serve(ctx, bind=f"fd://{fd}", task_status=task_status)
+                async with connect(config, store_url) as store:
+                    ctx = Context(
+                        config=config,
+                        store=store,
+                        hub=WakeHub.for_config(config),
+                        auth=Authenticator(config),
+                        shutting_down=shutting_down,
+                        forced=forced,
                     )
-                    os.write(ready_fd, b"1")
-                    os.close(ready_fd)
-                # serve() returns once a signal has set shutting_down and it drained
+                    async with trio.open_nursery() as server:
+                        await server.start(
+                            lambda task_status: serve(
+                                ctx, bind=f"fd://{fd}", task_status=task_status
+                            )
+                        )
+                        ready = True
+                        os.write(ready_fd, b"1")
+                        os.close(ready_fd)
+                    # serve() returns once a signal has set shutting_down and it drained
                 nursery.cancel_scope.cancel()
+    except* Exception:
+        if not forced.is_set():
+            raise
+        # A forced stop tears connections down mid-step: their errors are expected.
 
 
 def main(argv: Sequence[str] | None = None) -> int:

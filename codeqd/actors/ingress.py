@@ -124,19 +124,19 @@ async def _child(ctx: Context, index: int, fd: int, *, task_status: trio.TaskSta
                 started = True
                 task_status.started()
         else:
-            await terminate(proc, grace, f"ingress-{index}")
+            await terminate(proc, grace, f"ingress-{index}", ctx.forced)
         try:
             async with trio.open_nursery() as watch:
 
                 async def stop_on_shutdown(child: subprocess.Popen[bytes]) -> None:
                     await ctx.shutting_down.wait()
-                    await terminate(child, grace, f"ingress-{index}")
+                    await terminate(child, grace, f"ingress-{index}", ctx.forced)
 
                 watch.start_soon(stop_on_shutdown, proc)
                 code = await wait_exit(proc)
                 watch.cancel_scope.cancel()
         finally:
-            await terminate(proc, grace, f"ingress-{index}")
+            await terminate(proc, grace, f"ingress-{index}", ctx.forced)
         metrics.process_exited(proc.pid)
         if ctx.shutting_down.is_set():
             return

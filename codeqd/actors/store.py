@@ -153,7 +153,7 @@ async def run(
                 restart_in=delay,
             )
         finally:
-            await terminate(proc, float(live.value.start_timeout), "store")
+            await terminate(proc, float(live.value.start_timeout), "store", ctx.forced)
         if not started:
             what = "did not answer in time" if code is None else f"exited with {code}"
             raise RuntimeError(
@@ -168,6 +168,7 @@ async def _watch_external(
     ctx: Context, live: Live[StoreActorConfig], task_status: trio.TaskStatus[None]
 ) -> None:
     """External store: started once it answers; afterwards log outages and recoveries."""
+    log.info("store.connecting", url=_redact(ctx.store.url), mode="external")
     with trio.fail_after(float(live.value.start_timeout)):
         while not await ctx.store.ping():
             await trio.sleep(0.2)

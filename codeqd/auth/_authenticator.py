@@ -10,7 +10,6 @@ tokens with ``role: ADMIN`` (or ``roles`` containing it).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -131,7 +130,7 @@ class Authenticator:
         return self._worker_audience in _audiences(claims)
 
     def _principal(
-        self, claims: Mapping[str, Any], role: Literal["producer", "worker"], token_hash: str
+        self, claims: Mapping[str, Any], role: Literal["producer", "worker"]
     ) -> Principal:
         tenant = tenant_from_claims(claims)
         is_admin = role == "producer" and _is_admin(claims)
@@ -147,7 +146,6 @@ class Authenticator:
                 tenant=tenant,
                 role="producer",
                 is_admin=is_admin,
-                token_hash=token_hash,
                 claims=claims,
             )
         events = claims.get("eventTypes")
@@ -162,7 +160,6 @@ class Authenticator:
             if isinstance(events, list)
             else (),
             worker_group=group if isinstance(group, str) else None,
-            token_hash=token_hash,
             claims=claims,
         )
 
@@ -214,33 +211,31 @@ class Authenticator:
         cancellation abandons.
         """
         token = _bearer(header)
-        token_hash = hashlib.sha256(token.encode()).hexdigest()
         now = self.clock()
         if role == "any":
             claims, via_worker = await self._verify_either(token, now)
             is_worker = via_worker or self._is_worker_token(claims)
-            return self._principal(claims, "worker" if is_worker else "producer", token_hash)
+            return self._principal(claims, "worker" if is_worker else "producer")
         if role == "producer":
             claims, own = await self._verify_as(
                 token, now, self.producer_verifier, self.worker_verifier
             )
             if not own or self._is_worker_token(claims):
                 raise Forbidden("a producer token is required; this is a worker token")
-            return self._principal(claims, "producer", token_hash)
+            return self._principal(claims, "producer")
         claims, own = await self._verify_as(
             token, now, self.worker_verifier, self.producer_verifier
         )
         if own and self._is_worker_token(claims):
-            return self._principal(claims, "worker", token_hash)
+            return self._principal(claims, "worker")
         if not self._config.auth.allow_producer_as_worker:
             raise Forbidden(f"a worker token is required (audience {self._worker_audience!r})")
-        p = self._principal(claims, "producer", token_hash)
+        p = self._principal(claims, "producer")
         return Principal(
             sub=p.sub,
             tenant=p.tenant,
             role="worker",
             scopes=ALL_WORKER_SCOPES,
             event_types=("*",),
-            token_hash=token_hash,
             claims=claims,
         )

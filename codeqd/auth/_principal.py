@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from codeqd.domain.errors import Unauthorized
 
 Role = Literal["producer", "worker"]
 
@@ -26,11 +30,23 @@ ALL_TENANTS = "*"
 
 
 def tenant_from_claims(claims: Mapping[str, Any]) -> str:
-    """SPEC §4: first present of tenantId, tenant_id, organizationId, organization_id, else sub."""
+    """SPEC §4: first present of tenantId, tenant_id, organizationId, organization_id, else sub.
+
+    A tenant claim that is present but not a non-empty string is refused (401 naming
+    it), never skipped: falling through to the next claim or to ``sub`` would put the
+    caller in a tenant its issuer did not name.
+    """
     for name in TENANT_CLAIMS:
-        value = claims.get(name)
+        if name not in claims:
+            continue
+        value = claims[name]
         if isinstance(value, str) and value:
             return value
+        raise Unauthorized(
+            f"token claim {name!r} must be a non-empty string (the tenant id)",
+            code="invalid_claim",
+            claim=name,
+        )
     return str(claims.get("sub") or "")
 
 
@@ -43,9 +59,15 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     event_types: tuple[str, ...] = ()
     worker_group: str | None = None
-    #: sha256 of the bearer token: rate-limit buckets are keyed by it, never by the token.
-    token_hash: str = field(default="", compare=False, repr=False)
     claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def identity_hash(self) -> str:
+        """sha256 of (tenant, sub, role): rate-limit buckets belong to the verified
+        caller, so every token it holds shares them; hashed, so no claim text (braces
+        included) ever reaches a store key."""
+        role = "admin" if self.is_admin else self.role
+        return hashlib.sha256(json.dumps([self.tenant, self.sub, role]).encode()).hexdigest()
 
     @property
     def all_tenants(self) -> bool:

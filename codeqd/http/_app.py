@@ -2,7 +2,10 @@
 
 Every error a request can meet leaves here as ``{"error", "code", "details"}``
 with the status of its ``CodeqError`` class; anything unexpected is logged with
-its traceback and answered 500 without one.
+its traceback and answered 500 without one. A WebSocket upgrade goes through the
+same handlers: refused with 404 (no route) or 400 ``websocket_not_supported``
+(an HTTP route), as a plain HTTP response; a ``@bp.websocket`` route would
+simply match.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from typing import Any
 import orjson
 import structlog
 import trio
-from quart import Response, g, request
+from quart import Response, g, has_request_context, request, websocket
 from quart.asgi import ASGIHTTPConnection
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import RequestTimeout as BodyTimeout
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 from codeqd import metrics
 from codeqd.context import Context
@@ -129,6 +133,16 @@ class _Connection(TrioASGIHTTPConnection):
         await super()._send_response(send, response)
 
 
+def _connection() -> Any:
+    """The request, or the WebSocket handshake when the client asked for an upgrade."""
+    return request if has_request_context() else websocket
+
+
+def _request_id(headers: Any) -> str:
+    rid = headers.get("X-Request-Id", "")
+    return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+
+
 def create_app(ctx: Context) -> QuartTrio:
     from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
 
@@ -146,8 +160,7 @@ def create_app(ctx: Context) -> QuartTrio:
 
     @app.before_request
     async def _start() -> None:
-        rid = request.headers.get("X-Request-Id", "")
-        g.request_id = rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+        g.request_id = _request_id(request.headers)
         g.started = time.perf_counter()
         g.principal = None
         g.task_id = request.view_args.get("task_id") if request.view_args else None
@@ -180,6 +193,26 @@ def create_app(ctx: Context) -> QuartTrio:
             )
         return response
 
+    @app.before_websocket
+    async def _start_websocket() -> None:
+        g.request_id = _request_id(websocket.headers)
+
+    @app.after_websocket
+    async def _finish_websocket(response: Any) -> Any:
+        if response is not None:  # a refused handshake, answered over HTTP
+            response.headers["X-Request-Id"] = g.get("request_id") or _request_id(websocket.headers)
+            # hypercorn ends the connection after a refused upgrade: say so, so that
+            # no client sends its next request on it.
+            response.headers["Connection"] = "close"
+            log.info(
+                "http.websocket_refused",
+                route=websocket.url_rule.rule if websocket.url_rule else "unmatched",
+                path=websocket.path,
+                status=response.status_code,
+                request_id=response.headers["X-Request-Id"],
+            )
+        return response
+
     @app.errorhandler(CodeqError)
     async def _codeq_error(err: CodeqError) -> Response:
         return error_response(err)
@@ -191,10 +224,21 @@ def create_app(ctx: Context) -> QuartTrio:
             return error_response(
                 PayloadTooLarge(f"request body larger than {ctx.config.limits.body_bytes} bytes")
             )
+        conn = _connection()
+        # An HTTP route asked for an upgrade: werkzeug says 405 (no WEBSOCKET method)
+        # or WebsocketMismatch (400).
+        if isinstance(err, WebsocketMismatch) or (conn is websocket and code == 405):
+            return error_response(
+                BadRequest(
+                    f"{conn.path} does not accept a WebSocket upgrade",
+                    code="websocket_not_supported",
+                )
+            )
+        method = "WEBSOCKET" if conn is websocket else conn.method
         names = {404: "route_not_found", 405: "method_not_allowed"}
         message = {
-            404: f"no route {request.method} {request.path}",
-            405: f"method {request.method} not allowed on {request.path}",
+            404: f"no route {method} {conn.path}",
+            405: f"method {method} not allowed on {conn.path}",
         }
         return json_response(
             {
@@ -207,10 +251,11 @@ def create_app(ctx: Context) -> QuartTrio:
 
     @app.errorhandler(Exception)
     async def _unexpected(err: Exception) -> Response:
+        conn = _connection()
         log.exception(
             "http.unhandled_error",
             request_id=g.get("request_id"),
-            route=request.url_rule.rule if request.url_rule else None,
+            route=conn.url_rule.rule if conn.url_rule else None,
         )
         return json_response(
             {

@@ -17,7 +17,7 @@ from codeqd.auth import Principal
 from codeqd.domain.errors import CodeqError, ValidationError
 from codeqd.domain.task import NewTask, get_int, parse_new_task, require_object, task_to_wire
 from codeqd.http._app import PREFIX, app_context, json_body, json_response
-from codeqd.http.deps import requires
+from codeqd.http.deps import charge, requires
 from codeqd.http.worker import claim_tasks, parse_lease_id, parse_report
 from codeqd.store._batch import Report, create_batch, report_batch
 from codeqd.store._store import now_ms
@@ -43,10 +43,11 @@ def _item_error(err: CodeqError, **extra: Any) -> dict[str, Any]:
 
 
 @bp.post("/tasks/batch")
-@requires("producer", rate="create")
+@requires("producer")
 async def create_tasks(principal: Principal) -> Response:
     ctx = app_context()
     items = _items(await json_body(allow_empty=False), "tasks")
+    await charge(principal, "create", len(items))  # one token per task, as POST /tasks
     now = now_ms()
     parsed: list[NewTask | CodeqError] = []
     for item in items:
@@ -74,13 +75,16 @@ async def create_tasks(principal: Principal) -> Response:
 
 
 @bp.post("/tasks/claim/batch")
-@requires("worker", "codeq:claim", rate="claim")
+@requires("worker", "codeq:claim")
 async def claim_batch(principal: Principal) -> Response:
     body = require_object(await json_body(allow_empty=False))
     if body.get("maxTasks") is None:
         raise ValidationError("maxTasks", "is required")
     max_tasks = get_int(body, "maxTasks", None, 1, app_context().config.limits.batch_max)
     assert max_tasks is not None
+    # Charged up front for maxTasks: the claim cannot be refused once it has leased
+    # tasks, and a refund of what was not found would cost a second store round trip.
+    await charge(principal, "claim", max_tasks)
     tasks = await claim_tasks(principal, body, max_tasks)
     return json_response({"tasks": [task_to_wire(t.meta, t.payload) for t in tasks]})
 

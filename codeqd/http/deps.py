@@ -50,19 +50,25 @@ def _admin_tenant(principal: Principal, all_tenants: bool) -> Principal:
     return principal
 
 
-async def _rate_limit(principal: Principal, rate: RateOperation) -> None:
+async def charge(identity: Principal | str, rate: RateOperation, cost: int = 1) -> None:
+    """Take ``cost`` tokens (one per item of the request) from the caller's ``rate``
+    bucket, or raise 429. Buckets belong to the verified caller (tenant, sub, role;
+    ``Principal.identity_hash``), whichever of its tokens it uses. A cost above the
+    bucket's burst is let through once the bucket is full and leaves it in debt
+    (``lua/rate_limit.lua``): large batches wait, they are never refused for ever."""
     ctx = app_context()
     cfg = ctx.config.ratelimit
     if not cfg.enabled:
         return
-    decision = await take(
-        ctx.store, principal.token_hash, rate, getattr(cfg, rate), int(ctx.auth.clock() * 1000)
-    )
+    bucket = getattr(cfg, rate)
+    key = identity if isinstance(identity, str) else identity.identity_hash
+    decision = await take(ctx.store, key, rate, bucket, int(ctx.auth.clock() * 1000), cost)
     if not decision.allowed:
         scope, operation = RATE_NAMES[rate]
         RATELIMIT_REJECTED.labels(scope, operation).inc()
+        what = f" ({cost} items; ratelimit.{rate}.burst {bucket.burst})" if cost > 1 else ""
         raise RateLimited(
-            f"rate limit exceeded for {operation}; retry later",
+            f"rate limit exceeded for {operation}{what}; retry later",
             retry_after=decision.retry_after,
             scope=scope,
             operation=operation,
@@ -79,8 +85,10 @@ def requires(
     """Verify the bearer token for ``audience`` (and ``scope``) before the route runs;
     the route receives the ``Principal`` as its first argument.
 
-    ``rate`` names the ``[ratelimit]`` bucket charged per bearer token (after the token
-    is verified, so unverified tokens never create buckets). Admin routes act on the
+    ``rate`` names the ``[ratelimit]`` bucket charged one token per request, per
+    verified caller (after the token is verified, so unverified tokens never create
+    buckets); a route that charges per item leaves ``rate`` out and calls
+    :func:`charge` once it knows the count. Admin routes act on the
     admin's tenant; ``all_tenants`` lets an all-tenants admin omit ``?tenant=``, and the
     route then sees tenant ``*``.
     """
@@ -96,6 +104,7 @@ def requires(
                 request.headers.get("Authorization"), role
             )
             g.principal = principal
+            identity = principal.identity_hash  # the token's own tenant, before ?tenant=
             if audience == "admin":
                 if not principal.is_admin:
                     raise Forbidden("this route needs an admin token (role ADMIN)")
@@ -105,7 +114,7 @@ def requires(
             if scope is not None and scope not in principal.scopes:
                 raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
             if rate is not None:
-                await _rate_limit(principal, rate)
+                await charge(identity, rate)
             return await fn(principal, *args, **kwargs)
 
         return route

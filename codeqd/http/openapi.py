@@ -79,7 +79,19 @@ SCHEMAS: dict[str, Schema] = {
         },
         ("id", "command", "payload", "status"),
     ),
-    "Artifact": obj({"name": STR, "url": STR, "contentBase64": STR, "contentType": STR}, ("name",)),
+    "Artifact": obj(
+        {
+            "name": STR,
+            "url": {
+                "type": "string",
+                "description": "a link: an absolute http:// or https:// URL (other schemes get "
+                "400); in a Result, an inline artifact's download path",
+            },
+            "contentBase64": STR,
+            "contentType": STR,
+        },
+        ("name",),
+    ),
     "Result": obj(
         {
             "taskId": STR,
@@ -266,7 +278,7 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     f"{P}/tasks/batch": {
         "post": op(
-            "Create up to limits.batch_max tasks",
+            "Create up to limits.batch_max tasks (ratelimit.create: one token per task)",
             "producer",
             {
                 "202": (
@@ -289,7 +301,7 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     f"{P}/tasks/claim/batch": {
         "post": op(
-            "Lease up to maxTasks tasks",
+            "Lease up to maxTasks tasks (ratelimit.claim: maxTasks tokens, charged up front)",
             "worker",
             {
                 "200": (
@@ -330,7 +342,10 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     f"{P}/tasks/{{task_id}}/artifacts/{{name}}": {
         "get": op(
-            "Download an inline artifact of the task's result (its bytes, with its contentType)",
+            "Download an inline artifact of the task's result: its bytes, labelled with its "
+            "contentType, as an attachment (Content-Disposition) with "
+            "X-Content-Type-Options: nosniff and Content-Security-Policy: default-src 'none'; "
+            "sandbox, so a browser never renders it as a page of this origin",
             "any",
             {"200": ("the artifact's content", None)},
             errors=("404",),

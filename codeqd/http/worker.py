@@ -8,7 +8,14 @@ import orjson
 import trio
 from quart import Blueprint, Response, request
 
-from codeqd.artifacts import Inline, is_stored_name, parse_inline, to_store
+from codeqd.artifacts import (
+    Inline,
+    check_link_url,
+    download_headers,
+    is_stored_name,
+    parse_inline,
+    to_store,
+)
 from codeqd.auth import Principal
 from codeqd.domain.errors import BadRequest, Forbidden, NotFound, ValidationError
 from codeqd.domain.task import (
@@ -171,6 +178,7 @@ def _artifacts(value: Any, max_bytes: int) -> list[dict[str, Any] | Inline]:
             continue
         if not isinstance(url, str) or not url or len(url) > 2048:
             raise ValidationError(f"{where}.url", "expected a URL string (or contentBase64)")
+        check_link_url(url, f"{where}.url")
         out.append({"name": name, "url": url})
     return out
 
@@ -233,4 +241,8 @@ async def get_artifact(principal: Principal, task_id: str, name: str) -> Respons
     )
     if entry is None or content is None:
         raise NotFound(f"task {task_id} has no artifact {name!r}", code="artifact_not_found")
-    return Response(content, content_type=entry.get("contentType", "application/octet-stream"))
+    return Response(
+        content,
+        content_type=entry.get("contentType", "application/octet-stream"),
+        headers=download_headers(str(entry.get("name") or name)),
+    )

@@ -1,7 +1,9 @@
-"""Token buckets in the store, one per (bearer token, operation): ``lua/rate_limit.lua``.
+"""Token buckets in the store, one per (verified caller, operation): ``lua/rate_limit.lua``.
 
-Keys hold the sha256 of the token, never the token, under a hash tag of their
-own (one key per script call, so it runs on a cluster as on a single node).
+A caller is its tenant, sub and role; keys hold a sha256 of them (hex, so no
+claim text can open or close the hash tag), under a hash tag of their own (one
+key per script call, so it runs on a cluster as on a single node). A request
+costs as many tokens as it carries items (see the script for costs above burst).
 The limiter fails open: if the store cannot answer, the request goes through
 and ``ratelimit.store_error`` is logged and counted.
 """
@@ -28,15 +30,20 @@ class Decision:
     remaining: float
 
 
-def bucket_key(store: Store, token_hash: str, operation: str) -> str:
+def bucket_key(store: Store, identity_hash: str, operation: str) -> str:
     prefix = store.keys.prefix
-    return f"{prefix}:{{{prefix}:rl:{token_hash[:32]}}}:{operation}"
+    return f"{prefix}:{{{prefix}:rl:{identity_hash[:32]}}}:{operation}"
 
 
 async def take(
-    store: Store, token_hash: str, operation: str, bucket: RateBucket, now_ms: int
+    store: Store,
+    identity_hash: str,
+    operation: str,
+    bucket: RateBucket,
+    now_ms: int,
+    cost: int = 1,
 ) -> Decision:
-    """Take one token; fails open (allowed) when the store errors.
+    """Take ``cost`` tokens; fails open (allowed) when the store errors.
 
     Cancellation: one store round trip; a cancelled call may or may not have taken
     the token.
@@ -44,8 +51,8 @@ async def take(
     try:
         allowed, retry_ms, remaining = await store.run_script(
             "rate_limit",
-            [bucket_key(store, token_hash, operation)],
-            [now_ms, repr(float(bucket.rate)), bucket.burst],
+            [bucket_key(store, identity_hash, operation)],
+            [now_ms, repr(float(bucket.rate)), bucket.burst, max(1, cost)],
         )
     except (CodeqError, cx.RedisError, OSError) as e:
         log.warning("ratelimit.store_error", operation=operation, error=type(e).__name__)

@@ -200,3 +200,88 @@ async def test_batch_results_store_accepted_and_not_refused_artifacts(api: Api) 
         assert got.status_code == 200 and got.content == content
     assert ok["artifacts"][1] == {"name": "link", "url": "https://example.com/a"}
     assert await stored(api) == [b"kept", b"kept too"]
+
+
+async def test_a_download_is_an_attachment_never_rendered_or_sniffed(api: Api) -> None:
+    task = await _claimed(api)
+    page = b"<html><script>alert(document.cookie)</script></html>"
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    r = await api.call(
+        "POST",
+        f"/tasks/{task['id']}/result",
+        api.worker,
+        {
+            "status": "COMPLETED",
+            "result": {},
+            "artifacts": [
+                {"name": "page.html", "contentBase64": b64(page), "contentType": "text/html"},
+                {
+                    "name": 'ré"port/../x.svg',
+                    "contentBase64": b64(svg),
+                    "contentType": "image/svg+xml",
+                },
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    html, image = r.json()["artifacts"]
+    auth = {"Authorization": f"Bearer {api.producer}"}
+    got = await api.http.get(f"{api.base}{html['url']}", headers=auth)
+    assert got.status_code == 200 and got.content == page
+    assert got.headers["content-disposition"] == (
+        "attachment; filename=\"page.html\"; filename*=UTF-8''page.html"
+    )
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    got = await api.http.get(f"{api.base}{image['url']}", headers=auth)
+    assert got.status_code == 200 and got.content == svg
+    # The quoted fallback has nothing that could end the parameter or name a path;
+    # the exact name travels percent-encoded (RFC 6266 / 8187).
+    assert got.headers["content-disposition"] == (
+        "attachment; filename=\"r__port_.._x.svg\"; filename*=UTF-8''r%C3%A9%22port%2F..%2Fx.svg"
+    )
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+
+
+async def test_a_link_artifact_must_be_an_http_url(api: Api) -> None:
+    task = await _claimed(api)
+    for url in (
+        "javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "file:///etc/passwd",
+        "ftp://example.com/x",
+        "/relative/path",
+        "//example.com/x",
+        "http:///no-host",
+        "https://example.com/a b",
+    ):
+        r = await api.call(
+            "POST",
+            f"/tasks/{task['id']}/result",
+            api.worker,
+            {
+                "status": "COMPLETED",
+                "result": {},
+                "artifacts": [
+                    {"name": "ok", "url": "https://example.com/ok"},
+                    {"name": "bad", "url": url},
+                ],
+            },
+        )
+        assert r.status_code == 400, (url, r.text)
+        body = r.json()
+        assert body["code"] == "validation_error"
+        assert body["details"]["field"] == "artifacts[1].url", body
+    assert (await api.claim(commands=["render"])).status_code == 204  # still leased
+    r = await api.call(
+        "POST",
+        f"/tasks/{task['id']}/result",
+        api.worker,
+        {
+            "status": "COMPLETED",
+            "result": {},
+            "artifacts": [{"name": "up", "url": "HTTPS://example.com/x?y=1#z"}],
+        },
+    )
+    assert r.status_code == 200, r.text

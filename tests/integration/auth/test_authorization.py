@@ -57,10 +57,27 @@ async def test_each_worker_route_needs_its_scope(api: Api, scope: str) -> None:
     }[scope]
     out = assert_error(await api.call("POST", route, lacking, body), 403, scope)
     assert out["details"] == {"scope": scope}
-    # The scoped token can still do it (the task is untouched by the refusal).
-    assert claimed["status"] == "IN_PROGRESS"
+    # The refusal changed nothing...
+    now = (await api.call("GET", f"/tasks/{task['id']}", api.producer)).json()
+    assert claimed["id"] == task["id"]
+    for key in ("status", "attempts", "leaseUntil", "workerId"):
+        assert now[key] == claimed[key], (key, now, claimed)
+    # ...and the scoped token can still do it, with the route's own answer.
+    spare = await api.create("s", {})  # what the retried claim gets
     r = await api.call("POST", route, full, {**body, "leaseId": claimed.get("leaseId")})
-    assert r.status_code in (200, 204), r.text
+    assert r.status_code == 200, r.text
+    got = r.json()
+    if scope == "codeq:claim":
+        assert got["id"] == spare["id"] and got["status"] == "IN_PROGRESS", got
+    elif scope == "codeq:heartbeat":
+        assert got["ok"] is True and got["leaseUntil"] >= claimed["leaseUntil"], got
+    elif scope == "codeq:abandon":
+        assert got == {"status": "requeued"}
+    elif scope == "codeq:nack":
+        assert got["status"] == "requeued" and isinstance(got["delaySeconds"], int), got
+    else:
+        assert got["taskId"] == task["id"] and got["status"] == "COMPLETED", got
+        assert got["result"] == {}
 
 
 async def test_event_types_subset_and_wildcard(api: Api) -> None:

@@ -66,6 +66,45 @@ async def test_hs256_per_role_with_issuer_and_audience(
             assert (await api.call("GET", f"/tasks/{MISSING}", token)).status_code == 404
 
 
+async def test_a_tenant_claim_that_is_not_a_string_is_refused(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    config = make_config(
+        tmp_path,
+        auth={
+            "mode": "jwt",
+            "producer": {"provider": "hs256", "secret": SECRET_P},
+            "worker": {"provider": "hs256", "secret": SECRET_W},
+        },
+    )
+    body = {"command": "c", "payload": {}}
+    async with serving(nursery, config, redis_url) as api:
+        for claim in ("tenantId", "tenant_id", "organizationId", "organization_id"):
+            for value in (7, ["t"], {"id": "t"}, True, None, ""):
+                token = hs(SECRET_P, sub="p", **{claim: value})
+                r = await api.call("POST", "/tasks", token, body)
+                assert r.status_code == 401, (claim, value, r.text)
+                assert r.headers["WWW-Authenticate"].startswith("Bearer")
+                assert r.json() == {
+                    "error": f"token claim {claim!r} must be a non-empty string (the tenant id)",
+                    "code": "invalid_claim",
+                    "details": {"claim": claim},
+                }
+        # A later claim does not rescue an earlier bad one; a good first claim wins.
+        bad_first = hs(SECRET_P, sub="p", tenantId=42, tenant_id="t")
+        assert (await api.call("POST", "/tasks", bad_first, body)).status_code == 401
+        good = hs(SECRET_P, sub="p", tenantId="t", tenant_id=42)
+        r = await api.call("POST", "/tasks", good, body)
+        assert r.status_code == 202 and r.json()["tenantId"] == "t", r.text
+        # No tenant claim at all still means the tenant is the sub (SPEC §4).
+        r = await api.call("POST", "/tasks", hs(SECRET_P, sub="solo"), body)
+        assert r.status_code == 202 and r.json()["tenantId"] == "solo", r.text
+        # Workers are held to the same rule.
+        worker = hs(SECRET_W, sub="w", aud="codeq-worker", tenantId=1, scope="codeq:claim")
+        r = await api.claim(worker)
+        assert r.status_code == 401 and r.json()["details"] == {"claim": "tenantId"}, r.text
+
+
 async def test_static_tokens_opaque_and_jwt_entries(
     nursery: trio.Nursery, tmp_path: Path, redis_url: str
 ) -> None:

@@ -3,17 +3,21 @@ tenant resolution, eventTypes subsets, provider config validation."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from codeqd import config as cfgmod
 from codeqd.auth import ClaimRules, HS256Verifier, Principal, StaticVerifier, tenant_from_claims
-from codeqd.auth._jwt import check_algorithm, check_times
+from codeqd.auth._jwt import check_algorithm, check_times, decode
 from codeqd.domain.errors import Unauthorized
 
 SECRET = "s" * 32
@@ -81,18 +85,73 @@ async def test_hs256_refuses_none_confusion_and_wrong_secret() -> None:
         assert token not in info.value.message
 
 
-async def test_public_key_pem_as_hmac_secret_is_refused() -> None:
-    # A server configured with a PEM where a secret belongs must not accept HS256 tokens
-    # MACed with that (public) PEM: PyJWT refuses such keys outright.
-    pem = (
-        ec.generate_private_key(ec.SECP256R1())
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
+def _pem_pair(alg: str) -> tuple[bytes, str]:
+    """A fresh key for ``alg``: (private key PEM, public key PEM)."""
+    private: Any = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if alg == "RS256"
+        else ec.generate_private_key(ec.SECP256R1())
     )
-    verifier = HS256Verifier(pem, RULES)
-    with pytest.raises(Unauthorized):
-        await verifier.verify("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln", time.time())
+    return (
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode(),
+    )
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _hs256_forged_with(secret: str, claims: dict[str, Any]) -> str:
+    """An HS256 token MACed with ``secret`` by hand (PyJWT refuses to make one with a PEM)."""
+    head = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = _b64url(json.dumps(claims).encode())
+    mac = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64url(mac)}"
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_a_pem_signed_token_is_accepted_by_its_key_only(alg: str) -> None:
+    private, public = _pem_pair(alg)
+    _, other_public = _pem_pair(alg)
+    claims = {"sub": "a", "exp": time.time() + 60}
+    token = jwt.encode(claims, private, algorithm=alg)
+    assert decode(token, public, alg, RULES)["sub"] == "a"
+    assert code_of(decode, token, other_public, alg, RULES) == "invalid_signature"
+    # The algorithm is the verifier's, never the token's: the same key under another
+    # asymmetric algorithm, or as an HMAC secret, does not verify it.
+    assert code_of(decode, token, public, "HS256", RULES) == "alg_not_allowed"
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_hs_rs_confusion_with_the_public_pem_is_refused(alg: str) -> None:
+    # The classic confusion: the attacker knows the public key and MACs an HS256 token
+    # with its PEM text. The MAC is genuinely right for that secret...
+    _, public = _pem_pair(alg)
+    claims = {"sub": "attacker", "exp": time.time() + 60}
+    forged = _hs256_forged_with(public, claims)
+    head, body, mac = forged.split(".")
+    expected = hmac.new(public.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    assert _b64url(expected) == mac
+    # ...yet a verifier expecting the asymmetric algorithm refuses the token's HS256,
+    assert code_of(decode, forged, public, alg, RULES) == "alg_not_allowed"
+    assert code_of(check_algorithm, "HS256", {alg}) == "alg_not_allowed"
+    # and an hs256 provider misconfigured with that PEM as its secret refuses to use a
+    # public key as an HMAC secret at all.
+    with pytest.raises(Unauthorized) as info:
+        await HS256Verifier(public, RULES).verify(forged, time.time())
+    assert info.value.code == "invalid_token"
+    # Control: the same construction with an ordinary secret is accepted, so the refusals
+    # above are about the key, not about the hand-made token.
+    assert (await HS256Verifier(SECRET, RULES).verify(_hs256_forged_with(SECRET, claims), 0))[
+        "sub"
+    ] == "attacker"
 
 
 async def test_static_tokens() -> None:
@@ -123,6 +182,10 @@ def test_tenant_order_and_event_types() -> None:
         (("tenantId", "tenant_id", "organizationId", "organization_id"), "e"),
     ]:
         assert tenant_from_claims({k: v for k, v in full.items() if k not in drop}) == want
+    for bad in (1, None, "", ["a"]):
+        with pytest.raises(Unauthorized) as info:
+            tenant_from_claims({"tenant_id": bad, "sub": "e"})
+        assert info.value.code == "invalid_claim" and info.value.details == {"claim": "tenant_id"}
     p = Principal(sub="w", tenant="t", role="worker", event_types=("a", "b"))
     assert p.denied_events(["a", "c", "b", "d"]) == ["c", "d"]
     assert (
