@@ -15,7 +15,7 @@ from codeqd.domain.task import (
 )
 from codeqd.http._app import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
-from codeqd.store._store import now_ms
+from codeqd.store import now_ms
 
 bp = Blueprint("admin", __name__, url_prefix=f"{PREFIX}/admin")
 

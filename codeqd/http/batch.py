@@ -19,8 +19,7 @@ from codeqd.domain.task import NewTask, get_int, parse_new_task, require_object,
 from codeqd.http._app import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import charge, requires
 from codeqd.http.worker import claim_tasks, parse_lease_id, parse_report
-from codeqd.store._batch import Report, create_batch, report_batch
-from codeqd.store._store import now_ms
+from codeqd.store import Report, now_ms
 
 bp = Blueprint("batch", __name__, url_prefix=PREFIX)
 
@@ -63,7 +62,7 @@ async def create_tasks(principal: Principal) -> Response:
         except CodeqError as e:
             parsed.append(e)
     valid = [p for p in parsed if isinstance(p, NewTask)]
-    created = iter(await create_batch(ctx.store, principal.tenant, valid) if valid else [])
+    created = iter(await ctx.store.create_batch(principal.tenant, valid) if valid else [])
     out = []
     for p in parsed:
         if isinstance(p, CodeqError):
@@ -113,7 +112,7 @@ async def submit_results(principal: Principal) -> Response:
             parsed.append(e)
     valid = [p for p in parsed if isinstance(p, Report)]
     applied = iter(
-        await report_batch(app_context().store, principal.tenant, principal.sub, valid)
+        await app_context().store.report_batch(principal.tenant, principal.sub, valid)
         if valid
         else []
     )

@@ -13,7 +13,6 @@ from codeqd.auth import ALL_TENANTS, Principal
 from codeqd.domain.errors import Forbidden, RateLimited, ValidationError
 from codeqd.http._app import app_context
 from codeqd.metrics import RATELIMIT_REJECTED
-from codeqd.store._ratelimit import take
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,7 +61,7 @@ async def charge(identity: Principal | str, rate: RateOperation, cost: int = 1) 
         return
     bucket = getattr(cfg, rate)
     key = identity if isinstance(identity, str) else identity.identity_hash
-    decision = await take(ctx.store, key, rate, bucket, int(ctx.auth.clock() * 1000), cost)
+    decision = await ctx.store.take_rate(key, rate, bucket, int(ctx.auth.clock() * 1000), cost)
     if not decision.allowed:
         scope, operation = RATE_NAMES[rate]
         RATELIMIT_REJECTED.labels(scope, operation).inc()

@@ -19,8 +19,7 @@ from codeqd.domain.task import (
 )
 from codeqd.http._app import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
-from codeqd.store._keys import escape_tenant
-from codeqd.store._store import now_ms
+from codeqd.store import now_ms
 
 bp = Blueprint("producer", __name__, url_prefix=PREFIX)
 
@@ -84,11 +83,10 @@ async def _wait_for_result(
     ctx = app_context()
     ingress = ctx.actor_config("ingress")
     deadline = trio.current_time() + wait
-    ten = escape_tenant(principal.tenant)
     found = None
     with ctx.hub.parked(ingress.max_waiters, "result"):
         while True:
-            with ctx.hub.done_waiter(ten, task_id) as waiter:
+            with ctx.hub.done_waiter(principal.tenant, task_id) as waiter:
                 async with ctx.hub.check(deadline) as slot:
                     if slot or found is None:  # the first look happens whatever it costs
                         found = await ctx.store.get_with_result(principal.tenant, task_id)

@@ -12,8 +12,7 @@ from codeqd.domain.subscription import parse_heartbeat, parse_new_subscription
 from codeqd.domain.task import rfc3339
 from codeqd.http._app import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
-from codeqd.store._store import now_ms
-from codeqd.store._subscriptions import Subscriptions, new_subscription_id
+from codeqd.store import new_subscription_id, now_ms
 
 bp = Blueprint("subscriptions", __name__, url_prefix=f"{PREFIX}/workers/subscriptions")
 
@@ -50,7 +49,7 @@ async def create(principal: Principal) -> Response:
         "minIntervalSeconds": new.min_interval_seconds,
         "createdAt": now_ms(),
     }
-    stored = await Subscriptions(ctx.store).put(
+    stored = await ctx.store.subscriptions.put(
         principal.tenant,
         doc,
         new.ttl_seconds * 1000,
@@ -65,7 +64,7 @@ async def create(principal: Principal) -> Response:
 async def heartbeat(principal: Principal, sub_id: str) -> Response:
     ctx = app_context()
     ttl = parse_heartbeat(await json_body(), max_ttl=int(ctx.config.webhooks.subscription_max_ttl))
-    stored = await Subscriptions(ctx.store).renew(principal.tenant, sub_id, ttl * 1000)
+    stored = await ctx.store.subscriptions.renew(principal.tenant, sub_id, ttl * 1000)
     if stored is None:
         raise _not_found(sub_id)
     return json_response(_wire(stored))
@@ -74,6 +73,6 @@ async def heartbeat(principal: Principal, sub_id: str) -> Response:
 @bp.delete("/<sub_id>")
 @requires("worker")
 async def delete(principal: Principal, sub_id: str) -> Response:
-    if not await Subscriptions(app_context().store).delete(principal.tenant, sub_id):
+    if not await app_context().store.subscriptions.delete(principal.tenant, sub_id):
         raise _not_found(sub_id)
     return Response(b"", status=204)

@@ -30,8 +30,7 @@ from codeqd.domain.task import (
 )
 from codeqd.http._app import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
-from codeqd.store._keys import escape_tenant
-from codeqd.store._store import ClaimedTask
+from codeqd.store import ClaimedTask
 
 bp = Blueprint("worker", __name__, url_prefix=PREFIX)
 
@@ -75,7 +74,6 @@ async def claim_tasks(
     )
     wait = get_int(body, "waitSeconds", 0, 0, MAX_WAIT_SECONDS) or 0
     assert lease is not None
-    ten = escape_tenant(principal.tenant)
 
     async def attempt(shards: set[int] | None = None) -> list[ClaimedTask]:
         return await ctx.store.claim(
@@ -91,7 +89,7 @@ async def claim_tasks(
     with ctx.hub.parked(ingress.max_waiters, "claim"):
         while True:
             # Register before looking, so a wake-up between the look and the wait is kept.
-            with ctx.hub.claim_waiter(ten, commands) as waiter:
+            with ctx.hub.claim_waiter(principal.tenant, commands) as waiter:
                 async with ctx.hub.check(deadline) as slot:
                     tasks = await attempt(shards) if slot else []
                 if not slot or tasks or ctx.shutting_down.is_set():

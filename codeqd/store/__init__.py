@@ -1,11 +1,43 @@
-"""The only code that speaks to the store (KVRocks or Redis).
+"""The only code that speaks to the store (KVRocks or Redis); its one face.
 
-One method of ``Store`` per Lua transition, key names built in ``_keys``,
-scripts in ``lua/``. ``WakeHub`` turns the store's pub/sub wake-ups into trio
-events for long-polling requests.
+``Store`` has one method per Lua transition (scripts in ``lua/``, key names built
+in ``_keys``), and carries the store's other faces: ``store.outbox`` (result
+callbacks), ``store.subscriptions`` (worker-availability subscriptions),
+``store.take_rate`` (rate limits), ``store.create_batch``/``report_batch``.
+``WakeHub`` turns the store's wake-ups into trio events for long-polling
+requests; ``listen`` feeds them to the actors. Nothing outside this package
+imports its private modules or knows a key, channel or message format.
 """
 
-from codeqd.store._store import Store, connect, now_ms
-from codeqd.store._wakeups import WakeHub
+from codeqd.store._batch import Created, Report
+from codeqd.store._outbox import Outbox, OutboxEntry, Outcome
+from codeqd.store._ratelimit import Decision
+from codeqd.store._store import ClaimedTask, Meta, QueueStats, Store, connect, now_ms
+from codeqd.store._subscriptions import (
+    PickUnit,
+    Subscriptions,
+    is_subscription_id,
+    new_subscription_id,
+)
+from codeqd.store._wakeups import WakeHub, listen
 
-__all__ = ["Store", "WakeHub", "connect", "now_ms"]
+__all__ = [
+    "ClaimedTask",
+    "Created",
+    "Decision",
+    "Meta",
+    "Outbox",
+    "OutboxEntry",
+    "Outcome",
+    "PickUnit",
+    "QueueStats",
+    "Report",
+    "Store",
+    "Subscriptions",
+    "WakeHub",
+    "connect",
+    "is_subscription_id",
+    "listen",
+    "new_subscription_id",
+    "now_ms",
+]

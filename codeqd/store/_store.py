@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import coredis
 import coredis.exceptions as cx
@@ -37,6 +37,13 @@ from codeqd.domain.errors import (
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.task import NewTask, rfc3339
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
+
+if TYPE_CHECKING:
+    from codeqd.config import RateBucket
+    from codeqd.store._batch import Created, Report
+    from codeqd.store._outbox import Outbox
+    from codeqd.store._ratelimit import Decision
+    from codeqd.store._subscriptions import Subscriptions
 
 Meta = dict[str, Any]
 log = structlog.get_logger("codeqd.store")
@@ -166,9 +173,17 @@ def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
 
 
 class Store:
-    """One connection pool to the store; one method per transition."""
+    """One connection pool to the store; one method per transition, and the store's
+    other faces as attributes: ``outbox`` (result callbacks), ``subscriptions``
+    (worker-availability subscriptions)."""
+
+    outbox: Outbox
+    subscriptions: Subscriptions
 
     def __init__(self, config: Config, client: Any, url: str) -> None:
+        from codeqd.store._outbox import Outbox
+        from codeqd.store._subscriptions import Subscriptions
+
         self.config = config
         self.url = url
         self.client = client
@@ -177,6 +192,32 @@ class Store:
         self._timeout = float(config.store.command_timeout)
         self._scripts: dict[str, Any] = {}
         self._next_shard = 0
+        self.outbox = Outbox(self)
+        self.subscriptions = Subscriptions(self)
+
+    # ------------------------------------------------------------ many at once
+
+    async def create_batch(self, tenant: str, tasks: Sequence[NewTask]) -> list[Created]:
+        """Create ``tasks``; per task (meta, payload JSON, created), in order."""
+        from codeqd.store._batch import create_batch
+
+        return await create_batch(self, tenant, tasks)
+
+    async def report_batch(
+        self, tenant: str, worker_id: str, reports: Sequence[Report]
+    ) -> list[tuple[Meta, dict[str, Any]] | CodeqError]:
+        """The lease holder's results; per item (meta, Result) or its refusal, in order."""
+        from codeqd.store._batch import report_batch
+
+        return await report_batch(self, tenant, worker_id, reports)
+
+    async def take_rate(
+        self, identity_hash: str, operation: str, bucket: RateBucket, now_ms: int, cost: int = 1
+    ) -> Decision:
+        """Take ``cost`` tokens from the caller's bucket (fails open)."""
+        from codeqd.store._ratelimit import take
+
+        return await take(self, identity_hash, operation, bucket, now_ms, cost)
 
     # ------------------------------------------------------------ plumbing
 

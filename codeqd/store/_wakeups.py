@@ -37,7 +37,7 @@ import trio
 
 from codeqd import metrics
 from codeqd.domain.errors import RateLimited
-from codeqd.store._keys import Keys
+from codeqd.store._keys import Keys, escape_tenant
 
 log = structlog.get_logger("codeqd.wakeups")
 
@@ -154,13 +154,15 @@ class WakeHub:
                     if not bucket:
                         del table[key]
 
-    def claim_waiter(self, ten: str, commands: Iterable[str] | None) -> Any:
+    def claim_waiter(self, tenant: str, commands: Iterable[str] | None) -> Any:
         """Register for wake-ups of the tenant's commands (None: any command)."""
+        ten = escape_tenant(tenant)
         keys = [f"{ten}|*"] if commands is None else [f"{ten}|{c}" for c in commands]
         return self._register(self._claim, keys)
 
-    def done_waiter(self, ten: str, task_id: str) -> Any:
-        return self._register(self._done, [f"{ten}|{task_id}"])
+    def done_waiter(self, tenant: str, task_id: str) -> Any:
+        """Register for the wake-up of the task becoming terminal."""
+        return self._register(self._done, [f"{escape_tenant(tenant)}|{task_id}"])
 
     # ------------------------------------------------------------ delivery
 
