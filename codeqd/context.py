@@ -12,9 +12,9 @@ from typing import Any
 
 import trio
 
-from codeqd.actors._live import Live
 from codeqd.auth import Authenticator
 from codeqd.config import Config
+from codeqd.live import Live
 from codeqd.store import Store, WakeHub
 
 

@@ -86,6 +86,17 @@ SUBSCRIPTIONS_ACTIVE = Gauge(
 LONG_POLL_WAITERS = Gauge(
     "codeq_long_poll_waiters", "Requests waiting in a long-poll", multiprocess_mode="livesum"
 )
+INBOX_DEPTH = Gauge(
+    "codeq_actor_inbox_depth",
+    "Messages waiting in an actor's inbox (a bounded trio memory channel)",
+    ["actor"],
+    multiprocess_mode="livesum",
+)
+INBOX_DROPPED = Counter(
+    "codeq_actor_inbox_dropped_total",
+    "Wake-up hints dropped because the actor's inbox was full (the actor then re-checks)",
+    ["actor"],
+)
 
 
 def inc_each(counter: Counter, labels: Iterable[tuple[str, ...]]) -> None:

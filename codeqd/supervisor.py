@@ -16,11 +16,10 @@ everything and kills child processes (``ctx.forced``); the exit code is then
 
 from __future__ import annotations
 
-import importlib
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +28,12 @@ import trio
 
 from codeqd import config as cfgmod
 from codeqd import metrics, sdnotify
-from codeqd.actors import Live
+from codeqd.actors import dispatcher, ingress, janitor, notifier, promoter, reaper
+from codeqd.actors import metrics as metrics_actor
+from codeqd.actors import store as store_actor
 from codeqd.auth import Authenticator
 from codeqd.context import Context
+from codeqd.live import Live
 from codeqd.store import WakeHub, connect
 
 log = structlog.get_logger("codeqd.supervisor")
@@ -43,32 +45,28 @@ EXIT_CONFIG = 2
 
 @dataclass(frozen=True)
 class ActorSpec:
-    """An actor known by name: where its ``run`` lives (``module`` or ``module:function``)
-    and which config section it reads."""
+    """An actor: its name, its ``run(ctx, live, *, task_status)`` and the config
+    section it reads."""
 
     name: str
-    module: str
+    run: Callable[..., Awaitable[Any]]
     section: Callable[[cfgmod.Config], Any]
 
-    def runner(self) -> Callable[..., Any]:
-        module, _, attr = self.module.partition(":")
-        return getattr(importlib.import_module(module), attr or "run")  # type: ignore[no-any-return]
+
+def _actor(name: str, run: Callable[..., Awaitable[Any]]) -> ActorSpec:
+    return ActorSpec(name, run, lambda c: getattr(c.actors, name))
 
 
-def _actor(name: str) -> ActorSpec:
-    return ActorSpec(name, f"codeqd.actors.{name}", lambda c: getattr(c.actors, name))
-
-
-STORE = _actor("store")
+STORE = _actor("store", store_actor.run)
 #: Started after the store answers, in this order; stopped together.
 SERVICES: list[ActorSpec] = [
-    _actor("promoter"),
-    _actor("reaper"),
-    _actor("janitor"),
-    _actor("metrics"),
-    _actor("dispatcher"),
-    _actor("notifier"),
-    _actor("ingress"),
+    _actor("promoter", promoter.run),
+    _actor("reaper", reaper.run),
+    _actor("janitor", janitor.run),
+    _actor("metrics", metrics_actor.run),
+    _actor("dispatcher", dispatcher.run),
+    _actor("notifier", notifier.run),
+    _actor("ingress", ingress.run),
 ]
 
 
@@ -133,13 +131,11 @@ class Supervisor:
     async def _main(self) -> None:
         """Start the store, check the keyspace, run the services; the start-up part
         is abandoned at once when a stop signal arrives before the daemon is ready."""
-        from codeqd.actors.store import store_url
-
         config = self.config
-        async with connect(config, store_url(config)) as store:
+        async with connect(config, store_actor.store_url(config)) as client:
             self.ctx = ctx = Context(
                 config=config,
-                store=store,
+                store=client,
                 hub=WakeHub.for_config(config),
                 auth=Authenticator(config),
                 lives=self.lives,
@@ -148,9 +144,11 @@ class Supervisor:
             )
             async with trio.open_nursery() as root:
                 await root.start(self._supervise, STORE)
-                await store.init_keyspace()
+                # The process's one wake-up listener, feeding every actor's inbox.
+                await root.start(client.wakeups.run)
+                await client.init_keyspace()
                 await self._run_services(ctx)
-                root.cancel_scope.cancel()  # stops the store actor
+                root.cancel_scope.cancel()  # stops the store actor and the listener
 
     async def _run_services(self, ctx: Context) -> None:
         async with trio.open_nursery() as services:
@@ -177,7 +175,7 @@ class Supervisor:
         """Run the actor; on failure log, back off and restart it until the intensity
         limit. ``task_status.started`` carries the actor's first started value."""
         assert self.ctx is not None
-        run = spec.runner()
+        run = spec.run
         first = True
         failures = 0
         while True:

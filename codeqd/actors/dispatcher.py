@@ -1,29 +1,31 @@
 """The dispatcher: sends result callbacks from the durable outbox, with retries.
 
-Each round leases at most ``min(batch, free slots)`` due entries (so nothing waits
-in memory with its lease running) and sends each in its own task, at most
-``concurrency`` at once, each bounded by ``timeout``. A 2xx settles the entry as
-delivered; anything else is retried after ``base_backoff * 2^(attempt-1)`` (capped by
-``max_backoff``) until ``max_attempts``, then recorded as failed on the task. The
-lease is ``timeout`` plus a margin: a process that dies mid-send leaves the entry to
-be sent again once the lease runs out.
+Two kinds of task talk over one trio memory channel of capacity 0: the claimer
+(the ``run_loop`` step) leases at most ``min(batch, idle senders)`` due entries and
+hands each straight to an idle sender; ``concurrency`` sender tasks each take one
+entry at a time and send it, bounded by ``timeout``. So an entry never waits in
+memory with its lease running, and backpressure is the channel's. A 2xx settles the
+entry as delivered; anything else is retried after ``base_backoff * 2^(attempt-1)``
+(capped by ``max_backoff``) until ``max_attempts``, then recorded as failed on the
+task. The lease is ``timeout`` plus a margin: a process that dies mid-send leaves
+the entry to be sent again once the lease runs out.
 
-Wake-ups: terminal steps publish the task on the done channel; any message starts a
-round at once (coalesced while a round runs). Otherwise the dispatcher sleeps until
-the earliest entry is due, at most ``interval``. Shutdown: no new rounds; callbacks
-in flight finish (each within ``timeout``).
+Wake-ups: the dispatcher's inbox takes ``TaskDone`` hints (a task became terminal,
+so the outbox may have an entry); a hint ends the claimer's sleep at once (hints
+that arrive meanwhile are coalesced), and so does a sender freeing up while all
+were busy. Otherwise the claimer sleeps until the earliest entry is due, at most
+``interval``. Shutdown: no new rounds; the channel is closed, and the senders finish
+what they hold (each within ``timeout``) and end.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import orjson
 import structlog
 import trio
 
-from codeqd.actors._live import Live, _wait_any
 from codeqd.actors._outbound import (
     DELIVERIES,
     Attempt,
@@ -36,9 +38,8 @@ from codeqd.config import DispatcherConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
 from codeqd.domain.task import synthesized_result
-from codeqd.store._outbox import Outbox, OutboxEntry
-from codeqd.store._store import now_ms
-from codeqd.store._wakeups import listen
+from codeqd.live import Live, run_loop
+from codeqd.store import OutboxEntry, Resync, TaskDone, now_ms
 
 log = structlog.get_logger("codeqd.dispatcher")
 
@@ -79,20 +80,6 @@ def callback_body(entry: OutboxEntry) -> bytes:
     )
 
 
-class _Wake:
-    """A coalescing wake-up: any number of ``set`` calls before a wait make one wake-up."""
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-
-    def set(self) -> None:
-        self.event.set()
-
-    def clear(self) -> None:
-        if self.event.is_set():
-            self.event = trio.Event()
-
-
 async def run(
     ctx: Context,
     live: Live[DispatcherConfig],
@@ -106,71 +93,108 @@ class Dispatcher:
     def __init__(self, ctx: Context, live: Live[DispatcherConfig]) -> None:
         self.ctx = ctx
         self.live = live
-        self.outbox = Outbox(ctx.store)
-        self.limiter = trio.CapacityLimiter(live.value.concurrency)
-        self.wake = _Wake()
+        self.outbox = ctx.store.outbox
+        self.inbox = ctx.store.wakeups.inbox("dispatcher", (TaskDone, Resync), size=256)
+        self._entries_in, self._entries_out = trio.open_memory_channel[OutboxEntry](0)
+        #: Senders running, and how many of them wait for an entry now.
+        self.senders = 0
+        self.idle = 0
+        self._retire = 0  # senders to stop after a SIGHUP lowered ``concurrency``
+        self.freed = trio.Event()
         self.saturated = False
+        self.next_due: int | None = None
         self.secret = ""
         self.client: Any = None  # Clients, once running
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         ctx = self.ctx
         self.secret = resolve_secret(ctx.config.webhooks)
-        async with open_clients(ctx.config.webhooks) as self.client, trio.open_nursery() as outer:
-            await outer.start(
-                partial(listen, event="webhooks.hints_disconnected"),
-                ctx.store,
-                [ctx.store.keys.done_channel],
-                lambda _c, _d: self.wake.set(),
-                self.wake.set,
-            )
-            async with trio.open_nursery() as senders:
-                task_status.started()
-                await self._rounds(senders)
-            outer.cancel_scope.cancel()
+        try:
+            async with (
+                open_clients(ctx.config.webhooks) as self.client,
+                trio.open_nursery() as self._nursery,
+                self._entries_in,
+            ):
+                await run_loop(
+                    "dispatcher",
+                    self.live,
+                    ctx.shutting_down,
+                    self._step,
+                    wake=self._wake,
+                    idle=self._idle,
+                    task_status=task_status,
+                )
+                # The channel is closed: each sender ends after what it holds.
+        finally:
+            ctx.store.wakeups.remove(self.inbox)
 
-    async def _rounds(self, senders: trio.Nursery) -> None:
-        stopping = self.ctx.shutting_down
-        while not stopping.is_set():
-            cfg = self.live.value
-            if self.limiter.total_tokens != cfg.concurrency:
-                self.limiter.total_tokens = cfg.concurrency
-            if not cfg.enabled:
-                await _wait_any(stopping, self.live.changed, None)
-                continue
-            self.wake.clear()
-            wanted = min(int(self.limiter.available_tokens), cfg.batch)
-            next_due: int | None = None
-            claimed: list[OutboxEntry] = []
-            if wanted > 0:
+    def _resize(self, concurrency: int) -> None:
+        """Start or retire senders to match ``concurrency`` (changed by SIGHUP)."""
+        assert self._nursery is not None
+        while self.senders < concurrency:
+            self.senders += 1
+            self._nursery.start_soon(self._sender)
+        self._retire = self.senders - concurrency
+
+    async def _step(self, cfg: DispatcherConfig) -> int:
+        self._resize(cfg.concurrency)
+        self.freed = trio.Event()
+        wanted = min(self.idle, cfg.batch)
+        claimed: list[OutboxEntry] = []
+        self.next_due = None
+        if wanted > 0:
+            claimed, self.next_due = await self.outbox.claim(now_ms(), lease_ms(cfg), wanted)
+            for entry in claimed:
+                await self._entries_in.send(entry)  # an idle sender takes it at once
+        # Saturated: the next round starts when a sender frees up, not before.
+        self.saturated = wanted == 0 or len(claimed) == wanted
+        if claimed and len(claimed) == wanted and self.idle > 0:
+            return cfg.batch  # a full round: there may be more due now
+        return len(claimed)
+
+    def _idle(self, cfg: DispatcherConfig) -> float:
+        timeout = float(cfg.interval)
+        if self.next_due is not None:
+            timeout = min(timeout, (self.next_due - now_ms()) / 1000)
+        return max(0.0, timeout)
+
+    async def _wake(self) -> None:
+        """Until a hint arrives (coalesced) or a sender frees up while all were busy."""
+        async with trio.open_nursery() as nursery:
+
+            async def hint() -> None:
+                await self.inbox.get()
+                self.inbox.drain()
+                nursery.cancel_scope.cancel()
+
+            async def freed() -> None:
+                await self.freed.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(hint)
+            nursery.start_soon(freed)
+
+    async def _sender(self) -> None:
+        """Send entries from the channel, one at a time, until it is closed (or this
+        sender is retired by a lower ``concurrency``)."""
+        try:
+            while True:
+                if self._retire > 0:
+                    self._retire -= 1
+                    return
+                self.idle += 1
                 try:
-                    claimed, next_due = await self.outbox.claim(now_ms(), lease_ms(cfg), wanted)
-                except StoreUnavailable as e:
-                    log.warning("dispatcher.store_unavailable", error=str(e))
-                for entry in claimed:
-                    self.limiter.acquire_on_behalf_of_nowait(entry)
-                    senders.start_soon(self._deliver, entry, cfg)
-            # Saturated: the next round starts when a slot frees up, not before.
-            self.saturated = wanted == 0 or len(claimed) == wanted
-            if claimed and len(claimed) == wanted and self.limiter.available_tokens > 0:
-                await trio.lowlevel.checkpoint()
-                continue  # a full batch: there may be more due now
-            timeout = float(cfg.interval)
-            if next_due is not None:
-                timeout = max(0.0, min(timeout, (next_due - now_ms()) / 1000))
-            await self._sleep(timeout)
-
-    async def _sleep(self, timeout: float) -> None:
-        """Until a wake-up, a config change, shutdown or ``timeout`` seconds."""
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-
-                async def wait(ev: trio.Event) -> None:
-                    await ev.wait()
-                    nursery.cancel_scope.cancel()
-
-                for ev in (self.ctx.shutting_down, self.live.changed, self.wake.event):
-                    nursery.start_soon(wait, ev)
+                    entry = await self._entries_out.receive()
+                except trio.EndOfChannel:
+                    return
+                finally:
+                    self.idle -= 1
+                await self._deliver(entry, self.live.value)
+                if self.saturated:
+                    self.freed.set()
+        finally:
+            self.senders -= 1
 
     async def _deliver(self, entry: OutboxEntry, cfg: DispatcherConfig) -> None:
         """Send one attempt and settle it. Never raises (but Cancelled): an error of this
@@ -196,10 +220,6 @@ class Dispatcher:
             log.error(
                 "webhook.settle_failed", error=f"{type(e).__name__}: {e}", exc_info=e, **fields
             )
-        finally:
-            self.limiter.release_on_behalf_of(entry)
-            if self.saturated:
-                self.wake.set()
 
     async def _send(self, entry: OutboxEntry, cfg: DispatcherConfig) -> Attempt:
         url = entry.meta.get("webhook")

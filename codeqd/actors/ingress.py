@@ -23,10 +23,10 @@ import trio
 import codeqd
 from codeqd import metrics
 from codeqd.actors._child import spawn, terminate, wait_exit
-from codeqd.actors._live import Live
 from codeqd.config import IngressConfig
 from codeqd.context import Context
 from codeqd.http import serve
+from codeqd.live import Live
 
 log = structlog.get_logger("codeqd.ingress")
 

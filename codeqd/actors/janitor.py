@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import trio
 
-from codeqd.actors._live import Live, run_loop
 from codeqd.config import JanitorConfig
 from codeqd.context import Context
+from codeqd.live import Live, run_loop
 from codeqd.store import now_ms
 
 

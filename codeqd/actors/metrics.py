@@ -11,10 +11,9 @@ from __future__ import annotations
 import trio
 
 from codeqd import metrics
-from codeqd.actors._live import Live, run_loop
 from codeqd.config import MetricsConfig
 from codeqd.context import Context
-from codeqd.store._subscriptions import Subscriptions
+from codeqd.live import Live, run_loop
 
 
 async def run(
@@ -23,7 +22,7 @@ async def run(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    subscriptions = Subscriptions(ctx.store)
+    subscriptions = ctx.store.subscriptions
 
     async def step(cfg: MetricsConfig) -> int:
         queues = await ctx.store.all_queues(cfg.batch)

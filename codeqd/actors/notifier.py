@@ -1,8 +1,10 @@
 """The notifier: tells subscribed workers that a queue has work. Best effort.
 
-Hints come from the wake channel (``N:ten|cmd`` when N tasks of a queue became
-claimable by enqueue, promotion, requeue, replay or resume). Messages are summed per
-queue while a round runs; a round then looks at each queue once: if the tenant has
+Hints arrive in the notifier's inbox: ``QueueWork`` when N tasks of a queue became
+claimable by enqueue, promotion, requeue, replay or resume (from this process at
+once, from others through the store's pub/sub). Hints are summed per queue while a
+round runs; a round (a ``run_loop`` step, woken by a hint) then looks at each queue
+once: if the tenant has
 matching subscriptions and the ready depth is at most the number of tasks just made
 claimable (so the queue was empty before them), the queue went from empty to
 non-empty and ``sub_pick.lua`` chooses whom to tell, atomically across processes
@@ -19,8 +21,8 @@ queue, a notification that waited longer than ``interval``) is dropped and count
 and logged as one ``notification.dropped`` line per ``DROP_LOG_INTERVAL`` with the
 count. No retries. A failing send (refused, timed out, a URL httpx cannot call) is a
 failed notification, logged and counted, never an error of the actor. A tenant's
-subscriptions are cached for ``interval`` and dropped at once when the subscriptions
-channel names the tenant.
+subscriptions are cached for ``interval`` and dropped at once on a
+``SubscriptionsChanged`` hint for the tenant (all of them on a ``Resync``).
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ import math
 import uuid
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import orjson
 import structlog
 import trio
 
-from codeqd.actors._live import Live
 from codeqd.actors._outbound import (
     DELIVERIES,
     Attempt,
@@ -51,9 +51,15 @@ from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
 from codeqd.domain.subscription import matches
 from codeqd.domain.task import rfc3339
-from codeqd.store._store import now_ms
-from codeqd.store._subscriptions import PickUnit, Subscriptions
-from codeqd.store._wakeups import listen
+from codeqd.live import Live, run_loop
+from codeqd.store import (
+    Hint,
+    PickUnit,
+    QueueWork,
+    Resync,
+    SubscriptionsChanged,
+    now_ms,
+)
 
 log = structlog.get_logger("codeqd.notifier")
 
@@ -96,10 +102,13 @@ class Notifier:
     def __init__(self, ctx: Context, live: Live[NotifierConfig]) -> None:
         self.ctx = ctx
         self.live = live
-        self.subs = Subscriptions(ctx.store)
+        self.subs = ctx.store.subscriptions
+        # Pub/sub's copy only: each transition is counted once (see ``_consider``).
+        self.inbox = ctx.store.wakeups.inbox(
+            "notifier", (QueueWork, SubscriptionsChanged, Resync), size=4096, local=False
+        )
         self.limiter = trio.CapacityLimiter(live.value.concurrency)
         self.pending: dict[str, int] = {}
-        self.arrived = trio.Event()
         self.cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         #: Subscriptions with a notification queued or in flight (at most one each).
         self.in_flight: set[str] = set()
@@ -116,88 +125,76 @@ class Notifier:
         self.secret = ""
         self.client: Any = None  # Clients, once running
         self._senders: trio.Nursery | None = None
-        keys = ctx.store.keys
         self.claim_url = (
             ctx.config.webhooks.public_url.rstrip("/") + CLAIM_PATH
             if ctx.config.webhooks.public_url
             else CLAIM_PATH
         )
-        # Every shard's wake channel, and the any-shard one.
-        self._wake_channels = {keys.wake_channel, *(k.wake for k in keys.all())}
-        self._subs_channel = keys.subs_channel
 
     # ------------------------------------------------------------ hints
 
-    def _on_message(self, channel: str, data: str) -> None:
-        if channel in self._wake_channels:
-            count, _, queue = data.partition(":")
-            self.pending[queue] = self.pending.get(queue, 0) + (
-                int(count) if count.isdigit() else 1
-            )
-            self.arrived.set()
-        elif channel == self._subs_channel:
-            self.cache.pop(data, None)
+    def _apply(self, hint: Hint) -> None:
+        if isinstance(hint, QueueWork):
+            queue = f"{hint.tenant}|{hint.command}"
+            self.pending[queue] = self.pending.get(queue, 0) + hint.count
+        elif isinstance(hint, SubscriptionsChanged):
+            self.cache.pop(hint.tenant, None)
+        elif isinstance(hint, Resync):
+            self.cache.clear()
 
-    def _on_connect(self) -> None:
-        self.cache.clear()
+    async def _wake(self) -> None:
+        """Until a hint arrives; it and every hint waiting with it are applied."""
+        self._apply(await self.inbox.get())
+        for hint in self.inbox.drain():
+            self._apply(hint)
 
     # ------------------------------------------------------------ loop
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.secret = resolve_secret(self.ctx.config.webhooks)
-        async with (
-            open_clients(self.ctx.config.webhooks) as self.client,
-            trio.open_nursery() as outer,
-        ):
-            await outer.start(
-                partial(listen, event="webhooks.hints_disconnected"),
-                self.ctx.store,
-                [*sorted(self._wake_channels), self._subs_channel],
-                self._on_message,
-                self._on_connect,
-            )
-            outer.start_soon(self.drops.run)
-            async with trio.open_nursery() as senders:
-                self._senders = senders
-                task_status.started()
-                await self._rounds()
-                senders.cancel_scope.cancel()  # best effort: nothing to finish on shutdown
-            self._senders = None
-            self.drops.flush()
-            outer.cancel_scope.cancel()
+        try:
+            async with (
+                open_clients(self.ctx.config.webhooks) as self.client,
+                trio.open_nursery() as outer,
+            ):
+                outer.start_soon(self.drops.run)
+                async with trio.open_nursery() as senders:
+                    self._senders = senders
+                    await run_loop(
+                        "notifier",
+                        self.live,
+                        self.ctx.shutting_down,
+                        self._round,
+                        wake=self._wake,
+                        task_status=task_status,
+                    )
+                    senders.cancel_scope.cancel()  # best effort: nothing to finish on shutdown
+                self._senders = None
+                self.drops.flush()
+                outer.cancel_scope.cancel()
+        finally:
+            self.ctx.store.wakeups.remove(self.inbox)
 
-    async def _rounds(self) -> None:
-        stopping = self.ctx.shutting_down
-        while not stopping.is_set():
-            await self._wait(stopping, self.arrived, self.live.changed)
-            cfg = self.live.value
-            if self.limiter.total_tokens != cfg.concurrency:
-                self.limiter.total_tokens = cfg.concurrency
-            self.arrived = trio.Event()
-            batch, self.pending = self.pending, {}
-            if cfg.enabled:
-                for queue, count in batch.items():
-                    try:
-                        await self._consider(queue, count, cfg)
-                    except StoreUnavailable as e:
-                        log.warning("notifier.store_unavailable", error=str(e))
-                    except Exception as e:  # best effort: one queue's trouble, not the actor's
-                        log.error("notifier.queue_failed", queue=queue, exc_info=e)
-                self._pump()
-            self.rounds += 1
-            self.round_done.set()
-            self.round_done = trio.Event()
-
-    @staticmethod
-    async def _wait(*events: trio.Event) -> None:
-        async with trio.open_nursery() as nursery:
-
-            async def wait(ev: trio.Event) -> None:
-                await ev.wait()
-                nursery.cancel_scope.cancel()
-
-            for ev in events:
-                nursery.start_soon(wait, ev)
+    async def _round(self, cfg: NotifierConfig) -> int:
+        """Look once at every queue hinted since the last round (the step of the loop;
+        it never reports a full batch: hints, not a backlog, drive it)."""
+        if self.limiter.total_tokens != cfg.concurrency:
+            self.limiter.total_tokens = cfg.concurrency
+        for hint in self.inbox.drain():
+            self._apply(hint)
+        batch, self.pending = self.pending, {}
+        for queue, count in batch.items():
+            try:
+                await self._consider(queue, count, cfg)
+            except StoreUnavailable as e:
+                log.warning("notifier.store_unavailable", error=str(e))
+            except Exception as e:  # best effort: one queue's trouble, not the actor's
+                log.error("notifier.queue_failed", queue=queue, exc_info=e)
+        self._pump()
+        self.rounds += 1
+        self.round_done.set()
+        self.round_done = trio.Event()
+        return 0
 
     async def _subscriptions(self, ten: str, cfg: NotifierConfig) -> list[dict[str, Any]]:
         now = trio.current_time()

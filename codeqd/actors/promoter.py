@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import trio
 
-from codeqd.actors._live import Live, run_loop
 from codeqd.config import PromoterConfig
 from codeqd.context import Context
+from codeqd.live import Live, run_loop
 
 
 async def run(

@@ -20,9 +20,9 @@ import structlog
 import trio
 
 from codeqd.actors._child import spawn, terminate, wait_exit
-from codeqd.actors._live import Live
 from codeqd.config import Config, StoreActorConfig
 from codeqd.context import Context
+from codeqd.live import Live
 
 log = structlog.get_logger("codeqd.store")
 

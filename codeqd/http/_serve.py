@@ -14,6 +14,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from codeqd.context import Context
 from codeqd.domain.task import MAX_WAIT_SECONDS
 from codeqd.http._app import create_app
+from codeqd.store import HUB_HINTS
 
 
 class _Config(HyperConfig):
@@ -87,7 +88,11 @@ async def serve(
         ctx.hub.close()
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(ctx.hub.run, ctx.store)
+        wakeups = ctx.store.wakeups
+        inbox = wakeups.inbox("ingress", HUB_HINTS, size=4096)
+        nursery.start_soon(ctx.hub.run, inbox)
+        if not wakeups.running:  # the supervisor's process starts it for every actor
+            await nursery.start(wakeups.run)
         async with trio.open_nursery() as server:
             binds = await server.start(
                 partial(
@@ -99,3 +104,4 @@ async def serve(
             )
             task_status.started(list(binds))
         nursery.cancel_scope.cancel()
+    wakeups.remove(inbox)

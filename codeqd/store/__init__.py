@@ -5,11 +5,21 @@ in ``_keys``), and carries the store's other faces: ``store.outbox`` (result
 callbacks), ``store.subscriptions`` (worker-availability subscriptions),
 ``store.take_rate`` (rate limits), ``store.create_batch``/``report_batch``.
 ``WakeHub`` turns the store's wake-ups into trio events for long-polling
-requests; ``listen`` feeds them to the actors. Nothing outside this package
+requests; ``store.wakeups`` is the process's one listener, which fans hints out
+to the actors' inboxes (``store.wakeups.inbox(...)``). Nothing outside this package
 imports its private modules or knows a key, channel or message format.
 """
 
 from codeqd.store._batch import Created, Report
+from codeqd.store._hints import (
+    Hint,
+    Inbox,
+    QueueWork,
+    Resync,
+    SubscriptionsChanged,
+    TaskDone,
+    Wakeups,
+)
 from codeqd.store._outbox import Outbox, OutboxEntry, Outcome
 from codeqd.store._ratelimit import Decision
 from codeqd.store._store import ClaimedTask, Meta, QueueStats, Store, connect, now_ms
@@ -19,25 +29,32 @@ from codeqd.store._subscriptions import (
     is_subscription_id,
     new_subscription_id,
 )
-from codeqd.store._wakeups import WakeHub, listen
+from codeqd.store._wakeups import HUB_HINTS, WakeHub
 
 __all__ = [
+    "HUB_HINTS",
     "ClaimedTask",
     "Created",
     "Decision",
+    "Hint",
+    "Inbox",
     "Meta",
     "Outbox",
     "OutboxEntry",
     "Outcome",
     "PickUnit",
     "QueueStats",
+    "QueueWork",
     "Report",
+    "Resync",
     "Store",
     "Subscriptions",
+    "SubscriptionsChanged",
+    "TaskDone",
     "WakeHub",
+    "Wakeups",
     "connect",
     "is_subscription_id",
-    "listen",
     "new_subscription_id",
     "now_ms",
 ]

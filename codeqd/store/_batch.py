@@ -10,6 +10,7 @@ consistent state, and idempotency keys make a retried create batch safe.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from codeqd import metrics
 from codeqd.domain.errors import CodeqError, TaskNotFound
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.task import NewTask
+from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import escape_tenant
 from codeqd.store._store import (
     Meta,
@@ -127,13 +129,18 @@ async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> l
             ]
         replies = await store.run_script("create_batch", keys, args)
         created = []
+        ready: Counter[str] = Counter()
         for i, meta, reply in zip(idx, metas, replies, strict=True):
             if reply[0] == 1:
                 out[i] = (meta, tasks[i].payload.decode(), True)
                 created.append((meta["command"],))
+                if tasks[i].run_at_ms <= now:
+                    ready[meta["command"]] += 1
             else:
                 out[i] = (orjson.loads(reply[1]), reply[2] or "{}", False)
         metrics.inc_each(metrics.TASK_CREATED, created)
+        for cmd, n in ready.items():
+            store.wakeups.post(QueueWork(ten, cmd, n, s))
 
     await _per_shard(store, groups, run)
     return out  # type: ignore[return-value]
@@ -182,6 +189,7 @@ async def report_batch(
                 meta = orjson.loads(reply[1])
                 reported.append((meta, reports[i].status))
                 out[i] = (meta, doc)
+                store.wakeups.post(TaskDone(ten, reports[i].task_id))
             else:
                 out[i] = _refusal(reply[0], reports[i].task_id, reply[1:])
         count_reported(reported, now)

@@ -36,11 +36,13 @@ from codeqd.domain.errors import (
 )
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.task import NewTask, rfc3339
+from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 if TYPE_CHECKING:
     from codeqd.config import RateBucket
     from codeqd.store._batch import Created, Report
+    from codeqd.store._hints import Wakeups
     from codeqd.store._outbox import Outbox
     from codeqd.store._ratelimit import Decision
     from codeqd.store._subscriptions import Subscriptions
@@ -179,8 +181,10 @@ class Store:
 
     outbox: Outbox
     subscriptions: Subscriptions
+    wakeups: Wakeups
 
     def __init__(self, config: Config, client: Any, url: str) -> None:
+        from codeqd.store._hints import Wakeups
         from codeqd.store._outbox import Outbox
         from codeqd.store._subscriptions import Subscriptions
 
@@ -194,6 +198,8 @@ class Store:
         self._next_shard = 0
         self.outbox = Outbox(self)
         self.subscriptions = Subscriptions(self)
+        #: The process's wake-up listener; transitions post their hints here too.
+        self.wakeups = Wakeups(self)
 
     # ------------------------------------------------------------ many at once
 
@@ -399,6 +405,8 @@ class Store:
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
         metrics.TASK_CREATED.labels(task.command).inc()
+        if task.run_at_ms <= now:
+            self.wakeups.post(QueueWork(ten, task.command, 1, s))
         return meta, task.payload.decode(), True
 
     def idempotency_shard(self, ten: str, key: str) -> int:
@@ -618,6 +626,7 @@ class Store:
             raise _refusal(out[0], task_id, out[1:])
         meta = orjson.loads(out[1])
         count_reported([(meta, status)], now)
+        self.wakeups.post(TaskDone(ten, task_id))
         return meta, doc
 
     async def _retry(
@@ -667,6 +676,9 @@ class Store:
             metrics.LEASE_EXPIRED.labels(cmd).inc()
         if out[0] == "DEAD":
             metrics.TASK_COMPLETED.labels(cmd, "FAILED").inc()
+            self.wakeups.post(TaskDone(ten, task_id))
+        elif out[0] == "REQUEUED" and out[1] == "0":
+            self.wakeups.post(QueueWork(ten, cmd, 1, s))
         return out
 
     def backoff_ms(self, meta: Meta) -> int:
@@ -747,6 +759,7 @@ class Store:
         if out[0] != "OK":
             raise _refusal(out[0], task_id, out[1:])
         metrics.TASK_COMPLETED.labels(cmd, "CANCELLED").inc()
+        self.wakeups.post(TaskDone(ten, task_id))
         return orjson.loads(out[1])  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ background work
@@ -755,7 +768,7 @@ class Store:
         """Move due delayed tasks to ready on every shard; at most ``limit`` per shard."""
         now = now_ms() if now is None else now
         moved = 0
-        for k in self.keys.all():
+        for s, k in enumerate(self.keys.all()):
             due = await self.command(
                 self.client.zrangebyscore, k.delayed, "-inf", now, offset=0, count=limit
             )
@@ -766,11 +779,15 @@ class Store:
                 for ten, cmd, _ in map(split_member, due)
                 for key in (k.ready(ten, cmd), k.avail(ten))
             ]
-            moved += await self.run_script(
+            out = await self.run_script(
                 "promote",
                 [k.task, k.delayed, k.counts, k.seq, k.paused, *per_member],
                 [now, k.wake, *due],
             )
+            moved += int(out[0])
+            for j in range(1, len(out), 2):
+                ten, _, cmd = out[j].partition("|")
+                self.wakeups.post(QueueWork(ten, cmd, int(out[j + 1]), s))
         return moved
 
     async def reap_expired(self, now: int | None = None, limit: int = 500) -> int:
@@ -904,6 +921,7 @@ class Store:
             )
         if not paused:
             await self.command(self.client.publish, self.keys.wake_channel, f"1000000:{q}")
+            self.wakeups.post(QueueWork(ten, command, 1_000_000, None))
 
     async def dlq_page(
         self, tenant: str, command: str, limit: int, cursor: int
@@ -990,6 +1008,8 @@ class Store:
             )
             replayed.extend(ok)
             missing.extend(gone)
+            if ok:
+                self.wakeups.post(QueueWork(ten, command, len(ok), s))
         return replayed, missing
 
     async def dlq_purge(

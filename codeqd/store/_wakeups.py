@@ -1,9 +1,8 @@
-"""WakeHub: the store's pub/sub wake-ups turned into trio events for long-polls.
+"""WakeHub: wake-up hints turned into trio events for long-polling requests.
 
-Scripts publish ``N:tenant|command`` on their shard's wake channel when N tasks
-of a queue become claimable there, and ``tenant|id`` lines on the done channel
-when tasks become terminal. One listener per process feeds them to waiting
-requests: a claim wake-up wakes at most N claim waiters of that queue (oldest
+The process's listener (``_hints.Wakeups``) feeds the hub's inbox: ``QueueWork``
+when N tasks of a queue became claimable, ``TaskDone`` when a task became
+terminal. A claim wake-up wakes at most N claim waiters of that queue (oldest
 first), so one new task does not stampede a thousand idle long-polls, and tells
 each woken waiter which shard to look at, so a woken claim costs one store
 round trip, not one per shard; a done wake-up wakes every waiter of that task.
@@ -28,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -37,7 +36,8 @@ import trio
 
 from codeqd import metrics
 from codeqd.domain.errors import RateLimited
-from codeqd.store._keys import Keys, escape_tenant
+from codeqd.store._hints import Inbox, QueueWork, Resync, TaskDone
+from codeqd.store._keys import escape_tenant
 
 log = structlog.get_logger("codeqd.wakeups")
 
@@ -82,8 +82,6 @@ class WakeHub:
         self._waiting = 0
         #: Store look-ups of parked requests at once (see the module docstring).
         self.checks = trio.CapacityLimiter(check_slots)
-        self._channels: dict[str, int | None] = {}
-        self._done_channel = ""
         self.closed = False
         self.connected = trio.Event()
 
@@ -205,89 +203,21 @@ class WakeHub:
         self.closed = True
         self.wake_all()
 
-    def dispatch(self, channel: str, data: str) -> None:
-        """One pub/sub message from the store."""
-        if channel == self._done_channel:
-            for key in data.split("\n"):
-                self.wake_done(key)
-            return
-        count, _, queue = data.partition(":")
-        self.wake_queue(queue, int(count) if count.isdigit() else 1, self._channels.get(channel))
-
-    def channels_of(self, keys: Keys) -> list[str]:
-        """The channels to listen to for ``keys``' keyspace (and learn which is which)."""
-        self._done_channel = keys.done_channel
-        self._channels = {keys.wake_channel: None}
-        self._channels.update({k.wake: s for s, k in enumerate(keys.all())})
-        return [*self._channels, self._done_channel]
-
-    async def run(
-        self, store: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Listen until cancelled, reconnecting with backoff; waiters are woken after a
-        (re)connect because messages may have been missed while away.
-
-        Works with a single node and with a cluster (coredis' ``ClusterPubSub``: a
-        cluster delivers a ``PUBLISH`` from any node to subscribers on every node).
-        """
-
-        def connected() -> None:
-            self.connected.set()
-            self.wake_all()
-
-        def disconnected() -> None:
-            self.connected = trio.Event()
-            self.wake_all()  # waiters switch to polling until the reconnect
-
-        await listen(
-            store,
-            self.channels_of(store.keys),
-            self.dispatch,
-            connected,
-            disconnected,
-            event="wakeups.disconnected",
-            task_status=task_status,
-        )
+    async def run(self, inbox: Inbox) -> None:
+        """Apply the hints of ``inbox`` (the process's wake-ups) until it is closed or
+        this is cancelled; a ``Resync`` wakes every waiter to re-check the store."""
+        async for hint in inbox:
+            if isinstance(hint, QueueWork):
+                self.wake_queue(f"{hint.tenant}|{hint.command}", hint.count, hint.shard)
+            elif isinstance(hint, TaskDone):
+                self.wake_done(f"{hint.tenant}|{hint.task_id}")
+            elif isinstance(hint, Resync):
+                if hint.connected:
+                    self.connected.set()
+                elif self.connected.is_set():
+                    self.connected = trio.Event()  # waiters poll until the reconnect
+                self.wake_all()
 
 
-async def listen(
-    store: Any,
-    channels: Sequence[str],
-    on_message: Callable[[str, str], None],
-    on_connect: Callable[[], None],
-    on_disconnect: Callable[[], None] = lambda: None,
-    *,
-    event: str,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Feed pub/sub messages to ``on_message(channel, data)`` until cancelled.
-
-    Reconnects with backoff (logging ``event``); ``on_connect`` runs after every
-    (re)connect, since messages may have been missed while away, and ``on_disconnect``
-    when the subscription drops. Hints only: callers re-check the store. Works with a
-    single node and with a cluster (coredis' ``ClusterPubSub``: a cluster delivers a
-    ``PUBLISH`` from any node to subscribers on every node).
-    """
-    started = False
-    delay = 0.1
-    while True:
-        try:
-            async with store.client.pubsub(channels=list(channels)) as ps:
-                if not started:
-                    task_status.started()
-                    started = True
-                on_connect()
-                delay = 0.1
-                async for message in ps:
-                    if message and message.get("type") == "message":
-                        on_message(message["channel"], message["data"])
-        except trio.Cancelled:
-            raise
-        except Exception as e:  # the store went away: retry; a hint channel must not die
-            on_disconnect()
-            log.warning(event, error=f"{type(e).__name__}: {e}", retry_in=delay)
-            if not started:
-                task_status.started()
-                started = True
-            await trio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+#: The hints the hub takes.
+HUB_HINTS = (QueueWork, TaskDone, Resync)

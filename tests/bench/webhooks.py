@@ -21,11 +21,11 @@ import trio
 
 from codeqd import config as cfgmod
 from codeqd import logsetup
-from codeqd.actors import Live
 from codeqd.actors.dispatcher import Dispatcher
 from codeqd.auth import Authenticator
 from codeqd.context import Context
 from codeqd.domain.task import NewTask
+from codeqd.live import Live
 from codeqd.store import WakeHub, connect
 from codeqd.store._outbox import Outbox
 from tests.integration.conftest import make_config

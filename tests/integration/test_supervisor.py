@@ -8,9 +8,9 @@ from typing import Any
 
 import trio
 
-from codeqd.actors import Live
 from codeqd.config import LoopActorConfig
 from codeqd.context import Context
+from codeqd.live import Live
 from codeqd.supervisor import EXIT_GAVE_UP, EXIT_OK, ActorSpec, Supervisor
 from tests.integration.conftest import make_config
 
@@ -31,7 +31,7 @@ async def fails_twice(ctx: Context, live: Live[Any], *, task_status: Any) -> Non
 
 
 def spec(name: str) -> ActorSpec:
-    return ActorSpec(name, f"{__name__}:{name}", lambda c: LoopActorConfig())
+    return ActorSpec(name, globals()[name], lambda c: LoopActorConfig())
 
 
 def _config(tmp_path: Path, redis_url: str) -> Any:

@@ -3,6 +3,7 @@
 -- KEYS: 1 task, 2 delayed, 3 counts, 4 seq, 5 paused, then per member its ready zset and
 --       its tenant's claimable index (KEYS[4 + 2j], KEYS[5 + 2j] for the j-th member)
 -- ARGV: 1 now, 2 wake channel, 3.. members (tenant|command|id)
+-- Returns the number moved, then per queue woken its qname and count.
 local now = tonumber(ARGV[1])
 local moved, woken, readies = 0, {}, {}
 for i = 3, #ARGV do
@@ -28,5 +29,10 @@ for i = 3, #ARGV do
   end
 end
 for qname, q in pairs(readies) do reindex(q[2], q[1], KEYS[5], qname, q[3]) end
-for qname, n in pairs(woken) do redis.call('PUBLISH', ARGV[2], n .. ':' .. qname) end
-return moved
+local out = {moved}
+for qname, n in pairs(woken) do
+  redis.call('PUBLISH', ARGV[2], n .. ':' .. qname)
+  out[#out + 1] = qname
+  out[#out + 1] = n
+end
+return out

@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from codeqd import config as cfgmod
-from codeqd.actors import Live
 from codeqd.context import Context
+from codeqd.live import Live
 from tests.integration.conftest import make_config
 
 SECRET = "test-hmac-secret"

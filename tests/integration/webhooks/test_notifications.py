@@ -11,10 +11,10 @@ import trio
 
 from codeqd import config as cfgmod
 from codeqd import webhooks
-from codeqd.actors import Live
 from codeqd.actors import promoter as promoter_actor
 from codeqd.actors._outbound import DELIVERIES
 from codeqd.actors.notifier import DropLog
+from codeqd.live import Live
 from codeqd.store._subscriptions import Subscriptions, new_subscription_id
 from tests.integration.conftest import Api
 from tests.integration.webhooks._receiver import Receiver
@@ -34,7 +34,7 @@ async def subscribe(api: Api, url: str, token: str | None = None, **body: Any) -
 async def settled(notifier: Any) -> None:
     """Until the notifier has handled every wake-up so far and nothing is in flight."""
     with trio.fail_after(5):
-        while notifier.pending or notifier.arrived.is_set():
+        while notifier.pending or notifier.inbox.pending():
             await notifier.round_done.wait()
         while notifier.in_flight:
             await trio.sleep(0.005)
@@ -42,7 +42,7 @@ async def settled(notifier: Any) -> None:
 
 async def settled_rounds(notifier: Any) -> None:
     with trio.fail_after(5):
-        while notifier.pending or notifier.arrived.is_set():
+        while notifier.pending or notifier.inbox.pending():
             await notifier.round_done.wait()
 
 

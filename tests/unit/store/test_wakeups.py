@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from types import SimpleNamespace
 
 import pytest
 import trio
 
 from codeqd.domain.errors import RateLimited
-from codeqd.store import WakeHub
+from codeqd.metrics import INBOX_DROPPED
+from codeqd.store import (
+    HUB_HINTS,
+    Hint,
+    Inbox,
+    QueueWork,
+    Resync,
+    SubscriptionsChanged,
+    TaskDone,
+    WakeHub,
+    Wakeups,
+)
 from codeqd.store._keys import Keys
 
 
@@ -55,31 +67,74 @@ def test_queue_wake_up_wakes_the_oldest_idle_waiters_and_names_the_shard() -> No
         assert named2.shards_to_check() == {1} and not other.event.is_set()
 
 
-def test_wake_up_without_a_shard_or_none_at_all_means_look_everywhere() -> None:
+def wakeups(shards: int) -> Wakeups:
+    return Wakeups(SimpleNamespace(keys=Keys("codeq", shards)))
+
+
+async def feed(hub: WakeHub, hints: list[Hint]) -> None:
+    """Run the hub over an inbox holding ``hints`` until it has applied them all."""
+    box = Inbox("test", HUB_HINTS, 16)
+    for hint in hints:
+        assert box.offer(hint)
+    box.close()
+    await hub.run(box)
+
+
+def test_messages_decode_to_hints_naming_their_shard() -> None:
+    w = wakeups(4)
+    assert w.decode("codeq:wake:2", "3:t|q") == [QueueWork("t", "q", 3, 2)]
+    assert w.decode("codeq:wake", "1:t|q") == [QueueWork("t", "q", 1, None)]  # any shard
+    assert w.decode("codeq:done", "t|a\nt|b") == [TaskDone("t", "a"), TaskDone("t", "b")]
+    assert w.decode("codeq:subs", "t") == [SubscriptionsChanged("t")]
+
+
+async def test_wake_up_without_a_shard_or_none_at_all_means_look_everywhere() -> None:
     hub = WakeHub()
-    hub.channels_of(Keys("codeq", 4))
     with (
         hub.claim_waiter("t", ["q"]) as a,
         hub.claim_waiter("t", ["q"]) as b,
         hub.claim_waiter("t", ["q"]) as idle,
     ):
-        hub.dispatch("codeq:wake:2", "1:t|q")
-        hub.dispatch("codeq:wake", "1:t|q")  # the any-shard channel
+        await feed(hub, [QueueWork("t", "q", 1, 2), QueueWork("t", "q", 1, None)])
         assert a.shards_to_check() == {2}
         assert b.event.is_set() and b.shards_to_check() is None
         assert not idle.event.is_set() and idle.shards_to_check() is None  # fallback poll
 
 
-def test_done_message_may_name_several_tasks() -> None:
+async def test_done_hints_wake_their_tasks_waiters() -> None:
     hub = WakeHub()
     with (
         hub.done_waiter("t", "a") as a,
         hub.done_waiter("t", "b") as b,
         hub.done_waiter("t", "c") as c,
     ):
-        hub.channels_of(Keys("codeq", 1))
-        hub.dispatch("codeq:done", "t|a\nt|b")
+        await feed(hub, wakeups(1).decode("codeq:done", "t|a\nt|b"))
         assert a.event.is_set() and b.event.is_set() and not c.event.is_set()
+
+
+async def test_a_full_inbox_drops_and_counts_and_its_reader_resyncs() -> None:
+    w = wakeups(1)
+    box = w.inbox("test", HUB_HINTS, size=2)  # it starts with a Resync
+    w.post(QueueWork("t", "q", 1, 0))
+    w.post(QueueWork("t", "q", 1, 0))  # dropped: the inbox holds two
+    dropped = INBOX_DROPPED.labels("test")._value.get()
+    w.post(TaskDone("t", "x"))
+    assert INBOX_DROPPED.labels("test")._value.get() == dropped + 1
+    # What was dropped may have mattered: the reader hears "re-check everything" first.
+    assert await box.get() == Resync(False)
+    assert [await box.get(), await box.get()] == [Resync(False), QueueWork("t", "q", 1, 0)]
+    w.post(Resync(True))
+    assert box.drain() == [Resync(True)]
+    assert w.inbox("late", HUB_HINTS).drain() == [Resync(True)]  # a new inbox learns the state
+
+
+async def test_hub_follows_the_subscription_state() -> None:
+    hub = WakeHub()
+    with hub.claim_waiter("t", ["q"]) as waiter:
+        await feed(hub, [Resync(True)])
+        assert hub.connected.is_set() and waiter.event.is_set()
+    await feed(hub, [Resync(False)])
+    assert not hub.connected.is_set()
 
 
 def test_closed_hub_wakes_current_and_future_waiters() -> None:

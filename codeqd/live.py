@@ -1,14 +1,17 @@
 """What every actor shares: its live config section and the bounded-batch loop.
 
-``Live`` holds an actor's config section; the supervisor replaces ``value`` on
-SIGHUP and sets ``changed`` so a sleeping actor picks the new tunables up at once.
-``run_loop`` is the loop of the batch actors (promoter, reaper, janitor...).
+``Live`` holds an actor's config section: the supervisor's channel to the actor, a
+one-slot inbox that keeps only the newest value (on SIGHUP the supervisor replaces
+``value`` and sets ``changed``, so a sleeping actor picks the new tunables up at once
+and a slow one never sees a stale backlog). ``run_loop`` is the loop of every
+batch actor: promoter, reaper, janitor, metrics, dispatcher, notifier.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 import trio
@@ -37,12 +40,12 @@ class Live(Generic[T]):
 
 
 class LoopSection(Protocol):
+    """The config an actor's loop reads (``batch``, where an actor has one, too)."""
+
     @property
     def enabled(self) -> bool: ...
     @property
     def interval(self) -> float: ...
-    @property
-    def batch(self) -> int: ...
 
 
 S = TypeVar("S", bound=LoopSection)
@@ -54,17 +57,20 @@ async def run_loop(
     stopping: trio.Event,
     step: Callable[[S], Awaitable[int]],
     *,
+    wake: Callable[[], Awaitable[Any]] | None = None,
+    idle: Callable[[S], float] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Call ``step(section)`` until ``stopping`` is set.
 
     ``step`` does at most ``section.batch`` items and returns how many it did;
     a full batch loops at once (there may be more), anything less sleeps
-    ``interval``. The sleep ends early on shutdown or a config change. A step
-    that raises ``StoreUnavailable`` is logged and retried after ``interval``;
-    any other error propagates to the supervisor, which restarts the actor.
-    Shutdown lets the current step finish: ``stopping`` is only checked
-    between steps.
+    ``idle(section)`` (default ``interval``). The sleep ends early on shutdown, a
+    config change, or when ``wake()`` returns (an inbox hint: "the outbox has
+    items"). A step that raises ``StoreUnavailable`` is logged and retried after the
+    sleep; any other error propagates to the supervisor, which restarts the actor.
+    Shutdown lets the current step finish: ``stopping`` is only checked between
+    steps.
     """
     from codeqd.domain.errors import StoreUnavailable
 
@@ -73,7 +79,7 @@ async def run_loop(
         cfg = live.value
         if not cfg.enabled:
             live.beat = None
-            await _wait_any(stopping, live.changed, None)
+            await _sleep(stopping, live.changed, None, None)
             continue
         live.alive()
         try:
@@ -81,19 +87,28 @@ async def run_loop(
         except StoreUnavailable as e:
             log.warning(f"{name}.store_unavailable", error=str(e))
             done = 0
-        if done >= cfg.batch:
+        if done >= getattr(cfg, "batch", math.inf):
             await trio.lowlevel.checkpoint()
             continue
-        await _wait_any(stopping, live.changed, float(cfg.interval))
+        pause = float(cfg.interval) if idle is None else idle(cfg)
+        await _sleep(stopping, live.changed, wake, pause)
 
 
-async def _wait_any(a: trio.Event, b: trio.Event, timeout: float | None) -> None:
-    with trio.move_on_after(float("inf") if timeout is None else timeout):
+async def _sleep(
+    stopping: trio.Event,
+    changed: trio.Event,
+    wake: Callable[[], Awaitable[Any]] | None,
+    timeout: float | None,
+) -> None:
+    """Until ``stopping`` or ``changed`` is set, ``wake()`` returns, or ``timeout``."""
+    with trio.move_on_after(float("inf") if timeout is None else max(0.0, timeout)):
         async with trio.open_nursery() as nursery:
 
-            async def wait(ev: trio.Event) -> None:
-                await ev.wait()
+            async def until(fn: Callable[[], Awaitable[Any]]) -> None:
+                await fn()
                 nursery.cancel_scope.cancel()
 
-            nursery.start_soon(wait, a)
-            nursery.start_soon(wait, b)
+            nursery.start_soon(until, stopping.wait)
+            nursery.start_soon(until, changed.wait)
+            if wake is not None:
+                nursery.start_soon(until, wake)

@@ -1,0 +1,272 @@
+"""Wake-up hints: one pub/sub listener per process, fanned out to the actors' inboxes.
+
+Scripts publish on the store's channels when tasks become claimable (``N:ten|cmd``
+on the shard's wake channel), become terminal (``ten|id`` lines on the done
+channel) or when a tenant's subscriptions change (the tenant on the subscriptions
+channel). ``Wakeups.run`` is the one subscriber of a process: it decodes each
+message into a typed hint and offers it to every inbox that takes that kind — the
+long-poll hub, the dispatcher, the notifier. Producers in the same process (the
+store's own transitions: create, promote, requeue, replay, resume, result, cancel)
+``post`` the same hints straight to the inboxes, so a waiter in this process is
+woken without the pub/sub round trip; they still publish for other processes and
+other daemons on the store, and a double wake-up is harmless to a waiter. An inbox
+whose reader counts transitions (the notifier: "was the queue empty before these
+N?") takes only the pub/sub copy, which arrives exactly once per transition.
+
+Every inbox is bounded and never blocks the listener: a hint that finds it full is
+dropped and counted (``codeq_actor_inbox_dropped_total``), and the inbox remembers
+it overflowed, so its reader re-checks everything as after a reconnect. Hints are
+never the only copy of anything: the store is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import trio
+
+from codeqd import metrics
+from codeqd.store._keys import Keys
+
+log = structlog.get_logger("codeqd.wakeups")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWork:
+    """``count`` tasks of a queue became claimable (on ``shard``; None: any shard).
+    ``tenant`` is the store's key for the tenant: opaque outside the store."""
+
+    tenant: str
+    command: str
+    count: int
+    shard: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDone:
+    tenant: str
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionsChanged:
+    tenant: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Anything may have been missed (the subscription (re)connected, or this inbox
+    overflowed): re-check the store. ``connected`` says whether the subscription is
+    up now (while it is down, waiters poll)."""
+
+    connected: bool
+
+
+Hint = QueueWork | TaskDone | SubscriptionsChanged | Resync
+
+
+class Inbox:
+    """One actor's bounded inbox of hints (a trio memory channel).
+
+    ``offer`` never blocks: a full inbox drops the hint (counted) and the next
+    ``get`` returns a ``Resync`` first. ``get`` waits for the next hint; closing the
+    inbox ends iteration once what was sent is read.
+    """
+
+    def __init__(
+        self, actor: str, kinds: tuple[type, ...], size: int, *, local: bool = True
+    ) -> None:
+        self.actor = actor
+        self.kinds = kinds
+        #: Whether it takes the hints this process posts itself (besides pub/sub's).
+        self.local = local
+        self._send, self._receive = trio.open_memory_channel[Hint](size)
+        self._overflowed = False
+        self._depth = metrics.INBOX_DEPTH.labels(actor)
+        self._dropped = metrics.INBOX_DROPPED.labels(actor)
+        self.connected = False
+
+    def offer(self, hint: Hint) -> bool:
+        if not isinstance(hint, self.kinds):
+            return False
+        try:
+            self._send.send_nowait(hint)
+        except trio.WouldBlock:
+            self._overflowed = True
+            self._dropped.inc()
+            return False
+        except trio.ClosedResourceError:
+            return False
+        self._depth.set(self._receive.statistics().current_buffer_used)
+        return True
+
+    async def get(self) -> Hint:
+        """The next hint (a ``Resync`` first when hints were dropped); raises
+        ``trio.EndOfChannel`` once closed and drained. Cancellation: nothing is lost
+        (a hint is only taken when this returns)."""
+        if self._overflowed:
+            self._overflowed = False
+            return Resync(self.connected)
+        hint = await self._receive.receive()
+        self._depth.set(self._receive.statistics().current_buffer_used)
+        return hint
+
+    def drain(self) -> list[Hint]:
+        """Every hint waiting now, without blocking (a coalesced wake-up)."""
+        out: list[Hint] = []
+        if self._overflowed:
+            self._overflowed = False
+            out.append(Resync(self.connected))
+        while True:
+            try:
+                out.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        self._depth.set(self._receive.statistics().current_buffer_used)
+        return out
+
+    def pending(self) -> int:
+        return int(self._receive.statistics().current_buffer_used)
+
+    def close(self) -> None:
+        self._send.close()
+
+    def __aiter__(self) -> AsyncIterator[Hint]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Hint]:
+        while True:
+            try:
+                yield await self.get()
+            except trio.EndOfChannel:
+                return
+
+
+class Wakeups:
+    """The process's wake-up listener and the fan-out to inboxes (see the module)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.inboxes: list[Inbox] = []
+        self.connected = False
+        self.running = False
+        keys: Keys = store.keys
+        self._done_channel = keys.done_channel
+        self._subs_channel = keys.subs_channel
+        self._wake: dict[str, int | None] = {keys.wake_channel: None}
+        self._wake.update({k.wake: s for s, k in enumerate(keys.all())})
+
+    def inbox(
+        self, actor: str, kinds: tuple[type, ...], size: int = 1024, *, local: bool = True
+    ) -> Inbox:
+        """A new inbox for ``actor`` that takes hints of ``kinds`` (and those this process
+        posts itself unless ``local`` is false); it starts with a ``Resync`` telling
+        whether the listener is connected now."""
+        box = Inbox(actor, kinds, size, local=local)
+        box.connected = self.connected
+        self.inboxes.append(box)
+        box.offer(Resync(self.connected))
+        return box
+
+    def remove(self, box: Inbox) -> None:
+        box.close()
+        if box in self.inboxes:
+            self.inboxes.remove(box)
+
+    def post(self, hint: Hint, *, local: bool = True) -> None:
+        """Offer ``hint`` to every inbox that takes its kind (never blocks); ``local``:
+        posted by this process's own transitions rather than received by pub/sub."""
+        if isinstance(hint, Resync):
+            self.connected = hint.connected
+        for box in self.inboxes:
+            if isinstance(hint, Resync):
+                box.connected = hint.connected
+            if box.local or not local:
+                box.offer(hint)
+
+    def decode(self, channel: str, data: str) -> list[Hint]:
+        """The hints one pub/sub message carries."""
+        if channel == self._done_channel:
+            out: list[Hint] = []
+            for line in data.split("\n"):
+                ten, _, task_id = line.partition("|")
+                out.append(TaskDone(ten, task_id))
+            return out
+        if channel == self._subs_channel:
+            return [SubscriptionsChanged(data)]
+        count, _, queue = data.partition(":")
+        ten, _, cmd = queue.partition("|")
+        return [QueueWork(ten, cmd, int(count) if count.isdigit() else 1, self._wake.get(channel))]
+
+    def channels(self) -> list[str]:
+        return [*self._wake, self._done_channel, self._subs_channel]
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled, reconnecting with backoff; every inbox gets a
+        ``Resync`` on each (re)connect and disconnect. Cancellation: stops listening;
+        the inboxes stay open (their owners close them)."""
+        self.running = True
+
+        def on_message(channel: str, data: str) -> None:
+            for hint in self.decode(channel, data):
+                self.post(hint, local=False)
+
+        try:
+            await listen(
+                self.store,
+                self.channels(),
+                on_message,
+                lambda: self.post(Resync(True), local=False),
+                lambda: self.post(Resync(False), local=False),
+                event="wakeups.disconnected",
+                task_status=task_status,
+            )
+        finally:
+            self.running = False
+            self.connected = False
+
+
+async def listen(
+    store: Any,
+    channels: list[str],
+    on_message: Any,
+    on_connect: Any,
+    on_disconnect: Any,
+    *,
+    event: str,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Feed pub/sub messages to ``on_message(channel, data)`` until cancelled.
+
+    Reconnects with backoff (logging ``event``); ``on_connect`` runs after every
+    (re)connect, since messages may have been missed while away, and ``on_disconnect``
+    when the subscription drops. Works with a single node and with a cluster
+    (coredis' ``ClusterPubSub``: a cluster delivers a ``PUBLISH`` from any node to
+    subscribers on every node).
+    """
+    started = False
+    delay = 0.1
+    while True:
+        try:
+            async with store.client.pubsub(channels=list(channels)) as ps:
+                if not started:
+                    task_status.started()
+                    started = True
+                on_connect()
+                delay = 0.1
+                async for message in ps:
+                    if message and message.get("type") == "message":
+                        on_message(message["channel"], message["data"])
+        except trio.Cancelled:
+            raise
+        except Exception as e:  # the store went away: retry; a hint channel must not die
+            on_disconnect()
+            log.warning(event, error=f"{type(e).__name__}: {e}", retry_in=delay)
+            if not started:
+                task_status.started()
+                started = True
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5.0)
