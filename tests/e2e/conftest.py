@@ -56,12 +56,18 @@ class Client(ApiCalls):
         registers before it looks, so a task created after this reaches it only by a
         wake-up, or by the poll fallback, which the wake-up tests set far beyond their
         bounds."""
-        with trio.fail_after(timeout):
-            while (
-                await self._metric("codeq_long_poll_waiters") < n
-                or await self.claim_looks() < looks_before + n
-            ):
+        parked = looks = 0.0
+        with trio.move_on_after(timeout):
+            while True:
+                parked = await self._metric("codeq_long_poll_waiters")
+                looks = await self.claim_looks() - looks_before
+                if parked >= n and looks >= n:
+                    return
                 await trio.sleep(0.01)
+        raise AssertionError(
+            f"{n} long-polls not parked within {timeout} s: {parked:g} registered, "
+            f"{looks:g} claim-script calls (script 'claim') since they started"
+        )
 
     async def get(self, task_id: str) -> Any:
         r = await self.call("GET", f"/tasks/{task_id}", self.producer)
