@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# Arguments for the bench and soak scripts: make bench ARGS="--only d --profile"
+ARGS ?=
 
 .PHONY: install run test lint bench soak clean
 
@@ -32,10 +34,10 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.run $(ARGS)
 
 soak: install
-	$(BIN)/python -m tests.bench.soak
+	$(BIN)/python -m tests.bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .codeqd .pytest_cache .mypy_cache .ruff_cache

@@ -15,9 +15,12 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
 Rates are given per wall-clock second and per CPU-second of the server process
 (the daemon's Python process; the bare server): on a shared 2-core machine the
 second figure is the stable one, since it does not count time other processes
-took the core away. The table goes to stdout and ``tests/bench/last-run.txt``. Options:
-``--quick`` (short runs, 100k instead of 1M pending), ``--profile`` (py-spy
-samples the daemon during c and d; top frames are printed), ``--only b,c``.
+took the core away. The table goes to stdout and, for a full run (no ``--only``),
+to ``tests/bench/last-run.txt``: a local file, not kept in git, so a run's figures
+are only yours until copied into docs/performance.md. Options: ``--quick`` (short
+runs, 100k instead of 1M pending), ``--profile`` (py-spy samples the daemon during
+b, c and d; top frames are printed), ``--only b,c``. From make:
+``make bench ARGS="--only c --profile"``.
 """
 
 from __future__ import annotations
@@ -603,7 +606,9 @@ async def amain(args: argparse.Namespace) -> None:
     print("\n" + text)
     if not args.only:
         OUT.write_text(text)
-        print(f"written to {OUT}")
+        print(f"written to {OUT} (a local file, ignored by git)")
+    else:
+        print(f"partial run (--only): {OUT} left as it was")
 
 
 def main() -> None:

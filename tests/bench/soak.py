@@ -5,7 +5,9 @@ dir), runs ``tests.faults.workload`` against it at ``--rate`` creates per
 second for ``--minutes`` (default 10), and reports throughput, p50/p99 per
 endpoint, daemon RSS and store memory (``INFO memory``) sampled from start to
 end, and the reconciliation (lost / stranded / violations must all be 0).
-Exit status 1 when the reconciliation fails.
+Exit status 1 when the reconciliation fails, or when the daemon's RSS grew by more
+than ``--max-rss-growth`` percent (default 10) over the second half of the run: by
+then the working set is warm, so steady growth there is a leak, not warm-up.
 
     python -m tests.bench.soak --minutes 2 --rate 20
 """
@@ -141,13 +143,23 @@ async def soak(args: argparse.Namespace) -> int:
     growth = (half[-1] - half[0]) / half[0] * 100 if len(half) > 1 else 0.0
     print(
         f"daemon RSS over the second half: {growth:+.1f}% "
-        f"(store memory grows with retained terminal tasks: retention 24 h)"
+        f"(bound {args.max_rss_growth:.1f}%; store memory grows with retained terminal "
+        f"tasks: retention 24 h)"
     )
     print("reconciliation:", rec.summary())
     for v in (rec.lost + rec.stranded + rec.violations)[:20]:
         print("  ", v)
-    print("RESULT:", "OK" if rec.ok else "FAILED")
-    return 0 if rec.ok else 1
+    failures = [] if rec.ok else ["the reconciliation failed"]
+    if len(half) < 2:
+        failures.append("too few RSS samples in the second half to judge growth")
+    elif growth > args.max_rss_growth:
+        failures.append(
+            f"daemon RSS grew {growth:.1f}% over the second half "
+            f"({half[0] / 2**20:.1f} -> {half[-1] / 2**20:.1f} MB), "
+            f"above --max-rss-growth {args.max_rss_growth:g}%"
+        )
+    print("RESULT:", "OK" if not failures else "FAILED: " + "; ".join(failures))
+    return 0 if not failures else 1
 
 
 def main() -> None:
@@ -162,6 +174,13 @@ def main() -> None:
     )
     parser.add_argument("--lease", type=int, default=3, help="lease seconds")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--max-rss-growth",
+        type=float,
+        default=10.0,
+        metavar="PCT",
+        help="fail (exit 1) when daemon RSS grows more than this %% over the second half",
+    )
     sys.exit(trio.run(soak, parser.parse_args()))
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api import ApiCalls
 from tests.conftest import Daemon
@@ -31,6 +33,40 @@ class Client(ApiCalls):
             f"/tasks/{task['id']}/result",
             token or self.worker,
             {"status": "COMPLETED", "result": result or {}, "leaseId": task.get("leaseId")},
+        )
+
+    async def _metric(self, name: str, **labels: str) -> float:
+        """A sample summed over ingress processes (``/metrics``), 0 when absent."""
+        text = (await self.http.get(f"{self.base}/metrics")).text
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    async def claim_looks(self) -> float:
+        """Claim-script calls so far: a long-poll makes one per shard on its first look."""
+        return await self._metric("codeq_store_call_duration_seconds_count", script="claim")
+
+    async def wait_parked(self, n: int, looks_before: float, timeout: float = 10) -> None:
+        """Until ``n`` long-polls are parked: registered (the ``codeq_long_poll_waiters``
+        gauge) and past their first, empty look at the queues (``n`` more claim-script
+        calls than ``looks_before``, read before the long-polls started). A waiter
+        registers before it looks, so a task created after this reaches it only by a
+        wake-up, or by the poll fallback, which the wake-up tests set far beyond their
+        bounds."""
+        parked = looks = 0.0
+        with trio.move_on_after(timeout):
+            while True:
+                parked = await self._metric("codeq_long_poll_waiters")
+                looks = await self.claim_looks() - looks_before
+                if parked >= n and looks >= n:
+                    return
+                await trio.sleep(0.01)
+        raise AssertionError(
+            f"{n} long-polls not parked within {timeout} s: {parked:g} registered, "
+            f"{looks:g} claim-script calls (script 'claim') since they started"
         )
 
     async def get(self, task_id: str) -> Any:

@@ -100,14 +100,16 @@ async def test_long_poll_is_woken_by_a_create_not_by_polling(daemon_factory: Any
             got.append(await c.claim(commands=["wake"], waitSeconds=30))
 
         async with trio.open_nursery() as nursery:
+            looks = await c.claim_looks()
             nursery.start_soon(waiter)
-            await trio.sleep(0.3)  # let the claim register before the task exists
-            await c.create("wake", {"n": 1})
+            await c.wait_parked(1, looks)  # the claim looked, found nothing, and waits
+            created = await c.create("wake", {"n": 1})
             # Far below both the 30 s wait and the 60 s fallback: only a wake-up ends it.
-            with trio.fail_after(10):
+            with trio.fail_after(5):
                 while not got:
                     await trio.sleep(0.01)
-        assert got[0].status_code == 200
+        assert got[0].status_code == 200, got[0].text
+        assert got[0].json()["id"] == created["id"]
 
 
 async def test_sigterm_answers_long_polls_and_exits_clean(daemon: Daemon, client: Client) -> None:
@@ -242,11 +244,13 @@ async def test_multi_process_ingress_wakes_across_processes(daemon_factory: Any)
             got.append(r.json()["id"])
 
         async with trio.open_nursery() as nursery:
+            looks = await c.claim_looks()
             for _ in range(6):
                 nursery.start_soon(waiter)
-            await trio.sleep(0.5)  # let the claims register before the tasks exist
+            await c.wait_parked(6, looks)  # every claim looked, found nothing, and waits
             created = {(await c.create("spread", {"i": i}))["id"] for i in range(6)}
-            with trio.fail_after(15):
+            # Far below both the 30 s wait and the 60 s fallback: only wake-ups end them.
+            with trio.fail_after(10):
                 while len(got) < 6:
                     await trio.sleep(0.02)
         assert set(got) == created

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,3 +45,30 @@ def test_unit_file_verifies() -> None:
         ln for ln in r.stderr.splitlines() if ln.strip() and "/opt/codeqd/bin/codeqd" not in ln
     ]
     assert problems == []
+
+
+def test_deploy_steps_put_state_dir_in_the_units_state_directory(tmp_path: Path) -> None:
+    """deploy/README.md copies the example config and rewrites its state_dir with one
+    sed line; run that line on a copy, then check-config as the unit would (cwd /,
+    $STATE_DIRECTORY set): state_dir must be the unit's StateDirectory, since
+    ProtectSystem=strict leaves nothing else writable."""
+    unit = (REPO / "systemd" / "codeqd.service").read_text()
+    assert "\nStateDirectory=codeqd\n" in unit and "\nWorkingDirectory=/var/lib/codeqd\n" in unit
+    steps = (REPO / "deploy" / "README.md").read_text()
+    (sed,) = [ln for ln in steps.splitlines() if ln.startswith("sudo sed -i") and "state_dir" in ln]
+    target = tmp_path / "codeqd.toml"
+    shutil.copy(REPO / "config" / "codeqd.example.toml", target)
+    cmd = sed.removeprefix("sudo ").replace("/etc/codeqd/codeqd.toml", shlex.quote(str(target)))
+    subprocess.run(["bash", "-c", cmd], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEQD_")}
+    env.update(PYTHONPATH=str(REPO), STATE_DIRECTORY="/var/lib/codeqd")
+    out = subprocess.run(
+        [sys.executable, "-m", "codeqd", "check-config", "--config", str(target)],
+        cwd="/",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"state_dir": "/var/lib/codeqd"' in out.stdout

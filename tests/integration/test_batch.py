@@ -63,22 +63,32 @@ async def test_create_batch_reports_each_item_in_order(api: Api) -> None:
 
 async def test_batch_limits_and_shapes(api: Api) -> None:
     limit = api.ctx.config.limits.batch_max
+    await api.create("c", {"kept": True})  # one task a wrongly accepted claim could take
     too_many = [{"command": "c", "payload": {}}] * (limit + 1)
-    cases = [
-        ("/tasks/batch", {"tasks": too_many}),
-        ("/tasks/batch", {"tasks": "x"}),
-        ("/tasks/batch", [1]),
-        ("/tasks/batch/results", {"results": {}}),
-        ("/tasks/claim/batch", {}),
-        ("/tasks/claim/batch", {"maxTasks": limit + 1}),
+    # (path, body, code, the field named, words the message must carry)
+    cases: list[tuple[str, Any, str, str | None, str]] = [
+        ("/tasks/batch", {"tasks": too_many}, "validation_error", "tasks", f"at most {limit}"),
+        ("/tasks/batch", {"tasks": "x"}, "validation_error", "tasks", "expected a list"),
+        ("/tasks/batch", [1], "bad_request", None, "JSON object"),
+        ("/tasks/batch/results", {"results": {}}, "validation_error", "results", "a list"),
+        ("/tasks/claim/batch", {}, "validation_error", "maxTasks", "required"),
+        ("/tasks/claim/batch", {"maxTasks": limit + 1}, "validation_error", "maxTasks", "1000"),
     ]
-    for path, body in cases:
+    for path, body, code, field, words in cases:
         token = api.producer if path == "/tasks/batch" else api.worker
         r = await api.call("POST", path, token, body)
         assert r.status_code == 400, (path, r.text)
+        err = r.json()
+        assert err["code"] == code and words in err["error"], (path, err)
+        assert err["details"].get("field") == field, (path, err)
+    # A refused batch stores nothing (not the first `limit` items), and a refused claim
+    # batch leases nothing.
+    stats = (await api.call("GET", "/admin/queues/c/stats", api.admin)).json()
+    assert (stats["ready"], stats["inProgress"]) == (1, 0), stats
     assert await create_batch(api, []) == []
     r = await api.call("POST", "/tasks/batch", api.worker, {"tasks": []})
-    assert r.status_code in (401, 403)
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "forbidden" and "producer token" in r.json()["error"]
 
 
 async def test_claim_batch_then_report_batch_with_partial_failures(api: Api) -> None:
