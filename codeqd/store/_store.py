@@ -240,7 +240,7 @@ class Store:
             with trio.fail_after(self._timeout):
                 return await self._script(name)(keys=list(keys), args=list(args))
         except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+            raise self._unavailable(e) from e
         finally:
             metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
 
@@ -249,7 +249,17 @@ class Store:
             with trio.fail_after(self._timeout):
                 return await coro_fn(*args, **kwargs)
         except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+            raise self._unavailable(e) from e
+
+    def _unavailable(self, e: BaseException) -> StoreUnavailable:
+        """The error for a call the store did not answer in time. A reply that never
+        came may still be owed on its connection (a black-holed path that heals without
+        a reset delivers nothing new on it): drop every pooled connection, so the next
+        calls open fresh ones instead of queueing behind a reply that will not come."""
+        if isinstance(e, trio.TooSlowError | TimeoutError):
+            log.warning("store.timeout", timeout=self._timeout, action="reconnecting")
+            self.client.connection_pool.disconnect()
+        return StoreUnavailable(f"the task store is unavailable ({type(e).__name__})")
 
     def _pick_shard(self) -> int:
         s = self._next_shard
@@ -348,7 +358,7 @@ class Store:
                     futures = [pipe.hget(key, f) for key, f in pairs]
                 return [await fut for fut in futures]
         except _UNAVAILABLE as e:
-            raise StoreUnavailable(f"the task store is unavailable ({type(e).__name__})") from e
+            raise self._unavailable(e) from e
 
     # ------------------------------------------------------------ transitions
 

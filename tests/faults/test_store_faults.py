@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import trio
 
 from tests.conftest import Daemon, RedisServer
@@ -250,12 +249,6 @@ async def test_black_holed_store_answers_503_in_bounded_time_and_recovers(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (reported): after a black hole heals without resetting the "
-    "connections, every store call keeps timing out; nothing discards a connection "
-    "whose reply was swallowed",
-)
 async def test_black_hole_that_heals_without_a_reset_recovers(
     daemon_factory: Any,
     tmp_path: Path,
