@@ -460,10 +460,15 @@ PATHS: dict[str, dict[str, Schema]] = {
     },
     f"{P}/admin/queues": {
         "get": op(
-            "Every queue of the tenant",
+            "A page of the tenant's queues, in command order (the next page's cursor is "
+            "in the X-Next-Cursor header, absent after the last page)",
             "admin",
             {"200": ("queues", {"type": "array", "items": ref("QueueStats")})},
-            params=[TENANT],
+            params=[
+                TENANT,
+                query("limit", seconds(1, 1000), "page size (default 100)"),
+                query("cursor", COMMAND, "the previous page's X-Next-Cursor"),
+            ],
         )
     },
     f"{P}/admin/queues/{{command}}": {
@@ -502,7 +507,7 @@ PATHS: dict[str, dict[str, Schema]] = {
                 CMD,
                 TENANT,
                 query("limit", seconds(1, 1000), "page size"),
-                query("cursor", seconds(0), "from the previous page's nextCursor"),
+                query("cursor", seconds(0, 2**62), "from the previous page's nextCursor"),
             ],
         )
     },

@@ -71,15 +71,18 @@ async def _per_shard(store: Store, groups: dict[int, list[int]], run: Any) -> No
             nursery.start_soon(chunks, s, idx)
 
 
-async def create_batch(store: Store, tenant: str, tasks: Sequence[NewTask]) -> list[Created]:
+async def create_batch(
+    store: Store, tenant: str, tasks: Sequence[NewTask], shard: int | None = None
+) -> list[Created]:
     """Create ``tasks`` for ``tenant``; results in the same order.
 
     Tasks without an idempotency key go to one shard, rotating per batch (one
     script call spreads the load across batches, and a batch claim finds them
-    together); a task with a key goes to the key's shard, as a single create would.
+    together), or to ``shard`` when given; a task with a key goes to the key's shard,
+    as a single create would.
     """
     ten = escape_tenant(tenant)
-    rotating = store._pick_shard()
+    rotating = store._pick_shard() if shard is None else shard
     groups: dict[int, list[int]] = {}
     for i, task in enumerate(tasks):
         key = task.idempotency_key

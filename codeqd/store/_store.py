@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from codeqd.store._outbox import Outbox
     from codeqd.store._ratelimit import Decision
     from codeqd.store._subscriptions import Subscriptions
+    from codeqd.store._writer import Writer
 
 Meta = dict[str, Any]
 log = structlog.get_logger("codeqd.store")
@@ -182,11 +183,13 @@ class Store:
     outbox: Outbox
     subscriptions: Subscriptions
     wakeups: Wakeups
+    writer: Writer
 
     def __init__(self, config: Config, client: Any, url: str) -> None:
         from codeqd.store._hints import Wakeups
         from codeqd.store._outbox import Outbox
         from codeqd.store._subscriptions import Subscriptions
+        from codeqd.store._writer import Writer
 
         self.config = config
         self.url = url
@@ -196,18 +199,26 @@ class Store:
         self._timeout = float(config.store.command_timeout)
         self._scripts: dict[str, Any] = {}
         self._next_shard = 0
+        #: trio time of the last call the store answered (see ``_unavailable``).
+        self._answered = trio.current_time()
         self.outbox = Outbox(self)
         self.subscriptions = Subscriptions(self)
         #: The process's wake-up listener; transitions post their hints here too.
         self.wakeups = Wakeups(self)
+        #: The process's group-commit writer; ``create`` and ``report`` go through it
+        #: while it runs (``serve`` runs it beside the HTTP server).
+        self.writer = Writer(self)
 
     # ------------------------------------------------------------ many at once
 
-    async def create_batch(self, tenant: str, tasks: Sequence[NewTask]) -> list[Created]:
-        """Create ``tasks``; per task (meta, payload JSON, created), in order."""
+    async def create_batch(
+        self, tenant: str, tasks: Sequence[NewTask], *, shard: int | None = None
+    ) -> list[Created]:
+        """Create ``tasks``; per task (meta, payload JSON, created), in order. Tasks
+        without an idempotency key go to ``shard`` when given."""
         from codeqd.store._batch import create_batch
 
-        return await create_batch(self, tenant, tasks)
+        return await create_batch(self, tenant, tasks, shard)
 
     async def report_batch(
         self, tenant: str, worker_id: str, reports: Sequence[Report]
@@ -238,7 +249,9 @@ class Store:
         started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout):
-                return await self._script(name)(keys=list(keys), args=list(args))
+                out = await self._script(name)(keys=list(keys), args=list(args))
+            self._answered = trio.current_time()
+            return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
         finally:
@@ -247,18 +260,25 @@ class Store:
     async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             with trio.fail_after(self._timeout):
-                return await coro_fn(*args, **kwargs)
+                out = await coro_fn(*args, **kwargs)
+            self._answered = trio.current_time()
+            return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
 
     def _unavailable(self, e: BaseException) -> StoreUnavailable:
-        """The error for a call the store did not answer in time. A reply that never
-        came may still be owed on its connection (a black-holed path that heals without
-        a reset delivers nothing new on it): drop every pooled connection, so the next
-        calls open fresh ones instead of queueing behind a reply that will not come."""
+        """The error for a call the store did not answer. A reply that never came may
+        still be owed on its connection (a black-holed path that heals without a reset
+        delivers nothing new on it). When calls time out and none has been answered
+        for two command timeouts, the pooled connections are dropped, so the next calls
+        open fresh ones instead of queueing behind replies that will not come. A slow
+        but answering store (other calls still succeed) keeps its connections."""
         if isinstance(e, trio.TooSlowError | TimeoutError):
-            log.warning("store.timeout", timeout=self._timeout, action="reconnecting")
-            self.client.connection_pool.disconnect()
+            silent = trio.current_time() - self._answered
+            if silent > 2 * self._timeout:
+                log.warning("store.reconnecting", silent_seconds=round(silent, 1))
+                self.client.connection_pool.disconnect()
+                self._answered = trio.current_time()
         return StoreUnavailable(f"the task store is unavailable ({type(e).__name__})")
 
     def _pick_shard(self) -> int:
@@ -356,7 +376,9 @@ class Store:
             with trio.fail_after(self._timeout):
                 async with self.client.pipeline(transaction=False) as pipe:
                     futures = [pipe.hget(key, f) for key, f in pairs]
-                return [await fut for fut in futures]
+                out = [await fut for fut in futures]
+            self._answered = trio.current_time()
+            return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
 
@@ -368,8 +390,11 @@ class Store:
         """Store a new task; with an idempotency key seen before, the first task instead.
 
         Returns (meta, payload, created). ``now`` (ms; default the clock) exists so
-        tests can drive every transition on a virtual clock.
+        tests can drive every transition on a virtual clock. While the writer runs,
+        concurrent creates share one script call (group commit).
         """
+        if now is None and self.writer.running:
+            return await self.writer.create(tenant, task)
         ten = escape_tenant(tenant)
         if task.idempotency_key is not None:
             s = self.idempotency_shard(ten, task.idempotency_key)
@@ -608,7 +633,16 @@ class Store:
         now: int | None = None,
     ) -> tuple[Meta, dict[str, Any]]:
         """The lease holder's result; the task becomes terminal, and ``inline`` artifact
-        contents (by stored name) are kept with it. Returns (meta, Result)."""
+        contents (by stored name) are kept with it. Returns (meta, Result). While the
+        writer runs, concurrent results share one script call (group commit)."""
+        if now is None and self.writer.running:
+            from codeqd.store._batch import Report
+
+            return await self.writer.report(
+                tenant,
+                worker_id,
+                Report(task_id, lease_id, status, result, error, artifacts, list(inline)),
+            )
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
         k = self.keys.shard(shard_of(task_id, self.shards))

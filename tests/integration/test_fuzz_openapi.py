@@ -86,8 +86,12 @@ def justified(live: LiveServer, op: Any, body: Any, params: Any, r: httpx.Respon
     lease_field = field in ("leaseSeconds", "extendSeconds")
     if lease_field and number is not None and number > limits.max_lease_seconds:
         return "limits.max_lease_seconds is configured: no maximum in the document"
-    if field == "error" and body.get("status") == "FAILED" and not isinstance(value, str):
+    if field == "error" and body.get("status") == "FAILED" and not value:
         return "a FAILED report needs an error: a condition the schema does not state"
+    if field == "result" and body.get("status") == "COMPLETED" and not isinstance(value, dict):
+        return "a COMPLETED report needs a result object: a condition the schema does not state"
+    if "beyond 64 bits" in str(err.get("error")):
+        return "integers past 64 bits are refused anywhere in a body (JSON Schema has no bound)"
     if field == "runAt":
         return "date-time carries no range; runAt's range is checked by the server"
     if field in ("webhook", "callbackUrl"):
