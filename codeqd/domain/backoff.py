@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
-from codeqd.config import BackoffPolicy
+
+class Seconds(float):
+    """A duration in seconds. The configuration reads it from ``"250ms"``, ``"5s"``,
+    ``"2m"``... (``codeqd.config.Duration``, a subclass)."""
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """How long a task waits before its next attempt: ``policy`` over ``base``, capped
+    at ``max`` (``[backoff]`` and ``[backoff.commands.<name>]`` in the configuration)."""
+
+    policy: Literal["fixed", "linear", "exponential", "exp_full_jitter", "exp_equal_jitter"] = (
+        "exp_full_jitter"
+    )
+    base: Seconds = Seconds(5)
+    max: Seconds = Seconds(900)
 
 
 def retry_delay(
