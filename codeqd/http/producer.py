@@ -10,9 +10,9 @@ from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
 from codeqd.domain.errors import ValidationError
+from codeqd.domain.states import TERMINAL
 from codeqd.domain.task import (
     MAX_WAIT_SECONDS,
-    TERMINAL,
     parse_new_task,
     synthesized_result,
     task_to_wire,
