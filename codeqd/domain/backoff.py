@@ -43,3 +43,11 @@ def retry_delay(
             return ceiling / 2 + rand() * ceiling / 2
         case _:  # exp_full_jitter
             return rand() * min(cap, base * float(2 ** min(n - 1, 62)))
+
+
+def backoff_ms(
+    policy: BackoffPolicy, attempts: int, rand: Callable[[], float] = random.random
+) -> int:
+    """``retry_delay`` in whole milliseconds, as a nack or a lease expiry requeues with
+    (``policy`` is the task's command's: ``BackoffConfig.for_command``)."""
+    return int(retry_delay(policy, attempts, rand) * 1000)

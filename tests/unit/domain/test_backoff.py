@@ -7,7 +7,7 @@ import random
 import pytest
 
 from codeqd.config import Duration
-from codeqd.domain.backoff import BackoffPolicy, retry_delay
+from codeqd.domain.backoff import BackoffPolicy, backoff_ms, retry_delay
 
 
 def policy(name: str, base: float = 5, cap: float = 900) -> BackoffPolicy:
@@ -86,3 +86,9 @@ def test_only_jittered_policies_draw_randomness() -> None:
 
     for name in ("fixed", "linear", "exponential"):
         retry_delay(policy(name), 3, rand=no_draw)
+
+
+def test_backoff_ms_is_whole_milliseconds() -> None:
+    assert backoff_ms(policy("linear", base=0.0015), 1) == 1
+    assert backoff_ms(policy("exponential"), 3) == 20_000
+    assert backoff_ms(policy("exp_full_jitter"), 2, rand=lambda: 0.25) == 2_500
