@@ -32,6 +32,7 @@ lint: install
 	$(BIN)/ruff check codeqd tests
 	$(BIN)/ruff format --check codeqd tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python -m tests.bench.run $(ARGS)
@@ -40,4 +41,4 @@ soak: install
 	$(BIN)/python -m tests.bench.soak $(ARGS)
 
 clean:
-	rm -rf $(VENV) .codeqd .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .codeqd .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from codeqd.domain.backoff import BackoffPolicy, Seconds
+
 DEFAULT_PATHS = (Path("codeqd.toml"), Path("/etc/codeqd/codeqd.toml"))
 ENV_PREFIX = "CODEQD_"
 #: Read by the CLI's client commands and by ``find_config_path``; not config keys.
@@ -27,7 +29,7 @@ class ConfigError(Exception):
     """The configuration is invalid; the message names the key."""
 
 
-class Duration(float):
+class Duration(Seconds):
     """Seconds, written as a number or as ``"250ms"``, ``"5s"``, ``"2m"``, ``"1h"``, ``"1d"``."""
 
     _UNITS: typing.ClassVar[dict[str, float]] = {
@@ -314,15 +316,6 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
-class BackoffPolicy:
-    policy: Literal["fixed", "linear", "exponential", "exp_full_jitter", "exp_equal_jitter"] = (
-        "exp_full_jitter"
-    )
-    base: Duration = Duration(5)
-    max: Duration = Duration(900)
-
-
-@dataclass(frozen=True)
 class BackoffConfig(BackoffPolicy):
     commands: dict[str, BackoffPolicy] = field(default_factory=dict)
 
@@ -438,7 +431,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value
-    if tp is Duration:
+    if isinstance(tp, type) and issubclass(tp, Seconds):  # Duration, and the domain's Seconds
         return Duration.parse(value, key)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, Mapping):

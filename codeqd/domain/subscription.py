@@ -8,7 +8,10 @@ eventTypes; ``groupId`` = the token's ``workerGroup`` claim; ``deliveryMode`` =
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,3 +113,36 @@ def parse_heartbeat(body: Any, *, max_ttl: int) -> int:
 def matches(sub: dict[str, Any], command: str) -> bool:
     events = sub.get("eventTypes") or []
     return "*" in events or command in events
+
+
+@dataclass(frozen=True)
+class PickUnit:
+    """One choice of at most one subscription: a fanout subscription alone, a group
+    (``round_robin`` set) or a hash group (subscriptions in rendezvous order)."""
+
+    subs: Sequence[dict[str, Any]]
+    round_robin: str | None = None  # the group's key part; None: scan in the given order
+
+
+def plan(subs: list[dict[str, Any]], queue: str) -> list[PickUnit]:
+    """The choice units for one event of ``queue`` (see the store's ``sub_pick.lua``):
+    each fanout subscription alone, then one unit per group (round robin), then one per
+    hash group, its members in rendezvous order for ``queue`` (highest weight first)."""
+    units: list[PickUnit] = []
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    hashed: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for sub in sorted(subs, key=lambda s: s["id"]):
+        mode = sub.get("deliveryMode", "fanout")
+        if mode == "group":
+            groups[sub.get("groupId", "")].append(sub)
+        elif mode == "hash":
+            hashed[sub.get("groupId", "")].append(sub)
+        else:
+            units.append(PickUnit([sub]))
+    units += [PickUnit(members, round_robin=group) for group, members in groups.items()]
+
+    def weight(sub: dict[str, Any]) -> bytes:
+        return hashlib.sha256(f"{queue}|{sub['id']}".encode()).digest()
+
+    units += [PickUnit(sorted(members, key=weight, reverse=True)) for members in hashed.values()]
+    return units

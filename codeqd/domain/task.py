@@ -19,10 +19,9 @@ import httpx
 import orjson
 
 from codeqd.domain.errors import BadRequest, ValidationError
+from codeqd.domain.states import TERMINAL
 
 COMMAND_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-STATUSES = ("PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED")
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 MAX_WAIT_SECONDS = 30
 MAX_WEBHOOK_LEN = 2048
 MAX_IDEMPOTENCY_KEY_LEN = 256

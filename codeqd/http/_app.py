@@ -1,4 +1,5 @@
-"""The Quart-Trio app: request ids, body limits, JSON parsing and the one error mapper.
+"""The Quart-Trio app factory: routes, request ids, header and body limits, and the one
+error mapper. What the routes share lives in ``_request`` (helpers) and ``_claiming``.
 
 Every error a request can meet leaves here as ``{"error", "code", "details"}``
 with the status of its ``CodeqError`` class; anything unexpected is logged with
@@ -10,12 +11,9 @@ simply match.
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from typing import Any
 
-import orjson
 import structlog
 import trio
 from quart import Response, g, has_request_context, request, websocket
@@ -23,71 +21,16 @@ from quart.asgi import ASGIHTTPConnection
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.exceptions import RequestTimeout as BodyTimeout
 from werkzeug.routing.exceptions import WebsocketMismatch
 
 from codeqd import metrics
 from codeqd.context import Context
-from codeqd.domain.errors import (
-    BadRequest,
-    CodeqError,
-    HeadersTooLarge,
-    PayloadTooLarge,
-    RequestTimeout,
-    UnsupportedMediaType,
-)
-from codeqd.domain.task import refuse_inexact_integers
+from codeqd.domain.errors import BadRequest, CodeqError
+from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
+from codeqd.http._errors import HeadersTooLarge, PayloadTooLarge
+from codeqd.http._request import error_response, json_response, request_id
 
 log = structlog.get_logger("codeqd.http")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-PREFIX = "/v1/codeq"
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body), status=status, headers=headers, content_type="application/json"
-    )
-
-
-def error_response(err: CodeqError) -> Response:
-    return json_response(err.body(), err.status, err.headers())
-
-
-def app_context() -> Context:
-    from quart import current_app
-
-    return current_app.codeqd  # type: ignore[attr-defined,no-any-return]
-
-
-async def json_body(*, allow_empty: bool = True) -> Any:
-    """The request's JSON body; 415 for a non-JSON content type, 413 past the limit."""
-    try:
-        g.body_read = True
-        data = await request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raise PayloadTooLarge(
-            f"request body larger than {app_context().config.limits.body_bytes} bytes"
-        ) from None
-    except BodyTimeout:
-        seconds = float(app_context().config.actors.ingress.request_timeout)
-        raise RequestTimeout(
-            f"request body not received within actors.ingress.request_timeout ({seconds:g} s)"
-        ) from None
-    if not data or not data.strip():
-        if allow_empty:
-            return {}
-        raise BadRequest("request body is required")
-    ctype = (request.mimetype or "").lower()
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"expected Content-Type: application/json, got {request.mimetype or 'none'!r}"
-        )
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise BadRequest(f"malformed JSON: {e}", code="malformed_json") from None
-    refuse_inexact_integers(data)
-    return body
 
 
 _DRAIN_LIMIT = 64 * 1024
@@ -138,14 +81,7 @@ def _connection() -> Any:
     return request if has_request_context() else websocket
 
 
-def _request_id(headers: Any) -> str:
-    rid = headers.get("X-Request-Id", "")
-    return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
-
-
 def create_app(ctx: Context) -> QuartTrio:
-    from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
-
     app = QuartTrio("codeqd")
     app.asgi_http_class = _Connection
     app.codeqd = ctx  # type: ignore[attr-defined]
@@ -160,7 +96,7 @@ def create_app(ctx: Context) -> QuartTrio:
 
     @app.before_request
     async def _start() -> None:
-        g.request_id = _request_id(request.headers)
+        g.request_id = request_id(request.headers)
         g.started = time.perf_counter()
         g.principal = None
         g.task_id = request.view_args.get("task_id") if request.view_args else None
@@ -195,12 +131,12 @@ def create_app(ctx: Context) -> QuartTrio:
 
     @app.before_websocket
     async def _start_websocket() -> None:
-        g.request_id = _request_id(websocket.headers)
+        g.request_id = request_id(websocket.headers)
 
     @app.after_websocket
     async def _finish_websocket(response: Any) -> Any:
         if response is not None:  # a refused handshake, answered over HTTP
-            response.headers["X-Request-Id"] = g.get("request_id") or _request_id(websocket.headers)
+            response.headers["X-Request-Id"] = g.get("request_id") or request_id(websocket.headers)
             # hypercorn ends the connection after a refused upgrade: say so, so that
             # no client sends its next request on it.
             response.headers["Connection"] = "close"

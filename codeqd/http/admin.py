@@ -13,7 +13,7 @@ from codeqd.domain.task import (
     require_object,
     task_to_wire,
 )
-from codeqd.http._app import PREFIX, app_context, json_body, json_response
+from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
 from codeqd.store import now_ms
 

@@ -12,13 +12,14 @@ from typing import Any
 
 from quart import Blueprint, Response
 
-from codeqd.artifacts import to_store
 from codeqd.auth import Principal
+from codeqd.domain.artifacts import to_store
 from codeqd.domain.errors import CodeqError, ValidationError
+from codeqd.domain.report import parse_report
 from codeqd.domain.task import NewTask, get_int, parse_new_task, require_object, task_to_wire
-from codeqd.http._app import PREFIX, app_context, json_body, json_response
+from codeqd.http._claiming import claim_tasks, parse_lease_id
+from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import charge, requires
-from codeqd.http.worker import claim_tasks, parse_lease_id, parse_report
 from codeqd.store import Report, now_ms
 
 bp = Blueprint("batch", __name__, url_prefix=PREFIX)

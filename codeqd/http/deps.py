@@ -11,7 +11,7 @@ from quart import g, request
 
 from codeqd.auth import ALL_TENANTS, Principal
 from codeqd.domain.errors import Forbidden, RateLimited, ValidationError
-from codeqd.http._app import app_context
+from codeqd.http._request import app_context
 from codeqd.metrics import RATELIMIT_REJECTED
 
 P = ParamSpec("P")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, Response
 
 from codeqd import metrics
-from codeqd.http._app import app_context, json_response
+from codeqd.http._request import app_context, json_response
 
 bp = Blueprint("health", __name__)
 

@@ -12,7 +12,7 @@ import orjson
 from quart import Blueprint, Response
 
 from codeqd._version import __version__
-from codeqd.http._app import PREFIX
+from codeqd.http._request import PREFIX
 
 bp = Blueprint("openapi", __name__)
 

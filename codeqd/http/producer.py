@@ -10,14 +10,14 @@ from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
 from codeqd.domain.errors import ValidationError
+from codeqd.domain.states import TERMINAL
 from codeqd.domain.task import (
     MAX_WAIT_SECONDS,
-    TERMINAL,
     parse_new_task,
     synthesized_result,
     task_to_wire,
 )
-from codeqd.http._app import PREFIX, app_context, json_body, json_response
+from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
 from codeqd.store import now_ms
 

@@ -10,7 +10,7 @@ from codeqd.auth import Principal
 from codeqd.domain.errors import NotFound
 from codeqd.domain.subscription import parse_heartbeat, parse_new_subscription
 from codeqd.domain.task import rfc3339
-from codeqd.http._app import PREFIX, app_context, json_body, json_response
+from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
 from codeqd.store import new_subscription_id, now_ms
 

@@ -1,0 +1,65 @@
+"""What the store keeps about a task, decided here and written by its scripts: a new
+task's metadata, a worker's Result document, and a queue's counts on the wire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codeqd.domain.states import PENDING
+from codeqd.domain.task import NewTask, rfc3339
+
+Meta = dict[str, Any]
+
+
+def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
+    """A new task's metadata as the create scripts store it."""
+    meta: Meta = {
+        "id": task_id,
+        "command": task.command,
+        "priority": task.priority,
+        "status": PENDING,
+        "attempts": 0,
+        "maxAttempts": task.max_attempts,
+        "runAt": task.run_at_ms,
+        "tenantId": tenant,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    if task.webhook:
+        meta["webhook"] = task.webhook
+    if task.idempotency_key is not None:
+        meta["idempotencyKey"] = task.idempotency_key
+    return meta
+
+
+def result_doc(
+    task_id: str,
+    status: str,
+    result: dict[str, Any] | None,
+    error: str | None,
+    artifacts: list[dict[str, Any]],
+    now: int,
+) -> dict[str, Any]:
+    """The SPEC Result a worker's report stores."""
+    return {
+        "taskId": task_id,
+        "status": status,
+        "result": result,
+        "error": error,
+        "artifacts": artifacts,
+        "completedAt": rfc3339(now),
+    }
+
+
+def queue_stats_wire(
+    command: str, ready: int, delayed: int, in_progress: int, dlq: int, paused: bool
+) -> dict[str, Any]:
+    """One queue's counts as ``GET /admin/queues`` renders them."""
+    return {
+        "command": command,
+        "ready": ready,
+        "delayed": delayed,
+        "inProgress": in_progress,
+        "dlq": dlq,
+        "paused": paused,
+    }

@@ -1,0 +1,80 @@
+"""Claiming, shared by ``POST /tasks/claim`` and ``POST /tasks/claim/batch``: which
+commands a worker's token may claim, the lease id a worker names, and the claim itself
+with its long-poll (``waitSeconds``) on the wake-up hub."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from codeqd.auth import Principal
+from codeqd.domain.errors import Forbidden, ValidationError
+from codeqd.domain.task import MAX_WAIT_SECONDS, get_commands, get_int
+from codeqd.http._request import app_context
+from codeqd.store import ClaimedTask
+
+
+def parse_lease_id(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 128:
+        raise ValidationError("leaseId", "expected a string of at most 128 characters")
+    return value
+
+
+def claim_commands(principal: Principal, body: dict[str, Any]) -> list[str] | None:
+    """The commands to claim from; None means every command of the tenant."""
+    requested = get_commands(body)
+    if requested is None:
+        if "*" in principal.event_types:
+            return None
+        if not principal.event_types:
+            raise Forbidden("worker token has no eventTypes")
+        return list(principal.event_types)
+    denied = [c for c in requested if not principal.allows_event(c)]
+    if denied:
+        raise Forbidden(f"token's eventTypes do not include {', '.join(denied)}", commands=denied)
+    return requested
+
+
+async def claim_tasks(
+    principal: Principal, body: dict[str, Any], max_tasks: int
+) -> list[ClaimedTask]:
+    """Claim up to ``max_tasks``, holding the request up to ``waitSeconds`` for work."""
+    ctx = app_context()
+    cfg = ctx.config
+    commands = claim_commands(principal, body)
+    lease = get_int(
+        body, "leaseSeconds", cfg.tasks.default_lease_seconds, 1, cfg.limits.max_lease_seconds
+    )
+    wait = get_int(body, "waitSeconds", 0, 0, MAX_WAIT_SECONDS) or 0
+    assert lease is not None
+
+    async def attempt(shards: set[int] | None = None) -> list[ClaimedTask]:
+        return await ctx.store.claim(
+            principal.tenant, principal.sub, commands, lease, max_tasks, shards
+        )
+
+    if wait == 0 or ctx.shutting_down.is_set():
+        return await attempt()
+    ingress = ctx.actor_config("ingress")
+    deadline = trio.current_time() + wait
+    fallback = float(ingress.poll_fallback)
+    shards: set[int] | None = None  # the first look and fallback polls visit every shard
+    with ctx.hub.parked(ingress.max_waiters, "claim"):
+        while True:
+            # Register before looking, so a wake-up between the look and the wait is kept.
+            with ctx.hub.claim_waiter(principal.tenant, commands) as waiter:
+                async with ctx.hub.check(deadline) as slot:
+                    tasks = await attempt(shards) if slot else []
+                if not slot or tasks or ctx.shutting_down.is_set():
+                    return tasks
+                if trio.current_time() >= deadline:
+                    return tasks
+                with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)):
+                    await waiter.event.wait()
+                # A wake-up names the shard that got work: look only there next time.
+                shards = waiter.shards_to_check()
+            if ctx.shutting_down.is_set():
+                return []
