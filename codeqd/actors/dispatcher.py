@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import structlog
 import trio
 
@@ -36,8 +35,8 @@ from codeqd.actors._outbound import (
 )
 from codeqd.config import DispatcherConfig
 from codeqd.context import Context
+from codeqd.domain.callbacks import backoff_seconds, callback_body, lease_ms
 from codeqd.domain.errors import StoreUnavailable
-from codeqd.domain.task import synthesized_result
 from codeqd.live import Live, run_loop
 from codeqd.store import OutboxEntry, Resync, TaskDone, now_ms
 
@@ -46,38 +45,6 @@ log = structlog.get_logger("codeqd.dispatcher")
 #: Extension: which attempt this is (1, 2, ...); a receiver may see an attempt again
 #: only if it answered too late (at-least-once), never because two processes sent it.
 ATTEMPT_HEADER = "X-CodeQ-Attempt"
-
-
-def lease_ms(cfg: DispatcherConfig) -> int:
-    timeout = float(cfg.timeout)
-    return int((timeout + min(timeout, 5.0)) * 1000)
-
-
-def backoff_seconds(cfg: DispatcherConfig, attempt: int) -> float:
-    return float(min(float(cfg.max_backoff), float(cfg.base_backoff) * 2 ** (attempt - 1)))
-
-
-def callback_body(entry: OutboxEntry) -> bytes:
-    """The callback document: the stored Result, or one synthesized for a task that
-    ended without a worker's report (dead-lettered, cancelled)."""
-    meta = entry.meta
-    doc = (
-        entry.result
-        if entry.result and entry.result.get("status") == meta["status"]
-        else synthesized_result(meta)
-    )
-    doc = doc or {}
-    return orjson.dumps(
-        {
-            "taskId": meta["id"],
-            "eventType": meta["command"],
-            "status": meta["status"],
-            "result": doc.get("result"),
-            "error": doc.get("error"),
-            "artifacts": doc.get("artifacts") or [],
-            "completedAt": doc.get("completedAt"),
-        }
-    )
 
 
 async def run(
@@ -144,7 +111,9 @@ class Dispatcher:
         claimed: list[OutboxEntry] = []
         self.next_due = None
         if wanted > 0:
-            claimed, self.next_due = await self.outbox.claim(now_ms(), lease_ms(cfg), wanted)
+            claimed, self.next_due = await self.outbox.claim(
+                now_ms(), lease_ms(float(cfg.timeout)), wanted
+            )
             for entry in claimed:
                 await self._entries_in.send(entry)  # an idle sender takes it at once
         # Saturated: the next round starts when a sender frees up, not before.
@@ -226,7 +195,7 @@ class Dispatcher:
         if not isinstance(url, str) or not url:
             return Attempt(None, "the stored webhook is not a URL", 0.0)
         try:
-            body = callback_body(entry)
+            body = callback_body(entry.meta, entry.result)
         except Exception as e:
             return Attempt(None, f"cannot render the callback: {type(e).__name__}: {e}", 0.0)
         return await post(
@@ -267,7 +236,7 @@ class Dispatcher:
                 **fields,
             )
         else:
-            delay = backoff_seconds(cfg, entry.attempt)
+            delay = backoff_seconds(float(cfg.base_backoff), float(cfg.max_backoff), entry.attempt)
             await self.outbox.settle(
                 entry,
                 "retry",

@@ -27,10 +27,9 @@ subscriptions are cached for ``interval`` and dropped at once on a
 
 from __future__ import annotations
 
-import hashlib
 import math
 import uuid
-from collections import Counter, defaultdict, deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +48,11 @@ from codeqd.actors._outbound import (
 from codeqd.config import NotifierConfig
 from codeqd.context import Context
 from codeqd.domain.errors import StoreUnavailable
-from codeqd.domain.subscription import matches
+from codeqd.domain.subscription import matches, plan
 from codeqd.domain.task import rfc3339
 from codeqd.live import Live, run_loop
 from codeqd.store import (
     Hint,
-    PickUnit,
     QueueWork,
     Resync,
     SubscriptionsChanged,
@@ -64,29 +62,6 @@ from codeqd.store import (
 log = structlog.get_logger("codeqd.notifier")
 
 CLAIM_PATH = "/v1/codeq/tasks/claim"
-
-
-def plan(subs: list[dict[str, Any]], queue: str) -> list[PickUnit]:
-    """The choice units for one event of ``queue`` (see ``sub_pick.lua``)."""
-    units: list[PickUnit] = []
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    hashed: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for sub in sorted(subs, key=lambda s: s["id"]):
-        mode = sub.get("deliveryMode", "fanout")
-        if mode == "group":
-            groups[sub.get("groupId", "")].append(sub)
-        elif mode == "hash":
-            hashed[sub.get("groupId", "")].append(sub)
-        else:
-            units.append(PickUnit([sub]))
-    units += [PickUnit(members, round_robin=group) for group, members in groups.items()]
-    for members in hashed.values():
-
-        def weight(sub: dict[str, Any]) -> bytes:
-            return hashlib.sha256(f"{queue}|{sub['id']}".encode()).digest()
-
-        units.append(PickUnit(sorted(members, key=weight, reverse=True)))
-    return units
 
 
 async def run(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from quart import Blueprint, Response, request
 
 from codeqd.auth import ALL_TENANTS, Principal
 from codeqd.domain.errors import ValidationError
+from codeqd.domain.records import queue_stats_wire
 from codeqd.domain.task import (
     check_command,
     get_int,
@@ -31,7 +34,7 @@ async def list_queues(principal: Principal) -> Response:
         check_command(cursor, "cursor")
     stats, next_cursor = await app_context().store.list_queues(principal.tenant, limit, cursor)
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
-    return json_response([s.to_wire() for s in stats], headers=headers)
+    return json_response([queue_stats_wire(**asdict(s)) for s in stats], headers=headers)
 
 
 @bp.get("/queues/<command>")
@@ -39,7 +42,7 @@ async def list_queues(principal: Principal) -> Response:
 @requires("admin")
 async def queue_stats(principal: Principal, command: str) -> Response:
     stats = await app_context().store.queue_stats(principal.tenant, check_command(command))
-    return json_response(stats.to_wire())
+    return json_response(queue_stats_wire(**asdict(stats)))
 
 
 def _query_int(name: str, default: int, lo: int, hi: int) -> int:

@@ -81,7 +81,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Artifact": obj(
         {
-            "name": STR,
+            "name": {"type": "string", "minLength": 1, "maxLength": 256},
             "url": {
                 "type": "string",
                 "description": "a link: an absolute http:// or https:// URL (other schemes get "

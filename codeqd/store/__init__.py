@@ -11,6 +11,7 @@ imports its private modules or knows a key, channel or message format.
 """
 
 from codeqd.store._batch import Created, Report
+from codeqd.store._face import Store, connect
 from codeqd.store._hints import (
     Hint,
     Inbox,
@@ -22,13 +23,8 @@ from codeqd.store._hints import (
 )
 from codeqd.store._outbox import Outbox, OutboxEntry, Outcome
 from codeqd.store._ratelimit import Decision
-from codeqd.store._store import ClaimedTask, Meta, QueueStats, Store, connect, now_ms
-from codeqd.store._subscriptions import (
-    PickUnit,
-    Subscriptions,
-    is_subscription_id,
-    new_subscription_id,
-)
+from codeqd.store._store import ClaimedTask, Meta, QueueStats, now_ms
+from codeqd.store._subscriptions import Subscriptions, is_subscription_id, new_subscription_id
 from codeqd.store._wakeups import HUB_HINTS, WakeHub
 
 __all__ = [
@@ -42,7 +38,6 @@ __all__ = [
     "Outbox",
     "OutboxEntry",
     "Outcome",
-    "PickUnit",
     "QueueStats",
     "QueueWork",
     "Report",

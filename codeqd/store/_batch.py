@@ -21,17 +21,16 @@ import trio
 from codeqd import metrics
 from codeqd.domain.errors import CodeqError, TaskNotFound
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
+from codeqd.domain.records import new_meta, result_doc
+from codeqd.domain.states import refusal_error
 from codeqd.domain.task import NewTask
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import escape_tenant
 from codeqd.store._store import (
     Meta,
-    Store,
-    _refusal,
+    Transitions,
     count_reported,
-    new_meta,
     now_ms,
-    result_doc,
 )
 
 #: One created (or idempotently found) task: (meta, payload JSON, created).
@@ -52,7 +51,7 @@ class Report:
     inline: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-async def _per_shard(store: Store, groups: dict[int, list[int]], run: Any) -> None:
+async def _per_shard(store: Transitions, groups: dict[int, list[int]], run: Any) -> None:
     """``run(shard, items)`` for each shard's items, in calls of at most
     ``store.script_items`` items (a script's work is bounded whatever the batch size,
     so other clients' calls run between them); shards concurrently."""
@@ -72,7 +71,7 @@ async def _per_shard(store: Store, groups: dict[int, list[int]], run: Any) -> No
 
 
 async def create_batch(
-    store: Store, tenant: str, tasks: Sequence[NewTask], shard: int | None = None
+    store: Transitions, tenant: str, tasks: Sequence[NewTask], shard: int | None = None
 ) -> list[Created]:
     """Create ``tasks`` for ``tenant``; results in the same order.
 
@@ -150,7 +149,7 @@ async def create_batch(
 
 
 async def report_batch(
-    store: Store, tenant: str, worker_id: str, reports: Sequence[Report]
+    store: Transitions, tenant: str, worker_id: str, reports: Sequence[Report]
 ) -> list[tuple[Meta, dict[str, Any]] | CodeqError]:
     """Apply the lease holder's results; per item (meta, Result) or the refusal, in order."""
     ten = escape_tenant(tenant)
@@ -194,7 +193,7 @@ async def report_batch(
                 out[i] = (meta, doc)
                 store.wakeups.post(TaskDone(ten, reports[i].task_id))
             else:
-                out[i] = _refusal(reply[0], reports[i].task_id, reply[1:])
+                out[i] = refusal_error(reply[0], reports[i].task_id, reply[1:])
         count_reported(reported, now)
 
     if groups:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from codeqd.store._keys import field, split_member
-from codeqd.store._store import Store
+from codeqd.store._store import Transitions
 
 Outcome = Literal["delivered", "retry", "failed"]
 
@@ -52,7 +52,7 @@ def _decode(member: str, meta: str, result: str) -> tuple[dict[str, Any], dict[s
 
 
 class Outbox:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Transitions) -> None:
         self.store = store
 
     async def claim(

@@ -18,7 +18,7 @@ import structlog
 from codeqd.config import RateBucket
 from codeqd.domain.errors import CodeqError
 from codeqd.metrics import RATELIMIT_STORE_ERRORS
-from codeqd.store._store import Store
+from codeqd.store._store import Transitions
 
 log = structlog.get_logger("codeqd.ratelimit")
 
@@ -30,13 +30,13 @@ class Decision:
     remaining: float
 
 
-def bucket_key(store: Store, identity_hash: str, operation: str) -> str:
+def bucket_key(store: Transitions, identity_hash: str, operation: str) -> str:
     prefix = store.keys.prefix
     return f"{prefix}:{{{prefix}:rl:{identity_hash[:32]}}}:{operation}"
 
 
 async def take(
-    store: Store,
+    store: Transitions,
     identity_hash: str,
     operation: str,
     bucket: RateBucket,

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
-import coredis
 import coredis.exceptions as cx
 import orjson
 import structlog
@@ -25,27 +23,21 @@ import trio
 
 from codeqd import metrics
 from codeqd.config import Config, ConfigError
-from codeqd.domain.backoff import retry_delay
+from codeqd.domain.backoff import backoff_ms
 from codeqd.domain.errors import (
     CodeqError,
-    Conflict,
-    InvalidState,
-    LeaseLost,
     StoreUnavailable,
     TaskNotFound,
 )
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
-from codeqd.domain.task import NewTask, rfc3339
+from codeqd.domain.records import new_meta, result_doc
+from codeqd.domain.states import refusal_error
+from codeqd.domain.task import NewTask
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
 if TYPE_CHECKING:
-    from codeqd.config import RateBucket
-    from codeqd.store._batch import Created, Report
     from codeqd.store._hints import Wakeups
-    from codeqd.store._outbox import Outbox
-    from codeqd.store._ratelimit import Decision
-    from codeqd.store._subscriptions import Subscriptions
     from codeqd.store._writer import Writer
 
 Meta = dict[str, Any]
@@ -79,56 +71,6 @@ class QueueStats:
     dlq: int
     paused: bool
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "command": self.command,
-            "ready": self.ready,
-            "delayed": self.delayed,
-            "inProgress": self.in_progress,
-            "dlq": self.dlq,
-            "paused": self.paused,
-        }
-
-
-def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
-    """A new task's metadata as the create scripts store it."""
-    meta: Meta = {
-        "id": task_id,
-        "command": task.command,
-        "priority": task.priority,
-        "status": "PENDING",
-        "attempts": 0,
-        "maxAttempts": task.max_attempts,
-        "runAt": task.run_at_ms,
-        "tenantId": tenant,
-        "createdAt": now,
-        "updatedAt": now,
-    }
-    if task.webhook:
-        meta["webhook"] = task.webhook
-    if task.idempotency_key is not None:
-        meta["idempotencyKey"] = task.idempotency_key
-    return meta
-
-
-def result_doc(
-    task_id: str,
-    status: str,
-    result: dict[str, Any] | None,
-    error: str | None,
-    artifacts: list[dict[str, Any]],
-    now: int,
-) -> dict[str, Any]:
-    """The SPEC Result a worker's report stores."""
-    return {
-        "taskId": task_id,
-        "status": status,
-        "result": result,
-        "error": error,
-        "artifacts": artifacts,
-        "completedAt": rfc3339(now),
-    }
-
 
 def count_reported(reported: list[tuple[Meta, str]], now: int) -> None:
     """Metrics of workers' results: (task metadata, status) of one report or a batch."""
@@ -154,43 +96,17 @@ def queues_complete(commands: Sequence[str] | None, queues: Sequence[str]) -> bo
     return commands is not None and len(queues) == len(commands)
 
 
-def _refusal(code: str, task_id: str, extra: list[Any]) -> CodeqError:
-    if code == "NOT_FOUND":
-        return TaskNotFound(task_id)
-    if code == "NOT_IN_PROGRESS":
-        status = extra[0] if extra else "unknown"
-        if status in ("COMPLETED", "FAILED", "CANCELLED"):
-            return InvalidState(f"task {task_id} is already {status}", status=status)
-        return InvalidState(f"task {task_id} is {status}, not IN_PROGRESS", status=status)
-    if code == "NOT_OWNER":
-        return LeaseLost(f"task {task_id} is leased by another worker", code="not_lease_holder")
-    if code == "LEASE_LOST":
-        return LeaseLost(f"lease on task {task_id} was lost (it was claimed again)")
-    if code == "LEASE_EXPIRED":
-        return LeaseLost(
-            f"lease on task {task_id} expired; the task will be retried", code="lease_expired"
-        )
-    if code == "TERMINAL":
-        return Conflict(f"task {task_id} is already {extra[0]}", code="already_terminal")
-    return Conflict(f"task {task_id}: {code}")  # pragma: no cover
+class Transitions:
+    """One connection pool to the store; one method per transition. The package's
+    face, ``Store`` (``_face.py``), adds the store's other parts to it."""
 
-
-class Store:
-    """One connection pool to the store; one method per transition, and the store's
-    other faces as attributes: ``outbox`` (result callbacks), ``subscriptions``
-    (worker-availability subscriptions)."""
-
-    outbox: Outbox
-    subscriptions: Subscriptions
+    #: Set by ``Store``: the process's wake-up listener (transitions post their
+    #: hints to it) and its group-commit writer (``create``/``report`` use it while
+    #: it runs).
     wakeups: Wakeups
     writer: Writer
 
     def __init__(self, config: Config, client: Any, url: str) -> None:
-        from codeqd.store._hints import Wakeups
-        from codeqd.store._outbox import Outbox
-        from codeqd.store._subscriptions import Subscriptions
-        from codeqd.store._writer import Writer
-
         self.config = config
         self.url = url
         self.client = client
@@ -201,40 +117,6 @@ class Store:
         self._next_shard = 0
         #: trio time of the last call the store answered (see ``_unavailable``).
         self._answered = trio.current_time()
-        self.outbox = Outbox(self)
-        self.subscriptions = Subscriptions(self)
-        #: The process's wake-up listener; transitions post their hints here too.
-        self.wakeups = Wakeups(self)
-        #: The process's group-commit writer; ``create`` and ``report`` go through it
-        #: while it runs (``serve`` runs it beside the HTTP server).
-        self.writer = Writer(self)
-
-    # ------------------------------------------------------------ many at once
-
-    async def create_batch(
-        self, tenant: str, tasks: Sequence[NewTask], *, shard: int | None = None
-    ) -> list[Created]:
-        """Create ``tasks``; per task (meta, payload JSON, created), in order. Tasks
-        without an idempotency key go to ``shard`` when given."""
-        from codeqd.store._batch import create_batch
-
-        return await create_batch(self, tenant, tasks, shard)
-
-    async def report_batch(
-        self, tenant: str, worker_id: str, reports: Sequence[Report]
-    ) -> list[tuple[Meta, dict[str, Any]] | CodeqError]:
-        """The lease holder's results; per item (meta, Result) or its refusal, in order."""
-        from codeqd.store._batch import report_batch
-
-        return await report_batch(self, tenant, worker_id, reports)
-
-    async def take_rate(
-        self, identity_hash: str, operation: str, bucket: RateBucket, now_ms: int, cost: int = 1
-    ) -> Decision:
-        """Take ``cost`` tokens from the caller's bucket (fails open)."""
-        from codeqd.store._ratelimit import take
-
-        return await take(self, identity_hash, operation, bucket, now_ms, cost)
 
     # ------------------------------------------------------------ plumbing
 
@@ -615,7 +497,7 @@ class Store:
             ],
         )
         if out[0] != "OK":
-            raise _refusal(out[0], task_id, out[1:])
+            raise refusal_error(out[0], task_id, out[1:])
         return int(out[1])
 
     async def report(
@@ -636,12 +518,8 @@ class Store:
         contents (by stored name) are kept with it. Returns (meta, Result). While the
         writer runs, concurrent results share one script call (group commit)."""
         if now is None and self.writer.running:
-            from codeqd.store._batch import Report
-
             return await self.writer.report(
-                tenant,
-                worker_id,
-                Report(task_id, lease_id, status, result, error, artifacts, list(inline)),
+                tenant, worker_id, task_id, lease_id, status, result, error, artifacts, inline
             )
         if not is_task_id(task_id):
             raise TaskNotFound(task_id)
@@ -667,7 +545,7 @@ class Store:
             ],
         )
         if out[0] != "OK":
-            raise _refusal(out[0], task_id, out[1:])
+            raise refusal_error(out[0], task_id, out[1:])
         meta = orjson.loads(out[1])
         count_reported([(meta, status)], now)
         self.wakeups.post(TaskDone(ten, task_id))
@@ -726,8 +604,10 @@ class Store:
         return out
 
     def backoff_ms(self, meta: Meta) -> int:
-        policy = self.config.backoff.for_command(meta["command"])
-        return int(retry_delay(policy, int(meta.get("attempts", 1))) * 1000)
+        """The task's retry delay after its attempts so far (its command's policy)."""
+        return backoff_ms(
+            self.config.backoff.for_command(meta["command"]), int(meta.get("attempts", 1))
+        )
 
     async def nack(
         self,
@@ -757,7 +637,7 @@ class Store:
         if out[0] == "DEAD":
             return "dead_lettered", 0
         if out[0] != "REQUEUED":
-            raise _refusal(out[0], task_id, out[1:])
+            raise refusal_error(out[0], task_id, out[1:])
         return "requeued", (delay_ms + 999) // 1000
 
     async def abandon(
@@ -772,7 +652,7 @@ class Store:
         s, ten, meta = await self._lookup(tenant, task_id)
         out = await self._retry(s, ten, meta, "abandon", worker_id, lease_id or "", 0, "", now)
         if out[0] != "REQUEUED":
-            raise _refusal(out[0], task_id, out[1:])
+            raise refusal_error(out[0], task_id, out[1:])
 
     async def cancel(self, tenant: str, task_id: str, *, now: int | None = None) -> Meta:
         s, ten, meta = await self._lookup(tenant, task_id)
@@ -801,7 +681,7 @@ class Store:
             ],
         )
         if out[0] != "OK":
-            raise _refusal(out[0], task_id, out[1:])
+            raise refusal_error(out[0], task_id, out[1:])
         metrics.TASK_COMPLETED.labels(cmd, "CANCELLED").inc()
         self.wakeups.post(TaskDone(ten, task_id))
         return orjson.loads(out[1])  # type: ignore[no-any-return]
@@ -1071,29 +951,3 @@ class Store:
             purged.extend(ok)
             missing.extend(gone)
         return purged, missing
-
-
-def _client_for(config: Config, url: str) -> Any:
-    kwargs: dict[str, Any] = {
-        "decode_responses": True,
-        "verify_version": False,
-        "stream_timeout": float(config.store.command_timeout),
-        "connect_timeout": float(config.store.connect_timeout),
-        "max_connections": config.store.max_connections,
-    }
-    if url.startswith("redis+cluster://") or config.store.cluster:
-        hosts = url.split("://", 1)[1].split("/")[0].split("@")[-1]
-        nodes = []
-        for hp in hosts.split(","):
-            host, _, port = hp.rpartition(":")
-            nodes.append(coredis.connection.TCPLocation(host, int(port)))
-        return coredis.RedisCluster(startup_nodes=nodes, **kwargs)
-    return coredis.Redis.from_url(url, **kwargs)
-
-
-@asynccontextmanager
-async def connect(config: Config, url: str) -> AsyncIterator[Store]:
-    """Open the pool to ``url``; close it on exit. Does not wait for the store to answer."""
-    client = _client_for(config, url)
-    async with client:
-        yield Store(config, client, url)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from codeqd.domain.subscription import SubscriptionLimit
+from codeqd.domain.subscription import PickUnit, SubscriptionLimit
 from codeqd.store._keys import escape_tenant
-from codeqd.store._store import Store, now_ms
+from codeqd.store._store import Transitions, now_ms
 
 SUBSCRIPTION_ID_PREFIX = "sub-"
 
@@ -35,17 +34,8 @@ def is_subscription_id(value: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class PickUnit:
-    """One choice of at most one subscription: a fanout subscription alone, a group
-    (``round_robin`` set) or a hash group (subscriptions in rendezvous order)."""
-
-    subs: Sequence[dict[str, Any]]
-    round_robin: str | None = None  # the group's key part; None: scan in the given order
-
-
 class Subscriptions:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Transitions) -> None:
         self.store = store
         self.keys = store.keys.subs
 

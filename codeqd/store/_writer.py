@@ -30,11 +30,12 @@ from codeqd import metrics
 from codeqd.domain.errors import CodeqError, StoreUnavailable
 from codeqd.domain.ids import is_task_id, shard_of
 from codeqd.domain.task import NewTask
+from codeqd.store._batch import Created, Report
 from codeqd.store._keys import escape_tenant
+from codeqd.store._store import Meta
 
 if TYPE_CHECKING:
-    from codeqd.store._batch import Created, Report
-    from codeqd.store._store import Meta, Store
+    from codeqd.store._face import Store
 
 log = structlog.get_logger("codeqd.store.writer")
 
@@ -81,7 +82,19 @@ class Writer:
         req = _Create(tenant, task=task)
         return await self._submit(req)  # type: ignore[no-any-return]
 
-    async def report(self, tenant: str, worker: str, report: Report) -> tuple[Meta, Any]:
+    async def report(
+        self,
+        tenant: str,
+        worker: str,
+        task_id: str,
+        lease_id: str | None,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+        artifacts: list[dict[str, Any]],
+        inline: Sequence[tuple[str, bytes]] = (),
+    ) -> tuple[Meta, Any]:
+        report = Report(task_id, lease_id, status, result, error, artifacts, list(inline))
         req = _Result(tenant, worker=worker, report=report)
         return await self._submit(req)  # type: ignore[no-any-return]
 

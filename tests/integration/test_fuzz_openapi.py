@@ -90,6 +90,8 @@ def justified(live: LiveServer, op: Any, body: Any, params: Any, r: httpx.Respon
         return "a FAILED report needs an error: a condition the schema does not state"
     if field == "result" and body.get("status") == "COMPLETED" and not isinstance(value, dict):
         return "a COMPLETED report needs a result object: a condition the schema does not state"
+    if isinstance(field, str) and field.startswith("artifacts["):
+        return "an artifact is a link or inline content (valid base64 within the size limit)"
     if "beyond 64 bits" in str(err.get("error")):
         return "integers past 64 bits are refused anywhere in a body (JSON Schema has no bound)"
     if field == "runAt":
