@@ -63,3 +63,13 @@ def verify(
         return False
     expected = signature(secret, body, ts)
     return hmac.compare_digest(expected, signature_hex.strip().lower())
+
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "sign",
+    "signature",
+    "verify",
+]
