@@ -13,13 +13,16 @@ ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server via apt"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@# The line above installs a copy of client/ (codeqd-client, a dependency by path); make it
+	@# editable so changes to client/codeqd_client show at once.
+	$(BIN)/pip install -q --no-deps -e ./client
 	@touch $(STAMP)
 
 run: install
@@ -29,8 +32,8 @@ test: install
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check codeqd tests
-	$(BIN)/ruff format --check codeqd tests
+	$(BIN)/ruff check codeqd client tests examples
+	$(BIN)/ruff format --check codeqd client tests examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

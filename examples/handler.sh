@@ -1,7 +1,7 @@
 #!/bin/sh
-# A shell handler for `codeqd worker`, e.g.
+# A shell handler for `codeqd-worker` (or `codeqd worker`), e.g.
 #   CODEQD_TOKEN=$(codeqd token --role worker --events shout) \
-#       codeqd worker --events shout --concurrency 4 --timeout 30 -- examples/handler.sh
+#       codeqd-worker --events shout --concurrency 4 --timeout 30 -- examples/handler.sh
 #
 # In:  the payload JSON on stdin; the task in CODEQ_TASK_ID, CODEQ_COMMAND,
 #      CODEQ_ATTEMPT, CODEQ_MAX_ATTEMPTS, CODEQ_TASK_JSON (the task without its payload).

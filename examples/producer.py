@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from codeqd.client import CodeqError, NewTask, Producer, Task
+from codeqd_client import CodeqError, NewTask, Producer, Task  # or codeqd.client (daemon)
 
 
 def main() -> int:

@@ -13,18 +13,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import trio
+import anyio
 
-from codeqd import worker
-from codeqd.client import Task
+from codeqd_client import Task, worker  # or codeqd.worker, codeqd.client (daemon)
 
 
 async def greet(task: Task) -> dict[str, Any]:
-    """An async handler: runs on trio, may await anything (leases are heartbeated)."""
+    """An async handler: runs on the event loop (trio or asyncio), may await anything."""
     name = task.payload.get("name")
     if not isinstance(name, str) or not name:
         raise worker.Fail("payload needs a 'name' string")  # no point retrying
-    await trio.sleep(0)  # real work would await I/O here
+    await anyio.sleep(0)  # real work would await I/O here
     return {"greeting": f"hello, {name}"}
 
 

@@ -1,36 +1,37 @@
-"""Python client for codeqd (and the Go codeQ service it is wire-compatible with).
+"""The Python client, from the ``codeqd-client`` distribution (package :mod:`codeqd_client`).
 
-``Producer``/``WorkerClient`` block; ``AsyncProducer``/``AsyncWorkerClient`` run
-on trio or asyncio. All raise one exception hierarchy rooted at ``CodeqError``.
-The worker runner built on them is :mod:`codeqd.worker`.
+The daemon depends on that distribution and re-exports it here, so
+``from codeqd.client import Producer`` keeps working; an application that needs
+only the client installs ``codeqd-client`` (httpx and anyio) and imports
+``codeqd_client``. See docs/client.md.
 """
 
-from codeqd.client._async import AsyncProducer, AsyncWorkerClient
-from codeqd.client._calls import RetryPolicy
-from codeqd.client._exceptions import (
+from codeqd_client import (
+    TERMINAL_STATUSES,
+    Artifact,
+    AsyncProducer,
+    AsyncWorkerClient,
     BadRequest,
     CodeqError,
     Conflict,
     Forbidden,
     LeaseLost,
-    NotFound,
-    RateLimited,
-    ServerError,
-    ServiceUnavailable,
-    Unauthorized,
-    Unreachable,
-)
-from codeqd.client._models import (
-    TERMINAL_STATUSES,
-    Artifact,
     NackOutcome,
     NewTask,
+    NotFound,
+    Producer,
+    RateLimited,
     Result,
+    RetryPolicy,
+    ServerError,
+    ServiceUnavailable,
     Task,
     TaskResult,
     TaskStatus,
+    Unauthorized,
+    Unreachable,
+    WorkerClient,
 )
-from codeqd.client._sync import Producer, WorkerClient
 
 __all__ = [
     "TERMINAL_STATUSES",

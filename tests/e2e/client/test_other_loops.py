@@ -1,8 +1,10 @@
-"""The same client from asyncio (in a thread of its own) and from plain blocking code."""
+"""The same client from asyncio (in a thread of its own) and from plain blocking code;
+the worker runner and the shell worker on asyncio too (they are written on anyio)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import trio
@@ -19,6 +21,8 @@ from codeqd.client import (
     Unreachable,
     WorkerClient,
 )
+from codeqd_client import worker
+from codeqd_client._worker_cli import ShellHandler
 from tests.conftest import Daemon, free_port
 
 
@@ -95,3 +99,58 @@ def test_round_trip_blocking(shared_daemon: Daemon, command: str) -> None:
         assert p.get(second.id).attempts == 2
         pending = p.create(command, {})
         assert p.cancel(pending.id).status == "CANCELLED"
+
+
+async def _asyncio_worker(
+    base: str, producer_token: str, worker_token: str, command: str
+) -> tuple[TaskResult, TaskResult, TaskResult, float]:
+    async def on_asyncio(task: Task) -> dict[str, object]:
+        await asyncio.sleep(0)
+        return {"n": task.payload["n"], "loop": type(asyncio.get_running_loop()).__name__}
+
+    handlers: dict[str, worker.Handler] = {
+        f"{command}-py": on_asyncio,
+        f"{command}-sh": ShellHandler(["sh", "-c", "cat"]),
+        f"{command}-slow": ShellHandler(["sh", "-c", "sleep 30"], timeout=0.3),
+    }
+    shutdown = asyncio.Event()
+    async with AsyncProducer(base, producer_token) as p:
+        running = asyncio.create_task(
+            worker.run(
+                handlers,
+                url=base,
+                token=worker_token,
+                concurrency=3,
+                wait_seconds=1,
+                handle_signals=False,
+                shutdown=shutdown,
+            )
+        )
+        py = await p.create(f"{command}-py", {"n": 7})
+        sh = await p.create(f"{command}-sh", {"echo": [1, 2]})
+        slow = await p.create(f"{command}-slow", {}, max_attempts=1)
+        started = time.monotonic()
+        outcomes = [await p.result(t.id, wait=20) for t in (py, sh, slow)]
+        slow_seconds = time.monotonic() - started
+        shutdown.set()
+        await asyncio.wait_for(running, 20)
+    return outcomes[0], outcomes[1], outcomes[2], slow_seconds
+
+
+async def test_worker_runner_and_shell_worker_on_asyncio(
+    shared_daemon: Daemon, command: str
+) -> None:
+    py, sh, slow, slow_seconds = await trio.to_thread.run_sync(
+        asyncio.run,
+        _asyncio_worker(
+            shared_daemon.base,
+            shared_daemon.token("producer"),
+            shared_daemon.token("worker", sub="asyncio-runner"),
+            command,
+        ),
+    )
+    assert py.result is not None and py.result.result == {"n": 7, "loop": "_UnixSelectorEventLoop"}
+    assert sh.result is not None and sh.result.result == {"echo": [1, 2]}
+    # Its one attempt timed out: the command (sleep 30) was killed, not waited for.
+    assert slow.task.status == "FAILED" and slow.task.attempts == 1, slow
+    assert slow_seconds < 10

@@ -22,8 +22,8 @@ from codeqd.client import (
     Task,
     Unauthorized,
 )
-from codeqd.client import _calls as calls
-from codeqd.client._exceptions import error_from_item, error_from_response
+from codeqd_client import _calls as calls
+from codeqd_client._exceptions import error_from_item, error_from_response
 
 
 def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from codeqd.client import NackOutcome, NewTask, Result, Task, TaskResult
-from codeqd.client._models import format_time, parse_time
+from codeqd_client._models import format_time, parse_time
 
 WIRE = {
     "id": "t1",

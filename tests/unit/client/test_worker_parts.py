@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from codeqd import worker
-from codeqd._worker_cli import failure_reason, result_from_stdout, task_env
 from codeqd.client import AsyncWorkerClient, Task
+from codeqd_client import worker
+from codeqd_client._worker_cli import failure_reason, result_from_stdout, task_env
 
 
 def test_result_object() -> None:

@@ -16,11 +16,11 @@ from typing import Any, Self, TypeVar
 
 import anyio
 import httpx
-import orjson
 
-from codeqd.client import _calls as calls
-from codeqd.client._calls import Call, Leases, RetryPolicy, RouteMissing
-from codeqd.client._exceptions import (
+from codeqd_client import _calls as calls
+from codeqd_client import _json
+from codeqd_client._calls import Call, Leases, RetryPolicy, RouteMissing
+from codeqd_client._exceptions import (
     BadRequest,
     CodeqError,
     Conflict,
@@ -29,7 +29,7 @@ from codeqd.client._exceptions import (
     ServerError,
     Unreachable,
 )
-from codeqd.client._models import (
+from codeqd_client._models import (
     Artifact,
     NackOutcome,
     NewTask,
@@ -90,7 +90,7 @@ class _AsyncClient:
         headers = {**self._headers, **call.headers}
         content = None
         if call.json is not None:
-            content = orjson.dumps(call.json)
+            content = _json.dumps(call.json)
             headers["Content-Type"] = "application/json"
         url = self.base_url + call.path
         tries = 0

@@ -17,17 +17,16 @@ from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
-import orjson
 
-from codeqd._version import __version__
-from codeqd.client._exceptions import (
+from codeqd_client import _json
+from codeqd_client._exceptions import (
     CodeqError,
     ServerError,
     error_from_item,
     error_from_response,
     parse_retry_after,
 )
-from codeqd.client._models import (
+from codeqd_client._models import (
     Artifact,
     NackOutcome,
     NewTask,
@@ -36,6 +35,7 @@ from codeqd.client._models import (
     TaskResult,
     parse_time,
 )
+from codeqd_client._version import __version__
 
 T = TypeVar("T")
 
@@ -134,8 +134,8 @@ def _decode(content: bytes) -> Any:
     if not content.strip():
         return None
     try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
+        return _json.loads(content)
+    except ValueError:
         return None
 
 

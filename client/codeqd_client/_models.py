@@ -97,7 +97,7 @@ class Task:
     """A task as the daemon last described it (a snapshot; it does not update itself).
 
     ``lease_id`` is set on a task you claimed: the fencing token the
-    :class:`~codeqd.client.WorkerClient` sends back on every call about it.
+    :class:`~codeqd_client.WorkerClient` sends back on every call about it.
     """
 
     id: str

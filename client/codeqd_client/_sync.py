@@ -16,13 +16,13 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
-import orjson
 
-from codeqd.client import _calls as calls
-from codeqd.client._async import ITEM_ERRORS
-from codeqd.client._calls import Call, Leases, RetryPolicy, RouteMissing
-from codeqd.client._exceptions import CodeqError, LeaseLost, NotFound, ServerError, Unreachable
-from codeqd.client._models import Artifact, NackOutcome, NewTask, Result, Task, TaskResult
+from codeqd_client import _calls as calls
+from codeqd_client import _json
+from codeqd_client._async import ITEM_ERRORS
+from codeqd_client._calls import Call, Leases, RetryPolicy, RouteMissing
+from codeqd_client._exceptions import CodeqError, LeaseLost, NotFound, ServerError, Unreachable
+from codeqd_client._models import Artifact, NackOutcome, NewTask, Result, Task, TaskResult
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ class _SyncClient:
         headers = {**self._headers, **call.headers}
         content = None
         if call.json is not None:
-            content = orjson.dumps(call.json)
+            content = _json.dumps(call.json)
             headers["Content-Type"] = "application/json"
         url = self.base_url + call.path
         tries = 0
