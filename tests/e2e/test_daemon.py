@@ -226,7 +226,7 @@ async def test_janitor_removes_terminal_tasks_past_retention(daemon_factory: Any
         pending = await c.create("old", {})
         with trio.fail_after(10):
             while (await c.call("GET", f"/tasks/{done['id']}", c.producer)).status_code != 404:
-                await trio.sleep(0.05)
+                await trio.sleep(0.05)  # polls the daemon (another process) for the removal
         assert (await c.get(pending["id"]))["status"] == "PENDING"
 
 

@@ -57,8 +57,8 @@ class Proxy:
                 ):
                     n.start_soon(self._pump, client, upstream)
                     n.start_soon(self._pump, upstream, client)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # either side went away: drop the pair
+            except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # either side went away (raised inside the pair's nursery): drop the pair
             finally:
                 self._conns.discard(scope)
 
