@@ -19,29 +19,52 @@ import trio
 import trio.testing
 
 from codeqd.auth import Authenticator
-from codeqd.config import Config, Duration, LoopActorConfig, SupervisorConfig
+from codeqd.config import (
+    ActorsConfig,
+    Config,
+    Duration,
+    JanitorConfig,
+    LoopActorConfig,
+    MetricsConfig,
+    PromoterConfig,
+    ReaperConfig,
+    SupervisorConfig,
+)
 from codeqd.context import Context
 from codeqd.live import Live
 from codeqd.store import WakeHub, connect
-from codeqd.supervisor import ActorSpec, GaveUp, Supervisor
+from codeqd.supervisor import SERVICES, ActorSpec, GaveUp, Supervisor
 
 Run = Callable[..., Awaitable[Any]]
 
 
-def policy(*, max_restarts: int, window: float, backoff_base: float, backoff_max: float) -> Config:
+def policy(
+    *,
+    max_restarts: int = 5,
+    window: float = 60,
+    backoff_base: float = 0.5,
+    backoff_max: float = 10,
+    actors: ActorsConfig | None = None,
+) -> Config:
     return Config(
+        actors=actors or ActorsConfig(),
         supervisor=SupervisorConfig(
             max_restarts=max_restarts,
             window_seconds=Duration(window),
             backoff_base=Duration(backoff_base),
             backoff_max=Duration(backoff_max),
-        )
+        ),
     )
 
 
 @asynccontextmanager
-async def supervisor(config: Config, *actors: tuple[str, Run]) -> AsyncIterator[Supervisor]:
-    specs = [ActorSpec(name, run, lambda c: LoopActorConfig()) for name, run in actors]
+async def supervisor(
+    config: Config, *actors: tuple[str, Run] | ActorSpec
+) -> AsyncIterator[Supervisor]:
+    specs = [
+        a if isinstance(a, ActorSpec) else ActorSpec(a[0], a[1], lambda c: LoopActorConfig())
+        for a in actors
+    ]
     sup = Supervisor(config, services=specs)
     async with connect(config, "redis://127.0.0.1:1") as store:  # never connected
         sup.ctx = Context(
@@ -203,4 +226,29 @@ async def test_a_failure_during_shutdown_is_not_restarted(
         await nursery.start(sup._supervise, spec_of(sup, "stopping"))
         sup.shutting_down.set()  # the actor fails 5 s later, in its drain
     assert len(actor.starts) == 1
+    assert sup.restarts == {}
+
+
+async def test_real_batch_actors_disabled_wait_without_a_store_and_stop_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The daemon's own promoter, reaper, janitor and metrics actors with their
+    sections disabled: started, they never step (the store, at a closed port, is
+    never called), never beat, and a stop ends their wait at once."""
+    off = ActorsConfig(
+        promoter=PromoterConfig(enabled=False),
+        reaper=ReaperConfig(enabled=False),
+        janitor=JanitorConfig(enabled=False),
+        metrics=MetricsConfig(enabled=False),
+    )
+    batch = [s for s in SERVICES if s.name in ("promoter", "reaper", "janitor", "metrics")]
+    assert len(batch) == 4
+    async with supervisor(policy(actors=off), *batch) as sup, trio.open_nursery() as nursery:
+        for spec in batch:
+            await nursery.start(sup._supervise, spec)
+        await trio.sleep(3600)  # the scenario: an hour disabled, on virtual time
+        assert [sup.lives[s.name].beat for s in batch] == [None] * 4
+        stopped_at = trio.current_time()
+        sup.shutting_down.set()
+    assert trio.current_time() == stopped_at
     assert sup.restarts == {}
