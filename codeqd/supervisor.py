@@ -17,7 +17,6 @@ everything and kills child processes (``ctx.forced``); the exit code is then
 from __future__ import annotations
 
 import signal
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -194,7 +193,9 @@ class Supervisor:
                 failures += 1
                 self._count_restart(spec.name, e)
                 delay = min(
-                    float(self.config.supervisor.backoff_base) * 2 ** (failures - 1),
+                    # The exponent is capped: past 2**1023 the float overflows (an actor
+                    # failing to start for hours, restarts spread wider than the window).
+                    float(self.config.supervisor.backoff_base) * 2 ** min(failures - 1, 64),
                     float(self.config.supervisor.backoff_max),
                 )
                 log.error("actor.crashed", actor=spec.name, restart_in=round(delay, 3), exc_info=e)
@@ -229,7 +230,9 @@ class Supervisor:
                 await ctx.shutting_down.wait()
 
     def _count_restart(self, name: str, error: BaseException) -> None:
-        now = time.monotonic()
+        # trio's clock, like the backoff sleeps: the window is measured on the same
+        # time the restarts are spaced on (and a virtual clock in tests moves both).
+        now = trio.current_time()
         window = float(self.config.supervisor.window_seconds)
         self._restart_times.append(now)
         while self._restart_times and self._restart_times[0] < now - window:

@@ -62,7 +62,7 @@ class Child:
                         return
                 except OSError:
                     pass
-                await trio.sleep(0.1)
+                await trio.sleep(0.1)  # polls the child until it answers (bounded above)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

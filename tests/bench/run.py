@@ -43,6 +43,7 @@ from typing import Any
 
 import orjson
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bench._http import Connection, build
 from tests.bench._procs import Daemon, cpu_seconds, now, rss_bytes, start_bare
@@ -208,7 +209,7 @@ async def lifecycle(
         conn = await Connection.open("127.0.0.1", d.port)
         while trio.current_time() < deadline:
             if state["created"] - state["completed"] >= backlog:
-                await trio.sleep(0.005)
+                await trio.sleep(0.005)  # backpressure: the generator's own pacing
                 continue
             status, body = await conn.send(create)
             assert status == 202, body
@@ -272,6 +273,28 @@ async def lifecycle(
         )
 
 
+async def _parked(d: Daemon, n: int, timeout: float = 30) -> None:
+    """Until the daemon counts ``n`` registered long-polls (its waiter gauge)."""
+    conn = await Connection.open("127.0.0.1", d.port)
+    parked = 0.0
+    with trio.move_on_after(timeout):
+        while True:
+            status, body = await conn.request("GET", "/metrics")
+            assert status == 200, body[:200]
+            parked = sum(
+                s.value
+                for family in text_string_to_metric_families(body.decode())
+                for s in family.samples
+                if s.name == "codeq_long_poll_waiters"
+            )
+            if parked >= n:
+                break
+            await trio.sleep(0.05)  # polls: the gauge is the daemon's only sign of it
+    await conn.aclose()
+    if parked < n:
+        raise RuntimeError(f"only {parked:g} of {n} long-polls registered within {timeout} s")
+
+
 async def idle_long_polls(
     res: Results, d: Daemon, waiters: int, window: float, wakeups: int
 ) -> None:
@@ -281,6 +304,7 @@ async def idle_long_polls(
     claim = build("POST", "/v1/codeq/tasks/claim", {"commands": [cmd], "waitSeconds": 30}, d.worker)
     latencies: list[float] = []
     stop = trio.Event()
+    all_woken = trio.Event()
 
     async def waiter(task_status: trio.TaskStatus[None]) -> None:
         conn = await Connection.open("127.0.0.1", d.port)
@@ -293,6 +317,8 @@ async def idle_long_polls(
             await conn.stream.send_all(claim)  # park again at once
             if status == 200:
                 latencies.append(now() - orjson.loads(body)["payload"]["sent"])
+                if len(latencies) >= wakeups:
+                    all_woken.set()
         await conn.aclose()
 
     async with trio.open_nursery() as n:
@@ -305,9 +331,9 @@ async def idle_long_polls(
                         await n.start(waiter)
 
                 opening.start_soon(open_one)
-        await trio.sleep(3)  # let the daemon register every claim (no hook from outside)
+        await _parked(d, waiters)
         cpu0, t0 = cpu_seconds(d.pid), now()
-        await trio.sleep(window)
+        await trio.sleep(window)  # the measurement window
         cpu = (cpu_seconds(d.pid) - cpu0) / (now() - t0) * 100
         res.add("f_cpu", f"f  daemon CPU, {waiters} idle long-polls", cpu, "% of a core", "{:.1f}")
         conn = await Connection.open("127.0.0.1", d.port)
@@ -316,10 +342,9 @@ async def idle_long_polls(
                 "POST", "/v1/codeq/tasks", {"command": cmd, "payload": {"sent": now()}}, d.producer
             )
             assert status == 202
-            await trio.sleep(0.02)
-        with trio.move_on_after(5):
-            while len(latencies) < wakeups:
-                await trio.sleep(0.05)
+            await trio.sleep(0.02)  # the pace of the wake-ups: one at a time
+        with trio.move_on_after(5):  # a lost wake-up shows in the note (n/wakeups observed)
+            await all_woken.wait()
         await conn.aclose()
         stop.set()
         n.cancel_scope.cancel()
@@ -430,7 +455,7 @@ async def settle_aof(store: Any) -> None:
             info = await store.client.info("persistence")
             if not int(info["aof_rewrite_in_progress"]) and not int(info["aof_rewrite_scheduled"]):
                 return
-            await trio.sleep(0.2)
+            await trio.sleep(0.2)  # polls the store's rewrite state (bounded above)
 
 
 # ---------------------------------------------------------------- profiling

@@ -94,7 +94,7 @@ async def soak(args: argparse.Namespace) -> int:
                 samples.append(
                     (time.monotonic() - started, rss_bytes(d.pid), store_memory(d) if pid else {})
                 )
-                await trio.sleep(every)
+                await trio.sleep(every)  # the sampling cadence
 
         print(
             f"soak: {settings.tasks} tasks at {args.rate}/s for {args.minutes} min, "

@@ -72,8 +72,9 @@ async def main(redis_url: str, n: int) -> None:
         target=_receiver_process, args=(str(port_file), str(log_file)), daemon=True
     )
     child.start()
-    while not port_file.exists():
-        await trio.sleep(0.05)
+    with trio.fail_after(30):
+        while not port_file.exists():
+            await trio.sleep(0.05)  # polls: the receiver child writes its port when listening
     url = f"http://127.0.0.1:{port_file.read_text()}/hook"
     config = make_config(tmp, webhooks={"hmac_secret": "bench", "deny_private_networks": False})
     logsetup.configure(cfgmod.LogConfig(level="warning"))
@@ -86,8 +87,9 @@ async def main(redis_url: str, n: int) -> None:
         outbox = Outbox(store)
         t0 = time.monotonic()
         await nursery.start(Dispatcher(ctx, Live(cfgmod.DispatcherConfig(concurrency=64))).run)
-        while await outbox.pending():
-            await trio.sleep(0.01)
+        with trio.fail_after(300):
+            while await outbox.pending():
+                await trio.sleep(0.01)  # polls the outbox: what is measured is its draining
         took = time.monotonic() - t0
         print(f"throughput: {n} callbacks in {took:.2f}s = {n / took:.0f}/s (concurrency 64)")
 
@@ -98,8 +100,9 @@ async def main(redis_url: str, n: int) -> None:
             task_id, before = await make_terminal(store, url)
             sent[task_id] = before
             await trio.sleep_until(pace + (i + 1) / rate)
-        while await outbox.pending():
-            await trio.sleep(0.01)
+        with trio.fail_after(300):
+            while await outbox.pending():
+                await trio.sleep(0.01)  # polls the outbox until the last callback is out
         got = dict(json.loads(line) for line in log_file.read_text().splitlines())
         delays = sorted((got[t] - s) * 1000 for t, s in sent.items())
         p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99) - 1]

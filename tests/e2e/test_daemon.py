@@ -95,9 +95,11 @@ async def test_long_poll_is_woken_by_a_create_not_by_polling(daemon_factory: Any
     async with httpx.AsyncClient(timeout=40) as http:
         c = Client(d, http)
         got: list[httpx.Response] = []
+        answered = trio.Event()
 
         async def waiter() -> None:
             got.append(await c.claim(commands=["wake"], waitSeconds=30))
+            answered.set()
 
         async with trio.open_nursery() as nursery:
             looks = await c.claim_looks()
@@ -106,8 +108,7 @@ async def test_long_poll_is_woken_by_a_create_not_by_polling(daemon_factory: Any
             created = await c.create("wake", {"n": 1})
             # Far below both the 30 s wait and the 60 s fallback: only a wake-up ends it.
             with trio.fail_after(5):
-                while not got:
-                    await trio.sleep(0.01)
+                await answered.wait()
         assert got[0].status_code == 200, got[0].text
         assert got[0].json()["id"] == created["id"]
 
@@ -121,8 +122,9 @@ async def test_sigterm_answers_long_polls_and_exits_clean(daemon: Daemon, client
         results.append(r.status_code)
 
     async with trio.open_nursery() as nursery:
+        looks = await client.claim_looks()
         nursery.start_soon(long_poll)
-        await trio.sleep(0.3)
+        await client.wait_parked(1, looks)  # the stop must find the long-poll waiting
         daemon.signal(signal.SIGTERM)
     assert results == [204]
     assert daemon.proc is not None
@@ -156,7 +158,7 @@ async def test_kill_9_loses_nothing_and_strands_nothing(daemon_factory: Any) -> 
         d.stop(kill=True)
         with trio.fail_after(10):  # the store child follows its parent (PDEATHSIG)
             while _alive(store_pid):
-                await trio.sleep(0.05)
+                await trio.sleep(0.05)  # polls: another process's death has no event here
         await trio.to_thread.run_sync(d.start)
         for tid in done:
             assert (await c.get(tid))["status"] == "COMPLETED"
@@ -224,7 +226,7 @@ async def test_janitor_removes_terminal_tasks_past_retention(daemon_factory: Any
         pending = await c.create("old", {})
         with trio.fail_after(10):
             while (await c.call("GET", f"/tasks/{done['id']}", c.producer)).status_code != 404:
-                await trio.sleep(0.05)
+                await trio.sleep(0.05)  # polls the daemon (another process) for the removal
         assert (await c.get(pending["id"]))["status"] == "PENDING"
 
 
@@ -238,10 +240,13 @@ async def test_multi_process_ingress_wakes_across_processes(daemon_factory: Any)
         c = Client(d, http)
         # Enough idle long-polls that both processes hold some; each create wakes one.
         got: list[str] = []
+        all_answered = trio.Event()
 
         async def waiter() -> None:
             r = await c.claim(commands=["spread"], waitSeconds=30)
             got.append(r.json()["id"])
+            if len(got) == 6:
+                all_answered.set()
 
         async with trio.open_nursery() as nursery:
             looks = await c.claim_looks()
@@ -251,8 +256,7 @@ async def test_multi_process_ingress_wakes_across_processes(daemon_factory: Any)
             created = {(await c.create("spread", {"i": i}))["id"] for i in range(6)}
             # Far below both the 30 s wait and the 60 s fallback: only wake-ups end them.
             with trio.fail_after(10):
-                while len(got) < 6:
-                    await trio.sleep(0.02)
+                await all_answered.wait()
         assert set(got) == created
     pids = [pid for pid, cmd in children if b"_ingress_child" in cmd]
     assert d.stop() == 0

@@ -65,7 +65,7 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
                     and value(m, "codeq_subscriptions_active", command="m1") == 1
                 ):
                     break
-                await trio.sleep(0.05)
+                await trio.sleep(0.05)  # polls: depths are sampled by the metrics actor
     assert value(m, "codeq_task_created_total", command="m1") == 5
     assert value(m, "codeq_task_created_total", command="m2") == 2
     assert value(m, "codeq_task_claimed_total", command="m1") == 3

@@ -15,7 +15,7 @@ from tests.e2e.conftest import Client
 async def _log_has(d: Daemon, text: str) -> None:
     with trio.fail_after(10):
         while text not in d.log():
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # polls the daemon's log file: no event to await
 
 
 async def test_sighup_applies_new_promoter_interval(daemon_factory: Any) -> None:

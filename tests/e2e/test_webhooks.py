@@ -31,7 +31,7 @@ async def webhook_status(c: Client, task_id: str, want: str, timeout: float = 10
             t = await c.get(task_id)
             if t.get("webhookStatus") == want:
                 return t
-            await trio.sleep(0.05)
+            await trio.sleep(0.05)  # polls the daemon (another process): no event to await
 
 
 async def test_callback_is_delivered_after_kill_9_mid_delivery(

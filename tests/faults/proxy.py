@@ -58,7 +58,7 @@ class Proxy:
                     n.start_soon(self._pump, client, upstream)
                     n.start_soon(self._pump, upstream, client)
             except* (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # either side went away (alone or in its pump's group): drop the pair
+                pass  # either side went away (raised inside the pair's nursery): drop the pair
             finally:
                 self._conns.discard(scope)
 

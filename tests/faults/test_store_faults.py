@@ -71,7 +71,7 @@ async def test_kill_9_of_the_embedded_store_loses_no_acknowledged_create(
                         break
                 except (OSError, ValueError):
                     pass
-                await trio.sleep(0.05)
+                await trio.sleep(0.05)  # polls: a new child process has no event to await
     rec = await wl.reconcile()
     assert_reconciled(rec, wl)
     assert 0 < created_before < rec.created, "the kill did not land mid-production"
@@ -106,7 +106,7 @@ async def test_store_unreachable_for_10s_answers_503_fast_and_recovers(
                 with trio.move_on_after(10):  # the outage
                     while True:
                         readyz.append((await http.get(f"{d.base}/readyz")).status_code)
-                        await trio.sleep(0.5)
+                        await trio.sleep(0.5)  # the scenario: /readyz sampled during the outage
             up_at = wall_ms()
             await trio.to_thread.run_sync(server.start)
             up = wall_ms()
@@ -156,7 +156,10 @@ async def test_slow_store_is_bounded_by_the_command_timeout(
                         await wl.wait_terminal(25)
                     proxy.delay = 1.5
                     stalled = wall_ms()
-                    await trio.sleep(6)  # let the workload run into the stalled store
+                    # The scenario: the store stays stalled past the bound, so a request
+                    # that hung on it would show as one slower than the bound (6 s, the
+                    # stall used before, was under it: a hang ended by the heal passed).
+                    await trio.sleep(BOUND_MS / 1000 + 1)
                     proxy.delay = 0
                     healed = wall_ms()
                 rec = await wl.reconcile()
@@ -219,7 +222,7 @@ async def test_black_holed_store_answers_503_in_bounded_time_and_recovers(
                                 t0 = trio.current_time()
                                 r = await http.get(f"{d.base}/readyz")
                                 readyz.append((r.status_code, trio.current_time() - t0))
-                                await trio.sleep(0.25)
+                                await trio.sleep(0.25)  # the scenario: sampling in the outage
                     alive_during = d.proc is not None and d.proc.poll() is None
                     proxy.blackhole = False
                     proxy.cut()  # the stuck connections are reset
@@ -286,7 +289,7 @@ async def test_black_hole_that_heals_without_a_reset_recovers(
                     statuses = []
                     with trio.move_on_after(10 * BLACKHOLE_TIMEOUT):
                         while (await http.get(f"{d.base}/readyz")).status_code != 200:
-                            await trio.sleep(0.2)
+                            await trio.sleep(0.2)  # polls the daemon's readiness (bounded)
                         statuses = [await create(i) for i in range(11, 14)]
             nursery.cancel_scope.cancel()
     finally:

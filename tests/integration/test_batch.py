@@ -154,8 +154,9 @@ async def test_long_polls_are_woken_by_a_batch_create_and_results_by_a_batch_rep
 
     async with trio.open_nursery() as n:
         n.start_soon(claimer)
-        while api.ctx.hub.waiting < 1:
-            await trio.sleep(0.01)
+        with trio.fail_after(5):
+            while api.ctx.hub.waiting < 1:
+                await trio.sleep(0.01)  # polls: the hub has no event for its count
         started = trio.current_time()
         await create_batch(api, [{"command": "wake", "payload": {}} for _ in range(4)])
     (tasks,) = claimed
@@ -171,8 +172,9 @@ async def test_long_polls_are_woken_by_a_batch_create_and_results_by_a_batch_rep
             results.append(r.json()["result"])
 
         n.start_soon(wait_result)
-        while api.ctx.hub.waiting < 1:
-            await trio.sleep(0.01)
+        with trio.fail_after(5):
+            while api.ctx.hub.waiting < 1:
+                await trio.sleep(0.01)  # polls: the hub has no event for its count
         started = trio.current_time()
         await report_batch(
             api, [{"taskId": t["id"], "status": "COMPLETED", "result": {}} for t in tasks]

@@ -63,8 +63,9 @@ async def test_long_poll_claim_is_woken_by_create(api: Api) -> None:
     async with trio.open_nursery() as n:
         n.start_soon(waiter)
         # Wait until the claim is parked in the hub, then create.
-        while api.ctx.hub.waiting == 0:
-            await trio.sleep(0.01)
+        with trio.fail_after(5):
+            while api.ctx.hub.waiting == 0:
+                await trio.sleep(0.01)  # polls: the hub has no event for its count
         started = trio.current_time()
         await api.create("late", {})
     assert got == [200]

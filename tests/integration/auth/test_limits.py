@@ -104,22 +104,23 @@ async def test_long_poll_waiters_are_capped(
     config = make_config(tmp_path, actors={"ingress": {"bind": "127.0.0.1:0", "max_waiters": 1}})
     async with serving(nursery, config, redis_url) as api:
         statuses: list[int] = []
+        answered = trio.Event()
 
         async def wait_for_work() -> None:
             statuses.append((await api.claim(commands=["idle"], waitSeconds=10)).status_code)
+            answered.set()
 
         nursery.start_soon(wait_for_work)
         with trio.fail_after(5):
             while api.ctx.hub.waiting < 1:  # until the first long-poll is registered
-                await trio.sleep(0.01)
+                await trio.sleep(0.01)  # polls: the hub has no event for its count
         r = await api.claim(commands=["idle"], waitSeconds=1)
         assert r.status_code == 429 and r.headers["Retry-After"]
         assert r.json()["operation"] == "claim"
         assert (await api.claim(commands=["idle"])).status_code == 204  # no wait: not capped
         await api.create("idle", {})
         with trio.fail_after(5):
-            while not statuses:
-                await trio.sleep(0.01)
+            await answered.wait()
         assert statuses == [200]
 
 

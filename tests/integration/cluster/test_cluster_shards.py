@@ -63,8 +63,9 @@ async def test_woken_long_poll_claims_from_the_named_shard_only(
         async with trio.open_nursery() as n:
             n.start_soon(waiter)
             # Parked once the first look (one claim call per shard) is done.
-            while _script_calls(redis_cluster) < before + SHARDS:
-                await trio.sleep(0.01)
+            with trio.fail_after(10):
+                while _script_calls(redis_cluster) < before + SHARDS:
+                    await trio.sleep(0.01)  # polls the nodes' command stats
             await api.create("late", {})
         assert got == [200]
         # The first look, the create, then one claim call: the shard the wake-up named.

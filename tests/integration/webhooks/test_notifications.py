@@ -37,7 +37,7 @@ async def settled(notifier: Any) -> None:
         while notifier.pending or notifier.inbox.pending():
             await notifier.round_done.wait()
         while notifier.in_flight:
-            await trio.sleep(0.005)
+            await trio.sleep(0.005)  # polls: the notifier has no event for "sends done"
 
 
 async def settled_rounds(notifier: Any) -> None:

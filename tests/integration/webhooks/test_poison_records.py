@@ -99,7 +99,7 @@ async def test_poison_subscription_fails_its_notification_and_no_actor_restarts(
     await api.create("pq", {})
     with trio.fail_after(10):
         while counted("queue_ready", "pq", "failure") == failures:
-            await trio.sleep(0.01)
+            await trio.sleep(0.01)  # polls the failure counter: no event for it
     # The notifier still works: a good subscription hears of the next transition.
     await subscribe_as(api, fine.url, eventTypes=["pq"])
     assert (await api.claim(commands=["pq"])).status_code == 200
