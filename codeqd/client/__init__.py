@@ -6,56 +6,5 @@ only the client installs ``codeqd-client`` (httpx and anyio) and imports
 ``codeqd_client``. See docs/client.md.
 """
 
-from codeqd_client import (
-    TERMINAL_STATUSES,
-    Artifact,
-    AsyncProducer,
-    AsyncWorkerClient,
-    BadRequest,
-    CodeqError,
-    Conflict,
-    Forbidden,
-    LeaseLost,
-    NackOutcome,
-    NewTask,
-    NotFound,
-    Producer,
-    RateLimited,
-    Result,
-    RetryPolicy,
-    ServerError,
-    ServiceUnavailable,
-    Task,
-    TaskResult,
-    TaskStatus,
-    Unauthorized,
-    Unreachable,
-    WorkerClient,
-)
-
-__all__ = [
-    "TERMINAL_STATUSES",
-    "Artifact",
-    "AsyncProducer",
-    "AsyncWorkerClient",
-    "BadRequest",
-    "CodeqError",
-    "Conflict",
-    "Forbidden",
-    "LeaseLost",
-    "NackOutcome",
-    "NewTask",
-    "NotFound",
-    "Producer",
-    "RateLimited",
-    "Result",
-    "RetryPolicy",
-    "ServerError",
-    "ServiceUnavailable",
-    "Task",
-    "TaskResult",
-    "TaskStatus",
-    "Unauthorized",
-    "Unreachable",
-    "WorkerClient",
-]
+from codeqd_client import *  # noqa: F403 - the same names, re-exported
+from codeqd_client import __all__ as __all__
