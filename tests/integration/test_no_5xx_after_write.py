@@ -71,9 +71,9 @@ FIELDS = {
     "webhook": st.builds(lambda h, p: f"http://{h}:{p}/cb", hosts, st.integers(0, 70000)),
     "idempotencyKey": st.text(max_size=20),
 }
-creates = st.fixed_dictionaries(
-    {"command": st.sampled_from(["p", "q.x"]), "payload": payloads}, optional=FIELDS
-)
+# Many queues: every example may name a new command (the claim below walks them all).
+commands = st.sampled_from(["p", "q.x"]) | st.from_regex(r"[A-Za-z0-9_.:-]{1,12}", fullmatch=True)
+creates = st.fixed_dictionaries({"command": commands, "payload": payloads}, optional=FIELDS)
 
 
 def dumps(value: Any) -> bytes:
@@ -117,6 +117,23 @@ def test_batch_create_never_5xx(
         assert len(out) == len(items)
         for item in out:
             assert "id" in item or item["code"], item
+
+
+@PROPERTY
+@given(items=st.lists(creates, min_size=1, max_size=20), max_tasks=st.integers(1, 1000))
+def test_claims_over_many_queues_never_5xx(
+    live: LiveServer, client: httpx.Client, items: list[dict[str, Any]], max_tasks: int
+) -> None:
+    """After any creates, a wildcard batch claim (the worst one) answers below 500."""
+    client.post(
+        "/v1/codeq/tasks/batch",
+        content=dumps({"tasks": items}),
+        headers={"Content-Type": "application/json"},
+    )
+    worker = {"Authorization": f"Bearer {live.tokens['worker']}"}
+    r = client.post("/v1/codeq/tasks/claim/batch", json={"maxTasks": max_tasks}, headers=worker)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["tasks"]) <= max_tasks
 
 
 @pytest.mark.parametrize(
