@@ -337,7 +337,7 @@ class Transitions:
         return int(self.config.tasks.idempotency_ttl * 1000) if task.idempotency_key else 0
 
     async def commands_of(self, tenant: str, shards: Collection[int] | None = None) -> list[str]:
-        """Every command the tenant has used on ``shards`` (default: all), for wildcard claims."""
+        """Every command the tenant has used on ``shards`` (default: all), for listing."""
         ten = escape_tenant(tenant)
         found: set[str] = set()
         for s in range(self.shards) if shards is None else shards:

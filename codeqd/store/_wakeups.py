@@ -31,15 +31,12 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-import structlog
 import trio
 
 from codeqd import metrics
 from codeqd.domain.errors import RateLimited
 from codeqd.store._hints import Inbox, QueueWork, Resync, TaskDone
 from codeqd.store._keys import escape_tenant
-
-log = structlog.get_logger("codeqd.wakeups")
 
 #: ``Waiter.shards`` after a wake-up that did not name a shard: look everywhere.
 ANY_SHARD = None
