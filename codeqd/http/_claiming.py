@@ -10,7 +10,7 @@ import trio
 
 from codeqd.auth import Principal
 from codeqd.domain.errors import Forbidden, ValidationError
-from codeqd.domain.task import MAX_WAIT_SECONDS, get_commands, get_int
+from codeqd.domain.task import MAX_WAIT_SECONDS, get_commands, get_int, get_wait
 from codeqd.http._request import app_context
 from codeqd.store import ClaimedTask
 
@@ -48,7 +48,7 @@ async def claim_tasks(
     lease = get_int(
         body, "leaseSeconds", cfg.tasks.default_lease_seconds, 1, cfg.limits.max_lease_seconds
     )
-    wait = get_int(body, "waitSeconds", 0, 0, MAX_WAIT_SECONDS) or 0
+    wait = get_wait(body.get("waitSeconds"), "waitSeconds", MAX_WAIT_SECONDS)
     assert lease is not None
 
     async def attempt(shards: set[int] | None = None) -> list[ClaimedTask]:
