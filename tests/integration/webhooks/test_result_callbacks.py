@@ -226,3 +226,31 @@ async def test_hanging_receiver_does_not_slow_the_api(api: Api, nursery: trio.Nu
         slowest = max(slowest, time.monotonic() - started)
     assert slowest < 0.5, slowest
     assert len(receiver.requests) == 8  # bounded concurrency: the rest wait their turn
+
+
+async def test_the_callback_carries_the_trace_context_of_the_create(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    receiver = await Receiver(200).start(nursery)
+    await start_dispatcher(nursery, api.ctx)
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    r = await api.call(
+        "POST",
+        "/tasks",
+        api.producer,
+        {"command": "traced", "payload": {}, "webhook": receiver.url},
+        headers={"traceparent": parent, "tracestate": "a=1,b=2"},
+    )
+    task = r.json()
+    claimed = (await api.claim(commands=["traced"])).json()
+    await api.call(
+        "POST",
+        f"/tasks/{task['id']}/result",
+        api.worker,
+        {"status": "COMPLETED", "result": {}, "leaseId": claimed["leaseId"]},
+    )
+    untraced = await finish(api, receiver.url)
+    got = {req.json()["taskId"]: req.headers for req in await receiver.wait_for(2)}
+    # Tracing off: the stored context as it was sent.
+    assert (got[task["id"]]["traceparent"], got[task["id"]]["tracestate"]) == (parent, "a=1,b=2")
+    assert "traceparent" not in got[untraced["id"]] and "tracestate" not in got[untraced["id"]]
