@@ -90,12 +90,13 @@ def get_int(body: dict[str, Any], name: str, default: int | None, lo: int, hi: i
     return value
 
 
-def get_wait(value: Any, name: str, longest: int) -> int:
-    """A ``waitSeconds`` (body number or query string): a whole number of seconds, at
-    least 0; a longer wait than ``longest`` is clamped to it, not refused (codeQ)."""
-    if value is None or value == "":
+def get_wait(value: Any, name: str, longest: int, *, query: bool = False) -> int:
+    """A ``waitSeconds`` (a JSON number, or with ``query`` the query string's text): a
+    whole number of seconds, at least 0; a longer wait than ``longest`` is clamped to
+    it, not refused (as codeQ does)."""
+    if value is None or (query and value == ""):
         return 0
-    if isinstance(value, str):
+    if query:
         try:
             value = int(value)
         except ValueError:

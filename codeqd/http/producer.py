@@ -54,7 +54,9 @@ async def get_result(principal: Principal, task_id: str) -> Response:
     """The task and its Result; 404 ``result_not_found`` while it has none (codeQ's
     contract), at once or once ``waitSeconds`` ran out (woken by the store)."""
     ctx = app_context()
-    wait = get_wait(request.args.get("waitSeconds"), "waitSeconds", MAX_RESULT_WAIT_SECONDS)
+    wait = get_wait(
+        request.args.get("waitSeconds"), "waitSeconds", MAX_RESULT_WAIT_SECONDS, query=True
+    )
     if wait == 0:
         meta, payload, result = await ctx.store.get_with_result(principal.tenant, task_id)
     else:

@@ -24,14 +24,11 @@ from codeqd.domain.task import (
     ("value", "longest", "wait"),
     [
         (None, 30, 0),
-        ("", 60, 0),
         (0, 30, 0),
         (5, 30, 5),
         (30, 30, 30),
         (31, MAX_WAIT_SECONDS, 30),
         (10**12, MAX_WAIT_SECONDS, 30),
-        ("61", MAX_RESULT_WAIT_SECONDS, 60),
-        ("3600", MAX_RESULT_WAIT_SECONDS, 60),
         (2.0, 30, 2),
     ],
 )
@@ -39,10 +36,29 @@ def test_a_long_wait_is_clamped_not_refused(value: Any, longest: int, wait: int)
     assert get_wait(value, "waitSeconds", longest) == wait
 
 
-@pytest.mark.parametrize("value", [-1, "-1", "soon", 1.5, True, [1]])
-def test_a_wait_that_is_no_whole_number_of_seconds_is_refused(value: Any) -> None:
+@pytest.mark.parametrize(
+    ("value", "wait"), [(None, 0), ("", 0), ("0", 0), ("61", 60), ("3600", 60), ("7", 7)]
+)
+def test_a_query_wait_is_clamped_to_60(value: str | None, wait: int) -> None:
+    assert get_wait(value, "waitSeconds", MAX_RESULT_WAIT_SECONDS, query=True) == wait
+
+
+@pytest.mark.parametrize(
+    ("value", "query"),
+    [
+        (-1, False),
+        ("5", False),  # a JSON body's wait is a number, not text
+        (1.5, False),
+        (True, False),
+        ([1], False),
+        ("-1", True),
+        ("soon", True),
+        ("1.5", True),
+    ],
+)
+def test_a_wait_that_is_no_whole_number_of_seconds_is_refused(value: Any, query: bool) -> None:
     with pytest.raises(ValidationError) as e:
-        get_wait(value, "waitSeconds", 30)
+        get_wait(value, "waitSeconds", 30, query=query)
     assert e.value.field == "waitSeconds"
 
 
