@@ -354,6 +354,25 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry spans (SPEC §8), sent with the OTLP/HTTP exporter; off by default."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    headers: dict[str, str] = field(default_factory=dict)
+    sample_ratio: float = 1.0
+    service_name: str = "codeqd"
+
+    def validate(self) -> None:
+        if not re.match(r"^https?://[^\s/?#]+[^\s]*$", self.endpoint):
+            raise ConfigError("tracing.endpoint: expected an http:// or https:// URL")
+        if not 0.0 <= self.sample_ratio <= 1.0:
+            raise ConfigError("tracing.sample_ratio: must be between 0 and 1")
+        if not self.service_name:
+            raise ConfigError("tracing.service_name: must not be empty")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -388,6 +407,7 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
     log: LogConfig = field(default_factory=LogConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
@@ -405,6 +425,7 @@ class Config:
         self.actors.dispatcher.validate()
         self.actors.notifier.validate()
         self.webhooks.validate()
+        self.tracing.validate()
         for name in ("promoter", "reaper", "janitor", "metrics", "dispatcher"):
             actor = getattr(self.actors, name)
             _positive(f"actors.{name}.interval", actor.interval)
@@ -549,6 +570,8 @@ def as_dict(config: Config) -> dict[str, Any]:
     for section, key in (("auth", "dev_secret"), ("webhooks", "hmac_secret")):
         if out[section].get(key):
             out[section][key] = "***"
+    # Exporter headers usually carry an API key.
+    out["tracing"]["headers"] = {k: "***" for k in out["tracing"]["headers"]}
     for role in ("producer", "worker"):
         prov = out["auth"][role]
         if prov.get("secret"):

@@ -26,7 +26,7 @@ import structlog
 import trio
 
 from codeqd import config as cfgmod
-from codeqd import metrics, sdnotify
+from codeqd import metrics, sdnotify, tracing
 from codeqd.actors import dispatcher, ingress, janitor, notifier, promoter, reaper
 from codeqd.actors import metrics as metrics_actor
 from codeqd.actors import store as store_actor
@@ -131,7 +131,10 @@ class Supervisor:
         """Start the store, check the keyspace, run the services; the start-up part
         is abandoned at once when a stop signal arrives before the daemon is ready."""
         config = self.config
-        async with connect(config, store_actor.store_url(config)) as client:
+        async with (
+            tracing.running(config.tracing),
+            connect(config, store_actor.store_url(config)) as client,
+        ):
             self.ctx = ctx = Context(
                 config=config,
                 store=client,

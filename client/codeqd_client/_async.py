@@ -122,7 +122,7 @@ class AsyncProducer(_AsyncClient):
     async def create(
         self,
         command: str,
-        payload: Mapping[str, Any] | None = None,
+        payload: Any = None,
         *,
         priority: int | None = None,
         max_attempts: int | None = None,
@@ -143,7 +143,7 @@ class AsyncProducer(_AsyncClient):
             calls.create(
                 NewTask(
                     command=command,
-                    payload=payload or {},
+                    payload={} if payload is None else payload,
                     priority=priority,
                     max_attempts=max_attempts,
                     webhook=webhook,
@@ -207,15 +207,25 @@ class AsyncProducer(_AsyncClient):
         """The task and, once terminal, its Result; waits up to ``wait`` seconds for that.
 
         The daemon holds each request up to 30 s and answers as soon as the
-        task is terminal, so longer waits are several long-polls; ``result`` is
-        ``None`` if the wait ends first. Safe to cancel (a read).
+        task is terminal (404 ``result_not_found`` while there is no result), so
+        longer waits are several long-polls; ``result`` is ``None`` if the wait
+        ends first (the task is then read as it is). Safe to cancel (a read).
         """
         deadline = anyio.current_time() + max(0.0, wait)
         while True:
             left = deadline - anyio.current_time()
-            answer = await self._send(calls.result(task_id, math.ceil(max(0.0, left))))
-            if answer.done or left <= calls.MAX_WAIT_SECONDS:
+            asked = math.ceil(max(0.0, left))
+            started = anyio.current_time()
+            answer = await self._send(calls.result(task_id, asked))
+            if answer is not None and (answer.done or left <= calls.MAX_WAIT_SECONDS):
                 return answer
+            now = anyio.current_time()
+            if answer is None and now >= deadline - 0.5:
+                return TaskResult(task=await self.get(task_id), result=None)
+            if answer is None and now - started < min(asked, calls.MAX_WAIT_SECONDS) - 0.5:
+                # Answered before the wait it was asked for (a daemon that does not
+                # long-poll, or one shutting down): poll, do not spin.
+                await anyio.sleep(min(1.0, deadline - now))
 
     async def cancel(self, task_id: str) -> Task:
         """Cancel a task that is not terminal yet; returns it CANCELLED.

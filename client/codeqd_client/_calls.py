@@ -76,6 +76,8 @@ class Call(Generic[T]):
     wait: float = 0.0
     #: An extension route: a 404/405/501 raises RouteMissing instead of an error.
     optional_route: bool = False
+    #: A 404 with this code means "nothing yet", not an error: ``parse(404, None)``.
+    absent_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,21 @@ def _decode(content: bytes) -> Any:
         return None
 
 
+def _is_absent(body: Any, code: str) -> bool:
+    if not isinstance(body, Mapping):
+        return False
+    # codeQ's services before it named the code answered the message alone.
+    return body.get("code") == code or (
+        body.get("code") is None and body.get("error") == code.replace("_", " ")
+    )
+
+
 def interpret(call: Call[T], response: httpx.Response) -> T:
     """The value of a final answer, or the exception it stands for."""
     status = response.status_code
     body = _decode(response.content)
+    if status == 404 and call.absent_code is not None and _is_absent(body, call.absent_code):
+        return call.parse(status, None)
     if status >= 400:
         if (
             call.optional_route
@@ -287,14 +300,17 @@ def get(task_id: str) -> Call[Task]:
     return Call("GET", _task_path(task_id), _task)
 
 
-def result(task_id: str, wait: int) -> Call[TaskResult]:
+def result(task_id: str, wait: int) -> Call[TaskResult | None]:
+    """The task and its Result; None while it has none (404 ``result_not_found``,
+    codeQ's answer: at once, or once the wait ran out)."""
     wait = max(0, min(MAX_WAIT_SECONDS, wait))
     return Call(
         "GET",
         _task_path(task_id, "/result"),
-        lambda status, body: TaskResult.from_wire(body),
+        lambda status, body: None if body is None else TaskResult.from_wire(body),
         params={"waitSeconds": str(wait)} if wait else None,
         wait=wait,
+        absent_code="result_not_found",
     )
 
 

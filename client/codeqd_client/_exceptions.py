@@ -189,7 +189,8 @@ def error_from_response(
     }
     cls = _class_for_status(status)
     refined = _REFINED.get(code or "")
-    if refined is not None and issubclass(refined, cls):
+    # not_lease_holder is a 403 from codeqd 0.2 and codeQ, a 409 before: LeaseLost.
+    if refined is not None and (issubclass(refined, cls) or code == "not_lease_holder"):
         cls = refined
     elif cls is Conflict and lease_call:
         cls = LeaseLost

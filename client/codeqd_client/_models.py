@@ -88,6 +88,9 @@ _TASK_FIELDS = frozenset(
         "createdAt",
         "updatedAt",
         "deadLettered",
+        "resultKey",
+        "traceParent",
+        "traceState",
     }
 )
 
@@ -102,7 +105,8 @@ class Task:
 
     id: str
     command: str
-    payload: dict[str, Any]
+    #: Any JSON value but null, as it was sent (an object, usually).
+    payload: Any
     status: TaskStatus
     priority: int = 0
     attempts: int = 0
@@ -118,6 +122,11 @@ class Task:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     dead_lettered: bool = False
+    #: Set once the task's result is stored (opaque, as in codeQ).
+    result_key: str | None = None
+    #: The W3C trace context its create request carried (``traceparent``/``tracestate``).
+    trace_parent: str | None = None
+    trace_state: str | None = None
     #: Fields this client does not know, as sent.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
     #: The whole object as sent (what :meth:`to_wire` returns).
@@ -137,7 +146,9 @@ class Task:
         return cls(
             id=task_id,
             command=command,
-            payload=dict(payload) if isinstance(payload, Mapping) else {},
+            payload=dict(payload)
+            if isinstance(payload, Mapping)
+            else ({} if payload is None else payload),
             status=_str(doc, "status") or "PENDING",  # type: ignore[arg-type]
             priority=_int(doc, "priority", 0) or 0,
             attempts=_int(doc, "attempts", 0) or 0,
@@ -153,6 +164,9 @@ class Task:
             created_at=parse_time(doc.get("createdAt")),
             updated_at=parse_time(doc.get("updatedAt")),
             dead_lettered=doc.get("deadLettered") is True,
+            result_key=_str(doc, "resultKey"),
+            trace_parent=_str(doc, "traceParent"),
+            trace_state=_str(doc, "traceState"),
             extra=_extra(doc, _TASK_FIELDS),
             raw=dict(doc),
         )
@@ -246,7 +260,8 @@ class Result:
 
 @dataclass(frozen=True, kw_only=True)
 class TaskResult:
-    """``GET /tasks/:id/result``: the task, and its result once it is terminal."""
+    """``GET /tasks/:id/result``: the task, and its result once it is terminal
+    (``result`` is None while it is not: the daemon's 404 ``result_not_found``)."""
 
     task: Task
     result: Result | None
@@ -268,7 +283,8 @@ class TaskResult:
 
 @dataclass(frozen=True, kw_only=True)
 class NackOutcome:
-    """What a nack did: requeued after ``delay_seconds``, or dead-lettered (attempts spent)."""
+    """What a nack did: requeued after ``delay_seconds``, or dead-lettered (attempts
+    spent; the daemon answers ``{"status": "dlq", "delaySeconds": 0}``, as codeQ does)."""
 
     status: Literal["requeued", "dead_lettered"]
     delay_seconds: int | None = None
@@ -279,9 +295,11 @@ class NackOutcome:
 
     @classmethod
     def from_wire(cls, doc: Mapping[str, Any]) -> NackOutcome:
-        if doc.get("status") in ("dead_lettered", "dlq"):  # "dlq": the Go codeQ service
-            return cls(status="dead_lettered")
-        return cls(status="requeued", delay_seconds=_int(doc, "delaySeconds"))
+        delay = _int(doc, "delaySeconds")
+        # "dlq": codeQ's answer and codeqd's; "dead_lettered": codeqd before 0.2.
+        if doc.get("status") in ("dlq", "dead_lettered"):
+            return cls(status="dead_lettered", delay_seconds=delay)
+        return cls(status="requeued", delay_seconds=delay)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -293,7 +311,8 @@ class NewTask:
     """
 
     command: str
-    payload: Mapping[str, Any] = field(default_factory=dict)
+    #: Any JSON value but null (an object, usually).
+    payload: Any = field(default_factory=dict)
     priority: int | None = None
     max_attempts: int | None = None
     webhook: str | None = None
@@ -304,7 +323,8 @@ class NewTask:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"command": self.command, "payload": dict(self.payload)}
+        payload = dict(self.payload) if isinstance(self.payload, Mapping) else self.payload
+        body: dict[str, Any] = {"command": self.command, "payload": payload}
         if self.priority is not None:
             body["priority"] = self.priority
         if self.max_attempts is not None:
@@ -347,7 +367,7 @@ class NewTask:
             raise ValueError("a task needs a 'command' string")
         return cls(
             command=command,
-            payload=value.get("payload") or {},
+            payload={} if value.get("payload") is None else value["payload"],
             priority=value.get("priority"),
             max_attempts=value.get("maxAttempts"),
             webhook=value.get("webhook"),

@@ -107,7 +107,7 @@ class Producer(_SyncClient):
     def create(
         self,
         command: str,
-        payload: Mapping[str, Any] | None = None,
+        payload: Any = None,
         *,
         priority: int | None = None,
         max_attempts: int | None = None,
@@ -121,7 +121,7 @@ class Producer(_SyncClient):
             calls.create(
                 NewTask(
                     command=command,
-                    payload=payload or {},
+                    payload={} if payload is None else payload,
                     priority=priority,
                     max_attempts=max_attempts,
                     webhook=webhook,
@@ -177,9 +177,17 @@ class Producer(_SyncClient):
         deadline = time.monotonic() + max(0.0, wait)
         while True:
             left = deadline - time.monotonic()
-            answer = self._send(calls.result(task_id, math.ceil(max(0.0, left))))
-            if answer.done or left <= calls.MAX_WAIT_SECONDS:
+            asked = math.ceil(max(0.0, left))
+            started = time.monotonic()
+            answer = self._send(calls.result(task_id, asked))
+            if answer is not None and (answer.done or left <= calls.MAX_WAIT_SECONDS):
                 return answer
+            now = time.monotonic()
+            if answer is None and now >= deadline - 0.5:
+                return TaskResult(task=self.get(task_id), result=None)
+            if answer is None and now - started < min(asked, calls.MAX_WAIT_SECONDS) - 0.5:
+                # Answered before the wait it was asked for: poll, do not spin.
+                time.sleep(min(1.0, deadline - now))
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a task that is not terminal yet (Conflict if it is)."""

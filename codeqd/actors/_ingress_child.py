@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from codeqd import config as cfgmod
-from codeqd import logsetup
+from codeqd import logsetup, tracing
 from codeqd.auth import Authenticator
 from codeqd.context import Context
 from codeqd.http import serve
@@ -44,7 +44,7 @@ async def _serve(config: cfgmod.Config, fd: int, ready_fd: int, store_url: str) 
                         shutting_down.set()
 
                 nursery.start_soon(on_signals)
-                async with connect(config, store_url) as store:
+                async with tracing.running(config.tracing), connect(config, store_url) as store:
                     ctx = Context(
                         config=config,
                         store=store,

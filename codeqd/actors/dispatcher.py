@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 import trio
 
+from codeqd import tracing
 from codeqd.actors._outbound import (
     DELIVERIES,
     Attempt,
@@ -198,14 +199,18 @@ class Dispatcher:
             body = callback_body(entry.meta, entry.result)
         except Exception as e:
             return Attempt(None, f"cannot render the callback: {type(e).__name__}: {e}", 0.0)
-        return await post(
-            self.client,
-            url,
-            body,
-            self.secret,
-            float(cfg.timeout),
-            {ATTEMPT_HEADER: str(entry.attempt)},
-        )
+        # The trace the task was created in continues in the callback (SPEC §8).
+        with tracing.callback_trace(entry.meta, host_of(url), entry.attempt) as trace:
+            attempt = await post(
+                self.client,
+                url,
+                body,
+                self.secret,
+                float(cfg.timeout),
+                {ATTEMPT_HEADER: str(entry.attempt), **trace.headers},
+            )
+            trace.finish(attempt.status, attempt.error)
+        return attempt
 
     async def _settle(
         self,

@@ -29,14 +29,16 @@ def callback_body(meta: dict[str, Any], result: dict[str, Any] | None) -> bytes:
     ended without a worker's report (dead-lettered, cancelled)."""
     doc = result if result and result.get("status") == meta["status"] else synthesized_result(meta)
     doc = doc or {}
-    return orjson.dumps(
-        {
-            "taskId": meta["id"],
-            "eventType": meta["command"],
-            "status": meta["status"],
-            "result": doc.get("result"),
-            "error": doc.get("error"),
-            "artifacts": doc.get("artifacts") or [],
-            "completedAt": doc.get("completedAt"),
-        }
-    )
+    body: dict[str, Any] = {
+        "taskId": meta["id"],
+        "eventType": meta["command"],
+        "status": meta["status"],
+    }
+    # As in codeQ (omitempty): a field with no value is left out, never null.
+    for key in ("result", "error"):
+        if doc.get(key) is not None:
+            body[key] = doc[key]
+    body["artifacts"] = doc.get("artifacts") or []
+    if doc.get("completedAt") is not None:
+        body["completedAt"] = doc["completedAt"]
+    return orjson.dumps(body)

@@ -29,6 +29,10 @@ def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
         meta["webhook"] = task.webhook
     if task.idempotency_key is not None:
         meta["idempotencyKey"] = task.idempotency_key
+    if task.trace_parent:
+        meta["traceParent"] = task.trace_parent
+        if task.trace_state:
+            meta["traceState"] = task.trace_state
     return meta
 
 
@@ -40,15 +44,16 @@ def result_doc(
     artifacts: list[dict[str, Any]],
     now: int,
 ) -> dict[str, Any]:
-    """The SPEC Result a worker's report stores."""
-    return {
-        "taskId": task_id,
-        "status": status,
-        "result": result,
-        "error": error,
-        "artifacts": artifacts,
-        "completedAt": rfc3339(now),
-    }
+    """The SPEC Result a worker's report stores; ``result`` and ``error`` are left out
+    when they have no value (never ``null``, as in codeQ)."""
+    doc: dict[str, Any] = {"taskId": task_id, "status": status}
+    if result is not None:
+        doc["result"] = result
+    if error is not None:
+        doc["error"] = error
+    doc["artifacts"] = artifacts
+    doc["completedAt"] = rfc3339(now)
+    return doc
 
 
 def queue_stats_wire(

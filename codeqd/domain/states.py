@@ -21,7 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from codeqd.domain.errors import CodeqError, Conflict, InvalidState, LeaseLost, TaskNotFound
+from codeqd.domain.errors import (
+    CodeqError,
+    Conflict,
+    Forbidden,
+    InvalidState,
+    LeaseLost,
+    TaskNotFound,
+)
 
 Status = Literal["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELLED"]
 PENDING: Status = "PENDING"
@@ -56,7 +63,8 @@ class Refusal:
 REFUSALS: dict[str, Refusal] = {
     "NOT_FOUND": Refusal(404, "task_not_found", "no such task (or another tenant's)"),
     "NOT_IN_PROGRESS": Refusal(409, "invalid_state", "the task is not IN_PROGRESS"),
-    "NOT_OWNER": Refusal(409, "not_lease_holder", "another worker holds the lease"),
+    # 403, as codeQ answers a worker that is not the lease holder.
+    "NOT_OWNER": Refusal(403, "not_lease_holder", "another worker holds the lease"),
     "LEASE_LOST": Refusal(409, "lease_lost", "the leaseId sent is not the current one"),
     "LEASE_EXPIRED": Refusal(409, "lease_expired", "the lease ran out before the call"),
     "TERMINAL": Refusal(409, "already_terminal", "the task is already terminal"),
@@ -145,7 +153,7 @@ def refusal_error(code: str, task_id: str, extra: list[Any]) -> CodeqError:
             return InvalidState(f"task {task_id} is already {status}", status=status)
         return InvalidState(f"task {task_id} is {status}, not IN_PROGRESS", status=status)
     if code == "NOT_OWNER":
-        return LeaseLost(f"task {task_id} is leased by another worker", code="not_lease_holder")
+        return Forbidden(f"task {task_id} is leased by another worker", code="not_lease_holder")
     if code == "LEASE_LOST":
         return LeaseLost(f"lease on task {task_id} was lost (it was claimed again)")
     if code == "LEASE_EXPIRED":

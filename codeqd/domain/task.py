@@ -22,7 +22,10 @@ from codeqd.domain.errors import BadRequest, ValidationError
 from codeqd.domain.states import TERMINAL
 
 COMMAND_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: The longest a claim is held (``waitSeconds``); a longer wait is clamped, as codeQ does.
 MAX_WAIT_SECONDS = 30
+#: The longest ``GET /tasks/:id/result?waitSeconds`` is held (clamped, as codeQ does).
+MAX_RESULT_WAIT_SECONDS = 60
 MAX_WEBHOOK_LEN = 2048
 MAX_IDEMPOTENCY_KEY_LEN = 256
 MAX_REASON_LEN = 4096
@@ -85,6 +88,21 @@ def get_int(body: dict[str, Any], name: str, default: int | None, lo: int, hi: i
     if not lo <= value <= hi:
         raise ValidationError(name, f"must be between {lo} and {hi}, got {value}")
     return value
+
+
+def get_wait(value: Any, name: str, longest: int, *, query: bool = False) -> int:
+    """A ``waitSeconds`` (a JSON number, or with ``query`` the query string's text): a
+    whole number of seconds, at least 0; a longer wait than ``longest`` is clamped to
+    it, not refused (as codeQ does)."""
+    if value is None or (query and value == ""):
+        return 0
+    if query:
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValidationError(name, "expected an integer") from None
+    wait = get_int({name: value}, name, 0, 0, 2**63 - 1) or 0
+    return min(wait, longest)
 
 
 def get_str(body: dict[str, Any], name: str, max_len: int, *, required: bool = False) -> str | None:
@@ -229,10 +247,21 @@ class NewTask:
     run_at_ms: int
     webhook: str | None
     idempotency_key: str | None
+    #: W3C trace context of the create request (``codeqd.domain.tracecontext``).
+    trace_parent: str | None = None
+    trace_state: str | None = None
 
 
-def parse_new_task(body: Any, *, now_ms: int, default_max_attempts: int, max_depth: int) -> NewTask:
-    """Validate a create body (SPEC §2); raises ValidationError naming the field."""
+def parse_new_task(
+    body: Any,
+    *,
+    now_ms: int,
+    default_max_attempts: int,
+    max_depth: int,
+    trace: tuple[str | None, str | None] = (None, None),
+) -> NewTask:
+    """Validate a create body (SPEC §2); raises ValidationError naming the field.
+    ``trace`` is the request's checked ``(traceparent, tracestate)``."""
     body = require_object(body)
     command = check_command(body.get("command"), "command") if "command" in body else None
     if command is None:
@@ -240,8 +269,8 @@ def parse_new_task(body: Any, *, now_ms: int, default_max_attempts: int, max_dep
     payload = body.get("payload")
     if "payload" not in body:
         raise ValidationError("payload", "is required")
-    if not isinstance(payload, dict):
-        raise ValidationError("payload", f"must be a JSON object, got {type(payload).__name__}")
+    if payload is None:  # any JSON value but null, as codeQ accepts
+        raise ValidationError("payload", "must not be null")
     if not json_depth_ok(payload, max_depth):
         raise ValidationError("payload", f"nested deeper than {max_depth} levels")
     priority = get_int(body, "priority", 0, 0, 9)
@@ -267,14 +296,40 @@ def parse_new_task(body: Any, *, now_ms: int, default_max_attempts: int, max_dep
         run_at_ms=run_at,
         webhook=check_webhook(get_str(body, "webhook", MAX_WEBHOOK_LEN)),
         idempotency_key=get_str(body, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LEN),
+        trace_parent=trace[0],
+        trace_state=trace[1] if trace[0] else None,
     )
 
 
 _TIME_FIELDS = ("leaseUntil", "runAt", "createdAt", "updatedAt")
+_OPTIONAL_FIELDS = (
+    "maxAttempts",
+    "tenantId",
+    "workerId",
+    "leaseId",
+    "webhook",
+    "idempotencyKey",
+    "error",
+    "traceParent",
+    "traceState",
+)
+
+
+def has_result(meta: dict[str, Any]) -> bool:
+    """Whether a worker's Result is stored for the task: it reported (COMPLETED, or
+    FAILED by the worker). A task dead-lettered or cancelled has none."""
+    status = meta["status"]
+    return status == "COMPLETED" or (status == "FAILED" and not meta.get("deadLettered"))
+
+
+def result_key(task_id: str) -> str:
+    """The opaque ``resultKey`` of a task whose result is stored (codeQ sets one)."""
+    return f"result:{task_id}"
 
 
 def task_to_wire(meta: dict[str, Any], payload: str | bytes | None) -> dict[str, Any]:
-    """The SPEC Task object; ``payload`` is embedded as the stored JSON text."""
+    """The SPEC Task object; ``payload`` is embedded as the stored JSON text. As in
+    codeQ, an optional field with no value is left out, never ``null``."""
     out: dict[str, Any] = {
         "id": meta["id"],
         "command": meta["command"],
@@ -282,10 +337,8 @@ def task_to_wire(meta: dict[str, Any], payload: str | bytes | None) -> dict[str,
         "priority": meta.get("priority", 0),
         "status": meta["status"],
         "attempts": meta.get("attempts", 0),
-        "maxAttempts": meta.get("maxAttempts"),
-        "tenantId": meta.get("tenantId"),
     }
-    for key in ("workerId", "leaseId", "webhook", "idempotencyKey", "error"):
+    for key in _OPTIONAL_FIELDS:
         if meta.get(key) is not None:
             out[key] = meta[key]
     for key in _TIME_FIELDS:
@@ -293,6 +346,8 @@ def task_to_wire(meta: dict[str, Any], payload: str | bytes | None) -> dict[str,
             out[key] = rfc3339(meta[key])
     if meta["status"] != "IN_PROGRESS":
         out.pop("leaseId", None)
+    if has_result(meta):
+        out["resultKey"] = result_key(meta["id"])
     if meta.get("deadLettered"):
         out["deadLettered"] = True
     if meta.get("webhook") and meta["status"] in TERMINAL:
@@ -308,11 +363,23 @@ def synthesized_result(meta: dict[str, Any]) -> dict[str, Any] | None:
     """A Result for a task that became terminal without a worker's report."""
     if meta["status"] not in ("FAILED", "CANCELLED"):
         return None
-    return {
+    out: dict[str, Any] = {
         "taskId": meta["id"],
         "status": meta["status"],
-        "result": None,
         "error": meta.get("error") or meta["status"],
         "artifacts": [],
-        "completedAt": rfc3339(meta.get("updatedAt")),
     }
+    if meta.get("updatedAt") is not None:
+        out["completedAt"] = rfc3339(meta["updatedAt"])
+    return out
+
+
+def result_to_wire(stored: str) -> Any:
+    """A stored Result (JSON text) for the wire, unparsed, unless it holds a top-level
+    ``null`` (stored before optional fields were left out): then without those."""
+    if ":null" not in stored:
+        return orjson.Fragment(stored)
+    doc = orjson.loads(stored)
+    if not isinstance(doc, dict):
+        return orjson.Fragment(stored)
+    return {k: v for k, v in doc.items() if v is not None}

@@ -11,6 +11,7 @@ simply match.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -23,7 +24,7 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from codeqd import metrics
+from codeqd import metrics, tracing
 from codeqd.context import Context
 from codeqd.domain.errors import BadRequest, CodeqError
 from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
@@ -84,6 +85,10 @@ def _connection() -> Any:
 def create_app(ctx: Context) -> QuartTrio:
     app = QuartTrio("codeqd")
     app.asgi_http_class = _Connection
+    if ctx.config.tracing.enabled:
+        # A server span per request, and a child span per store step of its route.
+        app.asgi_app = tracing.asgi_middleware(app.asgi_app)  # type: ignore[method-assign,assignment]
+        ctx = dataclasses.replace(ctx, store=tracing.traced_store(ctx.store))
     app.codeqd = ctx  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     # A body that stops arriving gets 408 (json_body); hypercorn's read timeout is only a
@@ -112,6 +117,7 @@ def create_app(ctx: Context) -> QuartTrio:
             await _drain_or_close(response)
         principal = g.get("principal")
         rule = request.url_rule.rule if request.url_rule else "unmatched"
+        tracing.name_request(request.method, rule)
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         metrics.HTTP_DURATION.labels(request.method, rule, str(response.status_code)).observe(
             elapsed

@@ -8,9 +8,10 @@ from typing import Any
 
 import trio
 
+from codeqd import tracing
 from codeqd.auth import Principal
 from codeqd.domain.errors import Forbidden, ValidationError
-from codeqd.domain.task import MAX_WAIT_SECONDS, get_commands, get_int
+from codeqd.domain.task import MAX_WAIT_SECONDS, get_commands, get_int, get_wait
 from codeqd.http._request import app_context
 from codeqd.store import ClaimedTask
 
@@ -41,14 +42,22 @@ def claim_commands(principal: Principal, body: dict[str, Any]) -> list[str] | No
 async def claim_tasks(
     principal: Principal, body: dict[str, Any], max_tasks: int
 ) -> list[ClaimedTask]:
-    """Claim up to ``max_tasks``, holding the request up to ``waitSeconds`` for work."""
+    """Claim up to ``max_tasks``, holding the request up to ``waitSeconds`` for work;
+    each task claimed gets a span in the trace it was created in."""
+    tasks = await _claim(principal, body, max_tasks)
+    for task in tasks:
+        tracing.task_claimed(task.meta, principal.sub)
+    return tasks
+
+
+async def _claim(principal: Principal, body: dict[str, Any], max_tasks: int) -> list[ClaimedTask]:
     ctx = app_context()
     cfg = ctx.config
     commands = claim_commands(principal, body)
     lease = get_int(
         body, "leaseSeconds", cfg.tasks.default_lease_seconds, 1, cfg.limits.max_lease_seconds
     )
-    wait = get_int(body, "waitSeconds", 0, 0, MAX_WAIT_SECONDS) or 0
+    wait = get_wait(body.get("waitSeconds"), "waitSeconds", MAX_WAIT_SECONDS)
     assert lease is not None
 
     async def attempt(shards: set[int] | None = None) -> list[ClaimedTask]:

@@ -78,7 +78,7 @@ async def serve(
     ``bind`` overrides ``actors.ingress.bind`` (``fd://N`` for an inherited socket).
 
     ``task_status.started(addresses)`` once the socket listens. On shutdown every
-    long-poll returns at once (204 / ``result: null``) and in-flight requests get
+    long-poll returns at once (204 / 404 ``result_not_found``) and in-flight requests get
     ``shutdown.grace_seconds`` to finish. Cancelling this aborts immediately.
     """
     app = create_app(ctx)

@@ -14,6 +14,7 @@ from codeqd.domain.task import (
     get_int,
     parse_rfc3339,
     require_object,
+    rfc3339,
     task_to_wire,
 )
 from codeqd.http._request import PREFIX, app_context, json_body, json_response
@@ -131,4 +132,4 @@ async def cleanup(principal: Principal) -> Response:
     # An all-tenants admin without ?tenant= cleans every tenant.
     tenant = None if principal.tenant == ALL_TENANTS else principal.tenant
     deleted = await ctx.store.cleanup(before, limit, tenant)
-    return json_response({"deleted": deleted})
+    return json_response({"deleted": deleted, "before": rfc3339(before), "limit": limit})

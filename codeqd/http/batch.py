@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
 from codeqd.domain.artifacts import to_store
 from codeqd.domain.errors import CodeqError, ValidationError
 from codeqd.domain.report import parse_report
 from codeqd.domain.task import NewTask, get_int, parse_new_task, require_object, task_to_wire
+from codeqd.domain.tracecontext import trace_context
 from codeqd.http._claiming import claim_tasks, parse_lease_id
 from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import charge, requires
@@ -49,6 +50,7 @@ async def create_tasks(principal: Principal) -> Response:
     items = _items(await json_body(allow_empty=False), "tasks")
     await charge(principal, "create", len(items))  # one token per task, as POST /tasks
     now = now_ms()
+    trace = trace_context(request.headers)  # every task of the batch joins the trace
     parsed: list[NewTask | CodeqError] = []
     for item in items:
         try:
@@ -58,6 +60,7 @@ async def create_tasks(principal: Principal) -> Response:
                     now_ms=now,
                     default_max_attempts=ctx.config.tasks.default_max_attempts,
                     max_depth=ctx.config.limits.max_payload_depth,
+                    trace=trace,
                 )
             )
         except CodeqError as e:

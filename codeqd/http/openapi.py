@@ -31,10 +31,25 @@ def obj(props: dict[str, Schema], required: tuple[str, ...] = (), **extra: Any) 
 
 
 STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
 TIME: Schema = {"type": "string", "format": "date-time"}
 COMMAND: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}
 COMMANDS: Schema = {"type": "array", "items": COMMAND, "minItems": 1}
 ANY_OBJECT: Schema = {"type": "object", "additionalProperties": True}
+#: A payload: any JSON value but null, returned as it was sent (as codeQ accepts).
+PAYLOAD: Schema = {
+    "type": ["object", "array", "string", "number", "integer", "boolean"],
+    "description": "any JSON value but null, returned as it was sent",
+}
+
+
+#: A wait that is clamped, not refused, past its longest (as codeQ does).
+def clamped_wait(longest: int) -> Schema:
+    return {
+        "type": "integer",
+        "minimum": 0,
+        "description": f"seconds; a longer wait is clamped to {longest}",
+    }
 
 
 def seconds(lo: int, hi: int | None = None) -> Schema:
@@ -57,7 +72,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "id": STR,
             "command": COMMAND,
-            "payload": ANY_OBJECT,
+            "payload": PAYLOAD,
             "priority": seconds(0, 9),
             "status": {
                 "type": "string",
@@ -76,8 +91,21 @@ SCHEMAS: dict[str, Schema] = {
             "createdAt": TIME,
             "updatedAt": TIME,
             "deadLettered": {"type": "boolean"},
+            "resultKey": {
+                "type": "string",
+                "description": "opaque; set once the task's result is stored (as codeQ)",
+            },
+            "traceParent": {
+                "type": "string",
+                "description": "the W3C traceparent header its create carried",
+            },
+            "traceState": {
+                "type": "string",
+                "description": "the W3C tracestate header its create carried",
+            },
         },
         ("id", "command", "payload", "status"),
+        description="An optional field with no value is left out, never null (as codeQ).",
     ),
     "Artifact": obj(
         {
@@ -96,17 +124,19 @@ SCHEMAS: dict[str, Schema] = {
         {
             "taskId": STR,
             "status": {"type": "string", "enum": ["COMPLETED", "FAILED"]},
-            "result": {"type": ["object", "null"]},
-            "error": {"type": ["string", "null"]},
+            "result": ANY_OBJECT,
+            "error": STR,
             "artifacts": {"type": "array", "items": ref("Artifact")},
             "completedAt": TIME,
         },
         ("taskId", "status"),
+        description="result (COMPLETED) or error (FAILED, CANCELLED); a field with no value "
+        "is left out, never null.",
     ),
     "NewTask": obj(
         {
             "command": COMMAND,
-            "payload": ANY_OBJECT,
+            "payload": PAYLOAD,
             "priority": seconds(0, 9),
             "maxAttempts": seconds(1, 1000),
             "webhook": {"type": "string", "format": "uri", "maxLength": 2048},
@@ -116,12 +146,14 @@ SCHEMAS: dict[str, Schema] = {
         },
         ("command", "payload"),
     ),
-    "Claim": obj({"commands": COMMANDS, "leaseSeconds": seconds(1), "waitSeconds": seconds(0, 30)}),
+    "Claim": obj(
+        {"commands": COMMANDS, "leaseSeconds": seconds(1), "waitSeconds": clamped_wait(30)}
+    ),
     "BatchClaim": obj(
         {
             "commands": COMMANDS,
             "leaseSeconds": seconds(1),
-            "waitSeconds": seconds(0, 30),
+            "waitSeconds": clamped_wait(30),
             "maxTasks": seconds(1),
         },
         ("maxTasks",),
@@ -146,7 +178,7 @@ SCHEMAS: dict[str, Schema] = {
         ("status",),
     ),
     "TaskWithResult": obj(
-        {"task": ref("Task"), "result": {"oneOf": [ref("Result"), {"type": "null"}]}},
+        {"task": ref("Task"), "result": ref("Result")},
         ("task", "result"),
     ),
     "QueueStats": obj(
@@ -179,10 +211,12 @@ SCHEMAS: dict[str, Schema] = {
 ERRORS = {
     "400": "malformed JSON, wrong type or out-of-range value (the message names the field)",
     "401": "missing or invalid token (the message names the reason; WWW-Authenticate: Bearer)",
-    "403": "valid token without the scope, event type or role",
-    "404": "unknown task, or a task of another tenant",
+    "403": "valid token without the scope, event type or role; on a worker's call about a "
+    "task, not_lease_holder: another worker (sub) holds its lease",
+    "404": "unknown task, or a task of another tenant (task_not_found); on GET .../result, "
+    "result_not_found while the task has no result yet",
     "408": "the body stopped arriving for actors.ingress.request_timeout (connection closed)",
-    "409": "state conflict: not in progress, lease lost, already terminal",
+    "409": "state conflict: not in progress, lease lost (a stale leaseId), already terminal",
     "413": "body larger than limits.body_bytes",
     "415": "Content-Type is not application/json",
     "429": "rate limited (Retry-After)",
@@ -241,6 +275,23 @@ def query(name: str, schema: Schema, text: str) -> dict[str, Any]:
 
 
 TASK_ID = path_param("task_id")
+#: W3C trace context of a create: stored on the task, sent on its result callback.
+TRACE_HEADERS = [
+    {
+        "name": "traceparent",
+        "in": "header",
+        "required": False,
+        "schema": STR,
+        "description": "W3C traceparent: stored as traceParent (ignored when invalid)",
+    },
+    {
+        "name": "tracestate",
+        "in": "header",
+        "required": False,
+        "schema": STR,
+        "description": "W3C tracestate: stored as traceState (with a valid traceparent)",
+    },
+]
 CMD = path_param("command", COMMAND)
 TENANT = query(
     "tenant",
@@ -280,6 +331,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             {"202": ("created", ref("Task"))},
             body=ref("NewTask"),
             body_required=True,
+            params=TRACE_HEADERS,
         )
     },
     f"{P}/tasks/batch": {
@@ -294,6 +346,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             },
             body=obj({"tasks": {"type": "array", "items": ref("NewTask")}}, ("tasks",)),
             body_required=True,
+            params=TRACE_HEADERS,
         )
     },
     f"{P}/tasks/claim": {
@@ -362,11 +415,16 @@ PATHS: dict[str, dict[str, Schema]] = {
         "get": op(
             "Read (or wait for) the result",
             "any",
-            {"200": ("the task and its result (null while not terminal)", ref("TaskWithResult"))},
+            {"200": ("the task and its result", ref("TaskWithResult"))},
             errors=("404",),
             params=[
                 TASK_ID,
-                query("waitSeconds", seconds(0, 30), "wait up to this long for a terminal state"),
+                query(
+                    "waitSeconds",
+                    clamped_wait(60),
+                    "wait up to this long for the result; 404 result_not_found if the wait "
+                    "ends without one (at once without waitSeconds)",
+                ),
             ],
         ),
         "post": op(
@@ -413,13 +471,13 @@ PATHS: dict[str, dict[str, Schema]] = {
             "worker",
             {
                 "200": (
-                    "requeued or dead-lettered",
+                    "requeued, or dead-lettered (dlq, delaySeconds 0): codeQ's answers",
                     obj(
                         {
-                            "status": {"type": "string", "enum": ["requeued", "dead_lettered"]},
+                            "status": {"type": "string", "enum": ["requeued", "dlq"]},
                             "delaySeconds": {"type": "integer"},
                         },
-                        ("status",),
+                        ("status", "delaySeconds"),
                     ),
                 )
             },
@@ -583,7 +641,19 @@ PATHS: dict[str, dict[str, Schema]] = {
         "post": op(
             "Delete terminal tasks finished before a time",
             "admin",
-            {"200": ("deleted", obj({"deleted": {"type": "integer"}}, ("deleted",)))},
+            {
+                "200": (
+                    "what was deleted, and the cut-off and limit applied",
+                    obj(
+                        {
+                            "deleted": {"type": "integer"},
+                            "before": TIME,
+                            "limit": {"type": "integer"},
+                        },
+                        ("deleted", "before", "limit"),
+                    ),
+                )
+            },
             body=obj({"before": TIME, "limit": seconds(1, 100000)}),
             params=[TENANT],
         )

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import trio
 from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
-from codeqd.domain.errors import ValidationError
+from codeqd.domain.errors import NotFound
 from codeqd.domain.states import TERMINAL
 from codeqd.domain.task import (
-    MAX_WAIT_SECONDS,
+    MAX_RESULT_WAIT_SECONDS,
+    get_wait,
     parse_new_task,
+    result_to_wire,
     synthesized_result,
     task_to_wire,
 )
+from codeqd.domain.tracecontext import trace_context
 from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
 from codeqd.store import now_ms
@@ -33,6 +35,7 @@ async def create_task(principal: Principal) -> Response:
         now_ms=now_ms(),
         default_max_attempts=ctx.config.tasks.default_max_attempts,
         max_depth=ctx.config.limits.max_payload_depth,
+        trace=trace_context(request.headers),
     )
     meta, payload, _created = await ctx.store.create(principal.tenant, task)
     return json_response(task_to_wire(meta, payload), 202)
@@ -45,34 +48,25 @@ async def get_task(principal: Principal, task_id: str) -> Response:
     return json_response(task_to_wire(meta, payload))
 
 
-def _wait_seconds() -> int:
-    raw = request.args.get("waitSeconds")
-    if raw is None or raw == "":
-        return 0
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationError("waitSeconds", "expected an integer") from None
-    if not 0 <= value <= MAX_WAIT_SECONDS:
-        raise ValidationError("waitSeconds", f"must be between 0 and {MAX_WAIT_SECONDS}")
-    return value
-
-
 @bp.get("/tasks/<task_id>/result")
 @requires("any")
 async def get_result(principal: Principal, task_id: str) -> Response:
-    """Wait up to ``waitSeconds`` for the task to become terminal (woken by the store)."""
+    """The task and its Result; 404 ``result_not_found`` while it has none (codeQ's
+    contract), at once or once ``waitSeconds`` ran out (woken by the store)."""
     ctx = app_context()
-    wait = _wait_seconds()
+    wait = get_wait(
+        request.args.get("waitSeconds"), "waitSeconds", MAX_RESULT_WAIT_SECONDS, query=True
+    )
     if wait == 0:
         meta, payload, result = await ctx.store.get_with_result(principal.tenant, task_id)
     else:
         meta, payload, result = await _wait_for_result(principal, task_id, wait)
-    body = {
-        "task": task_to_wire(meta, payload),
-        "result": orjson.Fragment(result) if result else synthesized_result(meta),
-    }
-    return json_response(body)
+    # A task that ended without a worker's report (dead-lettered, cancelled) has a
+    # Result made from its metadata.
+    doc = result_to_wire(result) if result else synthesized_result(meta)
+    if doc is None:
+        raise NotFound("result not found", code="result_not_found")
+    return json_response({"task": task_to_wire(meta, payload), "result": doc})
 
 
 async def _wait_for_result(

@@ -77,9 +77,9 @@ async def nack(principal: Principal, task_id: str) -> Response:
     outcome, seconds = await ctx.store.nack(
         principal.tenant, task_id, principal.sub, _lease_id(body), delay, reason
     )
-    if outcome == "dead_lettered":
-        return json_response({"status": "dead_lettered"})
-    return json_response({"status": "requeued", "delaySeconds": seconds})
+    # codeQ's answers: "dlq" when the task's attempts ran out (delaySeconds 0).
+    status = "dlq" if outcome == "dead_lettered" else "requeued"
+    return json_response({"status": status, "delaySeconds": seconds})
 
 
 @bp.post("/tasks/<task_id>/result")

@@ -334,7 +334,7 @@ class Workload:
                     "reason": "planned nack",
                 },
             )
-            if r.status_code == 200 and r.json()["status"] == "dead_lettered":
+            if r.status_code == 200 and r.json()["status"] == "dlq":
                 self.dead_by_nack.add(c.task_id)
                 self._terminal()
         else:
@@ -468,6 +468,12 @@ class Workload:
             stats = await self.queue_stats(http)
             for key, tid in sorted(self.created.items()):
                 r, _ = await self.call(http, "get", "GET", f"/tasks/{tid}/result", self.producer)
+                if r.status_code == 404 and r.json().get("code") == "result_not_found":
+                    # Not terminal (no result yet): the task alone says where it is.
+                    r, _ = await self.call(http, "get", "GET", f"/tasks/{tid}", self.producer)
+                    if r.status_code == 200:
+                        stranded.append(f"{key} ({tid}) {r.json()['status']}")
+                        continue
                 if r.status_code == 404:
                     lost.append(f"{key} ({tid})")
                     continue

@@ -36,7 +36,7 @@ async def test_create_batch_reports_each_item_in_order(api: Api) -> None:
             {"command": "mail", "payload": {"n": 1}, "priority": 9},
             {"command": "bad command!", "payload": {}},
             {"command": "mail", "payload": {"n": 2}, "idempotencyKey": "k-dup"},
-            {"command": "mail", "payload": "not an object"},
+            {"command": "mail", "payload": None},
             {"command": "mail", "payload": {"n": 3}, "idempotencyKey": "k-dup"},
             {"command": "mail", "payload": {"n": 4}, "idempotencyKey": "k-first"},
             {"command": "mail", "payload": {"n": 5}, "delaySeconds": 60},

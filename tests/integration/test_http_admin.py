@@ -14,7 +14,7 @@ async def _dead_letter(api: Api, n: int, command: str = "dead") -> list[str]:
         claimed = (await api.claim(commands=[command])).json()
         assert claimed["id"] == t["id"]
         r = await api.call("POST", f"/tasks/{t['id']}/nack", api.worker, {"reason": "nope"})
-        assert r.json() == {"status": "dead_lettered"}
+        assert r.json() == {"status": "dlq", "delaySeconds": 0}
         ids.append(t["id"])
     return ids
 

@@ -31,8 +31,7 @@ def assert_error(r: httpx.Response, status: int, *words: str) -> None:
         ({"command": "a b", "payload": {}}, ["command"]),
         ({"command": 5, "payload": {}}, ["command"]),
         ({"command": "x"}, ["payload", "required"]),
-        ({"command": "x", "payload": [1]}, ["payload", "object"]),
-        ({"command": "x", "payload": "s"}, ["payload"]),
+        ({"command": "x", "payload": None}, ["payload", "null"]),
         ({"command": "x", "payload": {}, "priority": 10}, ["priority"]),
         ({"command": "x", "payload": {}, "priority": -1}, ["priority"]),
         ({"command": "x", "payload": {}, "priority": "high"}, ["priority"]),
@@ -88,7 +87,7 @@ async def test_auth_errors(api: Api) -> None:
 async def test_claim_and_worker_route_validation(api: Api) -> None:
     assert_error(await api.claim(leaseSeconds=0), 400, "leaseSeconds")
     assert_error(await api.claim(leaseSeconds=10**9), 400, "leaseSeconds")
-    assert_error(await api.claim(waitSeconds=31), 400, "waitSeconds")
+    assert_error(await api.claim(waitSeconds=-1), 400, "waitSeconds")
     assert_error(await api.claim(commands="x"), 400, "commands")
     assert_error(await api.claim(commands=[]), 400, "commands")
     for route in ("heartbeat", "abandon", "nack"):
@@ -135,7 +134,7 @@ async def test_claim_and_worker_route_validation(api: Api) -> None:
         "delaySeconds",
     )
     assert_error(
-        await api.call("GET", f"/tasks/{task['id']}/result?waitSeconds=99", api.producer),
+        await api.call("GET", f"/tasks/{task['id']}/result?waitSeconds=-1", api.producer),
         400,
         "waitSeconds",
     )

@@ -72,6 +72,9 @@ def test_file_then_environment(tmp_path: Path) -> None:
         ({"CODEQD_ACTORS__INGRESS__BIND": "nowhere"}, "actors.ingress.bind: expected host:port"),
         ({"CODEQD_ACTORS__REAPER__COLOUR": "1"}, "actors.reaper.colour: unknown key"),
         ({"CODEQD_STORE__SHARDS": "0"}, "store.shards: must be between 1 and 256"),
+        ({"CODEQD_TRACING__SAMPLE_RATIO": "1.5"}, "tracing.sample_ratio: must be between 0"),
+        ({"CODEQD_TRACING__ENDPOINT": "collector:4318"}, "tracing.endpoint: expected an http"),
+        ({"CODEQD_TRACING__SERVICE_NAME": '""'}, "tracing.service_name: must not be empty"),
     ],
 )
 def test_errors_name_the_key(env: dict[str, str], message: str) -> None:
@@ -111,3 +114,20 @@ def test_secrets_are_masked() -> None:
     assert shown["auth"]["dev_secret"] == "***" and shown["webhooks"]["hmac_secret"] == "***"
     assert shown["auth"]["worker"]["tokens"] == ["***", "***"]
     assert "s3cret" not in repr(shown)
+
+
+def test_tracing_from_the_environment_and_its_headers_masked() -> None:
+    c = cfgmod.load(
+        None,
+        environ={
+            "CODEQD_TRACING__ENABLED": "true",
+            "CODEQD_TRACING__ENDPOINT": "https://otel.example.com/v1/traces",
+            "CODEQD_TRACING__HEADERS": '{ "x-api-key" = "k3y" }',
+            "CODEQD_TRACING__SAMPLE_RATIO": "0.25",
+        },
+    )
+    assert c.tracing.enabled and c.tracing.sample_ratio == 0.25
+    assert c.tracing.headers == {"x-api-key": "k3y"} and c.tracing.service_name == "codeqd"
+    shown = cfgmod.as_dict(c)
+    assert shown["tracing"]["headers"] == {"x-api-key": "***"} and "k3y" not in repr(shown)
+    assert not cfgmod.load(None, environ={}).tracing.enabled  # off by default

@@ -12,7 +12,7 @@ from codeqd import config as cfgmod
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "codeqd.example.toml"
 # Keys whose values are open tables (one entry per command): listed as an empty table.
-OPEN_TABLES = {"backoff.commands"}
+OPEN_TABLES = {"backoff.commands", "tracing.headers"}
 
 
 def _keys(cls: type[Any], prefix: str = "") -> set[str]:

@@ -66,6 +66,37 @@ async def test_result_wait_returns_when_the_task_completes(
     assert answers[0].done and answers[0].result.result == {"n": 1}
 
 
+async def test_result_wait_that_ends_first_reads_the_task(
+    producer: AsyncProducer, command: str
+) -> None:
+    # The daemon answers 404 result_not_found while there is none; result() keeps
+    # waiting on it and, when its wait is over, reads the task as it is.
+    task = await producer.create(command, ["any", "json"])
+    started = trio.current_time()
+    with trio.fail_after(10):
+        outcome = await producer.result(task.id, wait=2)
+    assert trio.current_time() - started >= 1.5
+    assert not outcome.done and outcome.result is None
+    assert outcome.task.id == task.id and outcome.task.payload == ["any", "json"]
+    with pytest.raises(NotFound):
+        await producer.result("01a207b1-88ed-78c7-89ec-9d85f8c0b900")
+
+
+async def test_another_workers_task_is_lease_lost(
+    shared_daemon: Daemon, producer: AsyncProducer, worker_client: AsyncWorkerClient, command: str
+) -> None:
+    task = await producer.create(command, {})
+    claimed = await worker_client.claim([command], wait=5)
+    assert claimed is not None and claimed.id == task.id
+    async with AsyncWorkerClient(
+        shared_daemon.base, shared_daemon.token("worker", sub="worker-b")
+    ) as other:
+        with pytest.raises(LeaseLost) as caught:
+            await other.complete(task.id, {})
+    assert (caught.value.status, caught.value.code) == (403, "not_lease_holder")
+    assert (await worker_client.complete(claimed, {})).ok
+
+
 async def test_create_many_reports_items_in_order(
     producer: AsyncProducer, worker_client: AsyncWorkerClient, command: str
 ) -> None:

@@ -106,8 +106,16 @@ async def test_ownership_and_lease_fencing(api: Api) -> None:
         ("abandon", {}),
         ("result", {"status": "COMPLETED", "result": {}}),
     ]:
-        out = assert_error(await api.call("POST", f"/tasks/{tid}/{route}", b, body), 409)
-        assert out["code"] == "not_lease_holder"
+        # As codeQ answers a worker that is not the lease holder: 403.
+        r = await api.call("POST", f"/tasks/{tid}/{route}", b, body)
+        assert (r.status_code, r.json()) == (
+            403,
+            {
+                "error": f"task {tid} is leased by another worker",
+                "code": "not_lease_holder",
+                "details": {},
+            },
+        ), route
     # A pool sharing one sub is fenced by leaseId: the stale lease holder is refused.
     assert (
         await api.call("POST", f"/tasks/{tid}/abandon", a, {"leaseId": first["leaseId"]})
@@ -219,10 +227,16 @@ async def test_admin_cleanup_is_tenant_scoped_unless_all_tenants(api: Api) -> No
             done[tenant].append(tid)
     future = "2999-01-01T00:00:00Z"
     r = await api.call("POST", "/admin/tasks/cleanup", api.admin, {"before": future})
-    assert r.json() == {"deleted": 2}
+    # codeQ's answer: what was deleted, and the cut-off and limit applied.
+    assert (r.status_code, r.json()) == (
+        200,
+        {"deleted": 2, "before": "2999-01-01T00:00:00.000Z", "limit": 1000},
+    )
     r = await api.call("GET", f"/tasks/{done['other'][0]}", other_p)
     assert r.status_code == 200
     root = api.token("admin", sub="root", tenant="*")
-    r = await api.call("POST", "/admin/tasks/cleanup", root, {"before": future})
-    assert r.json() == {"deleted": 2}
+    r = await api.call(
+        "POST", "/admin/tasks/cleanup", root, {"before": "2999-01-01T02:00:00+02:00", "limit": 7}
+    )
+    assert r.json() == {"deleted": 2, "before": "2999-01-01T00:00:00.000Z", "limit": 7}
     assert (await api.call("GET", f"/tasks/{done['other'][0]}", other_p)).status_code == 404

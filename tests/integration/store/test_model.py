@@ -36,7 +36,7 @@ from hypothesis.stateful import (
 )
 
 from codeqd.config import BackoffConfig, Duration
-from codeqd.domain.errors import CodeqError, Conflict, InvalidState, LeaseLost
+from codeqd.domain.errors import CodeqError, Conflict, Forbidden, InvalidState, LeaseLost
 from codeqd.domain.task import parse_new_task
 from codeqd.store import Store
 from codeqd.store._store import now_ms
@@ -126,7 +126,7 @@ def _expected_refusal(
     if t.status != "IN_PROGRESS":
         return InvalidState
     if t.worker != worker:
-        return LeaseLost
+        return Forbidden  # 403 not_lease_holder, as codeQ answers
     if lease is not None and lease != t.lease_id:
         return LeaseLost
     if t.lease_until <= now:

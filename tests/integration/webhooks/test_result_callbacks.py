@@ -68,19 +68,16 @@ async def test_completed_task_calls_back_signed(api: Api, nursery: trio.Nursery)
     assert req.headers["x-codeq-attempt"] == "1"
     assert_signed(req)
     doc = req.json()
-    assert set(doc) == {
-        "taskId",
-        "eventType",
-        "status",
-        "result",
-        "error",
-        "artifacts",
-        "completedAt",
+    # No "error": a field with no value is left out, never null (codeQ's omitempty).
+    assert doc == {
+        "taskId": task["id"],
+        "eventType": "email",
+        "status": "COMPLETED",
+        "result": {"ok": True},
+        "artifacts": [{"name": "log", "url": "https://x/log"}],
+        "completedAt": doc["completedAt"],
     }
-    assert doc["taskId"] == task["id"] and doc["eventType"] == "email"
-    assert doc["status"] == "COMPLETED" and doc["result"] == {"ok": True}
-    assert doc["artifacts"] == [{"name": "log", "url": "https://x/log"}]
-    assert doc["error"] is None and doc["completedAt"].endswith("Z")
+    assert doc["completedAt"].endswith("Z")
 
     async def delivered() -> bool:
         t = await task_of(api, task["id"])
@@ -102,14 +99,20 @@ async def test_failed_dead_lettered_and_cancelled_tasks_call_back(
     claimed = (await api.claim(commands=["email"])).json()
     assert claimed["id"] == dead["id"]
     r = await api.call("POST", f"/tasks/{dead['id']}/nack", api.worker, {"reason": "x"})
-    assert r.json() == {"status": "dead_lettered"}
+    assert r.json() == {"status": "dlq", "delaySeconds": 0}
     cancelled = await api.create("email", {}, webhook=receiver.url, delaySeconds=60)
     r = await api.call("DELETE", f"/tasks/{cancelled['id']}", api.producer)
     assert r.status_code == 200
     got = {req.json()["taskId"]: req.json() for req in await receiver.wait_for(3)}
-    assert got[failed["id"]]["status"] == "FAILED" and got[failed["id"]]["error"] == "boom"
-    assert got[dead["id"]]["status"] == "FAILED" and got[dead["id"]]["error"] == "MAX_ATTEMPTS"
-    assert got[dead["id"]]["result"] is None and got[dead["id"]]["artifacts"] == []
+    for tid, error in ((failed["id"], "boom"), (dead["id"], "MAX_ATTEMPTS")):
+        assert got[tid] == {  # no "result": left out, never null
+            "taskId": tid,
+            "eventType": "email",
+            "status": "FAILED",
+            "error": error,
+            "artifacts": [],
+            "completedAt": got[tid]["completedAt"],
+        }
     assert got[cancelled["id"]]["status"] == "CANCELLED"
     assert all(doc["eventType"] == "email" for doc in got.values())
 
@@ -223,3 +226,31 @@ async def test_hanging_receiver_does_not_slow_the_api(api: Api, nursery: trio.Nu
         slowest = max(slowest, time.monotonic() - started)
     assert slowest < 0.5, slowest
     assert len(receiver.requests) == 8  # bounded concurrency: the rest wait their turn
+
+
+async def test_the_callback_carries_the_trace_context_of_the_create(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    receiver = await Receiver(200).start(nursery)
+    await start_dispatcher(nursery, api.ctx)
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    r = await api.call(
+        "POST",
+        "/tasks",
+        api.producer,
+        {"command": "traced", "payload": {}, "webhook": receiver.url},
+        headers={"traceparent": parent, "tracestate": "a=1,b=2"},
+    )
+    task = r.json()
+    claimed = (await api.claim(commands=["traced"])).json()
+    await api.call(
+        "POST",
+        f"/tasks/{task['id']}/result",
+        api.worker,
+        {"status": "COMPLETED", "result": {}, "leaseId": claimed["leaseId"]},
+    )
+    untraced = await finish(api, receiver.url)
+    got = {req.json()["taskId"]: req.headers for req in await receiver.wait_for(2)}
+    # Tracing off: the stored context as it was sent.
+    assert (got[task["id"]]["traceparent"], got[task["id"]]["tracestate"]) == (parent, "a=1,b=2")
+    assert "traceparent" not in got[untraced["id"]] and "tracestate" not in got[untraced["id"]]

@@ -83,6 +83,20 @@ def test_claim_and_result_clamp_the_wait() -> None:
     assert calls.timeout_for(10, call).read == 40
 
 
+def test_no_result_yet_is_none_not_an_error() -> None:
+    call = calls.result("t", 5)
+    missing = {"error": "result not found", "code": "result_not_found", "details": {}}
+    assert calls.interpret(call, answer(404, missing)) is None
+    assert calls.interpret(call, answer(404, {"error": "result not found"})) is None  # older
+    with pytest.raises(NotFound):
+        calls.interpret(call, answer(404, {"error": "gone", "code": "task_not_found"}))
+    with pytest.raises(NotFound):
+        calls.interpret(calls.get("t"), answer(404, missing))
+    done = {"task": {**TASK, "status": "COMPLETED"}, "result": {"taskId": "t1"}}
+    got = calls.interpret(call, answer(200, done))
+    assert got is not None and got.done and got.result is not None
+
+
 def test_batch_items_map_to_tasks_and_errors() -> None:
     call = calls.create_batch([NewTask(command="c")], probe=True)
     assert call.headers == {"Connection": "close"} and call.retry == "unsent"
@@ -121,6 +135,9 @@ def test_batch_items_map_to_tasks_and_errors() -> None:
         (409, {"error": "done", "code": "already_terminal"}, False, Conflict),
         (409, {"error": "lost", "code": "lease_lost"}, False, LeaseLost),
         (409, {"error": "theirs", "code": "not_lease_holder"}, True, LeaseLost),
+        # codeqd 0.2 and codeQ answer 403 to a worker that is not the lease holder.
+        (403, {"error": "theirs", "code": "not_lease_holder"}, True, LeaseLost),
+        (403, {"error": "theirs", "code": "not_lease_holder"}, False, LeaseLost),
         (409, {"error": "not in progress", "code": "invalid_state"}, True, LeaseLost),
         (409, {"error": "not in progress", "code": "invalid_state"}, False, Conflict),
         (500, {"error": "internal"}, False, ServerError),

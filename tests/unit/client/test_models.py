@@ -99,7 +99,27 @@ def test_result_and_task_result() -> None:
 def test_nack_outcome() -> None:
     assert NackOutcome.from_wire({"status": "requeued", "delaySeconds": 5}).delay_seconds == 5
     assert NackOutcome.from_wire({"status": "dead_lettered"}).dead_lettered
-    assert NackOutcome.from_wire({"status": "dlq"}).dead_lettered
+    dlq = NackOutcome.from_wire({"status": "dlq", "delaySeconds": 0})
+    assert dlq.dead_lettered and dlq.status == "dead_lettered" and dlq.delay_seconds == 0
+
+
+def test_any_json_payload_and_the_new_task_fields() -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    for payload in ("text", 3, [1, 2], False, {"a": 1}):
+        task = Task.from_wire(
+            {
+                "id": "t",
+                "command": "c",
+                "payload": payload,
+                "status": "COMPLETED",
+                "resultKey": "result:t",
+                "traceParent": parent,
+                "traceState": "k=v",
+            }
+        )
+        assert task.payload == payload and task.result_key == "result:t"
+        assert (task.trace_parent, task.trace_state, task.extra) == (parent, "k=v", {})
+        assert NewTask(command="c", payload=payload).to_wire()["payload"] == payload
 
 
 def test_new_task_to_wire() -> None:

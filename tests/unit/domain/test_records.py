@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from codeqd.domain.records import new_meta, queue_stats_wire, result_doc
 from codeqd.domain.task import NewTask
 
@@ -40,10 +42,28 @@ def test_result_doc_renders_completion_time() -> None:
         "taskId": "t-1",
         "status": "COMPLETED",
         "result": {"ok": 1},
-        "error": None,
         "artifacts": [{"name": "a", "url": "u"}],
         "completedAt": "1970-01-01T00:00:01.500Z",
     }
+
+
+def test_result_doc_leaves_out_what_has_no_value() -> None:
+    assert result_doc("t-1", "FAILED", None, "boom", [], 1_000) == {
+        "taskId": "t-1",
+        "status": "FAILED",
+        "error": "boom",
+        "artifacts": [],
+        "completedAt": "1970-01-01T00:00:01.000Z",
+    }
+
+
+def test_new_meta_keeps_the_trace_context() -> None:
+    traced = dataclasses.replace(
+        task(), trace_parent="00-" + "a" * 32 + "-" + "b" * 16 + "-01", trace_state="k=v"
+    )
+    meta = new_meta("t-1", "acme", traced, 1_000)
+    assert (meta["traceParent"], meta["traceState"]) == (traced.trace_parent, "k=v")
+    assert "traceParent" not in new_meta("t-1", "acme", task(), 1_000)
 
 
 def test_queue_stats_wire_names() -> None:
