@@ -26,7 +26,16 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 from codeqd import metrics
 from codeqd.context import Context
 from codeqd.domain.errors import BadRequest, CodeqError
-from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
+from codeqd.http import (
+    admin,
+    batch,
+    health,
+    openapi,
+    producer,
+    streams,
+    subscriptions,
+    worker,
+)
 from codeqd.http._errors import HeadersTooLarge, PayloadTooLarge
 from codeqd.http._request import error_response, json_response, request_id
 
@@ -91,7 +100,16 @@ def create_app(ctx: Context) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = float(ctx.config.actors.ingress.request_timeout)
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     header_limit = ctx.config.limits.header_bytes
-    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, subscriptions.bp, openapi.bp):
+    for bp in (
+        health.bp,
+        producer.bp,
+        worker.bp,
+        admin.bp,
+        batch.bp,
+        subscriptions.bp,
+        streams.bp,
+        openapi.bp,
+    ):
         app.register_blueprint(bp)
 
     @app.before_request
