@@ -21,9 +21,7 @@ from codeqd_client import _json
 from codeqd_client._calls import Call, Leases
 from codeqd_client._exceptions import (
     CodeqError,
-    Forbidden,
     ServerError,
-    Unauthorized,
     Unreachable,
     error_from_response,
 )
@@ -48,9 +46,11 @@ class _Waiting:
 def close_error(closed: Closed) -> CodeqError:
     """The client exception for a stream the daemon closed."""
     if closed.code == 4401:
-        return Unauthorized(f"worker stream refused: {closed.reason or 'bad token'}")
+        reason = closed.reason or "invalid token"
+        return error_from_response(401, {"error": reason, "code": "unauthorized"})
     if closed.code == 4403:
-        return Forbidden(f"worker stream refused: {closed.reason or 'missing scope'}")
+        reason = closed.reason or "missing scope"
+        return error_from_response(403, {"error": reason, "code": "forbidden"})
     return Unreachable(f"worker stream closed ({closed.code} {closed.reason})".strip())
 
 

@@ -16,12 +16,14 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Event,
     Ping,
     RejectConnection,
     RejectData,
     Request,
     TextMessage,
 )
+from wsproto.utilities import LocalProtocolError
 
 _READ = 65536
 
@@ -108,13 +110,21 @@ class WebSocket:
             raise self.closed
         await self._write(self._conn.send(TextMessage(data=text)))
 
+    async def _send_event(self, event: Event) -> None:
+        """Send a control frame unless the connection's state no longer allows it."""
+        try:
+            data = self._conn.send(event)
+        except LocalProtocolError:
+            return
+        await self._write(data)
+
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:
             try:
                 await self._stream.send(data)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as e:
-                self.closed = self.closed or Closed(1006, str(e))
-                raise self.closed from None
+                # ``receive`` still reads what arrived (e.g. the close frame saying why).
+                raise self.closed or Closed(1006, str(e) or "connection lost") from None
 
     async def receive(self) -> str:
         """The next text message; raises :class:`Closed` when the WebSocket closes."""
@@ -123,7 +133,12 @@ class WebSocket:
                 raise self.closed
             try:
                 data = await self._stream.receive(_READ)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as e:
+            except (
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                OSError,
+            ) as e:
                 self.closed = Closed(1006, str(e) or "connection lost")
                 raise self.closed from None
             self._conn.receive_data(data)
@@ -136,11 +151,11 @@ class WebSocket:
                 elif isinstance(event, BytesMessage):
                     continue
                 elif isinstance(event, Ping):
-                    await self._write(self._conn.send(event.response()))
+                    await self._send_event(event.response())
                 elif isinstance(event, CloseConnection):
                     self.closed = Closed(event.code, event.reason or "")
                     with contextlib.suppress(Closed):
-                        await self._write(self._conn.send(event.response()))
+                        await self._send_event(event.response())
                     self.closed = Closed(event.code, event.reason or "")
                     await anyio.aclose_forcefully(self._stream)
         return self._text.pop(0)
@@ -150,7 +165,7 @@ class WebSocket:
         if self.closed is None:
             try:
                 with anyio.move_on_after(2, shield=True):
-                    await self._write(self._conn.send(CloseConnection(code=code, reason=reason)))
+                    await self._send_event(CloseConnection(code=code, reason=reason))
             except Closed:
                 pass
             self.closed = Closed(code, reason)

@@ -82,6 +82,7 @@ _REQUESTS = 32
 #: Requests of one stream in the store at once (they can then share a group commit).
 _EXECUTORS = 8
 _HAND_BACK_SECONDS = 5.0
+_REFUSAL_READ_SECONDS = 0.25
 
 
 class _Refused(Exception):
@@ -440,6 +441,11 @@ async def stream() -> Response | None:
             principal = await _authenticate(ctx)
         except _Refused as refused:
             log.info("streams.refused", code=refused.code, reason=refused.reason)
+            # A worker usually sends "ready" right after the upgrade: read it first, or the
+            # connection, closed with unread data, is reset and the worker may never see
+            # the close code.
+            with trio.move_on_after(_REFUSAL_READ_SECONDS):
+                await websocket.receive()
             await websocket.close(refused.code, refused.reason)
             return None
         session = _Stream(ctx, principal)
