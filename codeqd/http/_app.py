@@ -181,6 +181,13 @@ def create_app(ctx: Context) -> QuartTrio:
         conn = _connection()
         # An HTTP route asked for an upgrade: werkzeug says 405 (no WEBSOCKET method)
         # or WebsocketMismatch (400).
+        if isinstance(err, WebsocketMismatch) and conn is not websocket:
+            return error_response(
+                BadRequest(
+                    f"{conn.path} is a WebSocket: send a WebSocket upgrade",
+                    code="websocket_required",
+                )
+            )
         if isinstance(err, WebsocketMismatch) or (conn is websocket and code == 405):
             return error_response(
                 BadRequest(

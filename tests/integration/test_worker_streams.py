@@ -348,3 +348,18 @@ async def test_shutdown_closes_1001_and_hands_back(
     assert meta["status"] == "PENDING"
     with pytest.raises(StopAsyncIteration):
         await gen.__anext__()
+
+
+async def test_plain_get_on_the_stream_says_it_is_a_websocket(api: Api) -> None:
+    r = await api.call("GET", "/workers/stream", api.worker)
+    assert r.status_code == 400 and r.json()["code"] == "websocket_required", r.text
+
+
+async def test_disabled_streams_refuse_the_upgrade_with_404(
+    nursery: trio.Nursery, tmp_path: Any, redis_url: str
+) -> None:
+    config = make_config(tmp_path, streams={"enabled": False})
+    async for api in start_api(nursery, config, redis_url):
+        with pytest.raises(HandshakeRefused) as info:
+            await WebSocket.connect(ws_url(api), {"Authorization": f"Bearer {api.worker}"})
+        assert info.value.status == 404
