@@ -324,6 +324,9 @@ class _Stream:
                 free = self.max_in_flight - len(self.unfinished)
                 if free <= 0:
                     await changed.wait()
+                    # Results answered by one group commit free their slots in the same
+                    # scheduler pass: one yield lets them all in, so one claim fills them.
+                    await trio.lowlevel.checkpoint()
                     continue
                 commands = self.commands
                 # Register before looking, so a wake-up between the look and the wait is kept.
