@@ -105,6 +105,9 @@ def rq_producer(redis_url: str, queue: str, backlog: int) -> None:
     from redis import Redis
     from rq import Queue
 
+    # By its module's importable name: run as __main__, this file's own would not be.
+    from tests.bench._children import bench_job as job
+
     stop = _stop_on_term()
     conn = Redis.from_url(redis_url)
     q = Queue(queue, connection=conn)
@@ -113,7 +116,7 @@ def rq_producer(redis_url: str, queue: str, backlog: int) -> None:
     while not stop[0]:
         if made % 50 == 0 and len(q) >= backlog:
             continue
-        q.enqueue(bench_job, PAYLOAD)
+        q.enqueue(job, PAYLOAD)
         made += 1
     print(f"done {made}", flush=True)
 
