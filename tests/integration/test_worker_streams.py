@@ -363,3 +363,32 @@ async def test_disabled_streams_refuse_the_upgrade_with_404(
         with pytest.raises(HandshakeRefused) as info:
             await WebSocket.connect(ws_url(api), {"Authorization": f"Bearer {api.worker}"})
         assert info.value.status == 404
+
+
+async def test_a_stream_that_does_not_answer_pings_is_closed_4408(
+    nursery: trio.Nursery, tmp_path: Any, redis_url: str
+) -> None:
+    config = make_config(tmp_path, streams={"ping_interval": "100ms", "ping_timeout": "200ms"})
+    async for api in start_api(nursery, config, redis_url):
+        # One that answers stays open across several pings...
+        async with open_stream(api) as s:
+            await s.ready(1)
+            pings = 0
+            with trio.fail_after(STEP):
+                while pings < 3:
+                    msg = orjson.loads(await s.ws.receive())
+                    if msg["type"] == "ping":
+                        pings += 1
+                        await s.send({"type": "pong"})
+            created = await api.create("email")
+            assert (await s.task())["id"] == created["id"]
+        # ...one that stays silent is closed, and its task handed back.
+        ws = await WebSocket.connect(ws_url(api), {"Authorization": f"Bearer {api.worker}"})
+        await ws.send('{"type":"ready","maxInFlight":1}')
+        await wait_status(api, created["id"], "IN_PROGRESS")
+        with trio.fail_after(STEP):
+            with pytest.raises(Closed) as info:
+                while True:
+                    await ws.receive()
+        assert info.value.code == 4408
+        await wait_status(api, created["id"], "PENDING")
