@@ -384,6 +384,31 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class StreamsConfig:
+    """Worker streams (``GET /v1/codeq/workers/stream``, SPEC §6)."""
+
+    enabled: bool = True
+    on_disconnect: Literal["abandon", "expire"] = "abandon"
+    ping_interval: Duration = Duration(20)
+    ping_timeout: Duration = Duration(20)
+    hello_timeout: Duration = Duration(10)
+    max_streams: int = 10000
+    max_in_flight: int = 1000
+    send_buffer: int = 64
+
+    def validate(self) -> None:
+        _positive("streams.ping_interval", self.ping_interval)
+        _positive("streams.ping_timeout", self.ping_timeout)
+        _positive("streams.hello_timeout", self.hello_timeout)
+        if not 1 <= self.max_streams <= 1_000_000:
+            raise ConfigError("streams.max_streams: must be between 1 and 1000000")
+        if not 1 <= self.max_in_flight <= 100_000:
+            raise ConfigError("streams.max_in_flight: must be between 1 and 100000")
+        if not 1 <= self.send_buffer <= 100_000:
+            raise ConfigError("streams.send_buffer: must be between 1 and 100000")
+
+
+@dataclass(frozen=True)
 class SupervisorConfig:
     max_restarts: int = 5
     window_seconds: Duration = Duration(60)
@@ -410,6 +435,7 @@ class Config:
     tracing: TracingConfig = field(default_factory=TracingConfig)
     log: LogConfig = field(default_factory=LogConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     source: str = ""  # the file it came from, "" for defaults only
 
@@ -426,6 +452,7 @@ class Config:
         self.actors.notifier.validate()
         self.webhooks.validate()
         self.tracing.validate()
+        self.streams.validate()
         for name in ("promoter", "reaper", "janitor", "metrics", "dispatcher"):
             actor = getattr(self.actors, name)
             _positive(f"actors.{name}.interval", actor.interval)

@@ -86,6 +86,14 @@ SUBSCRIPTIONS_ACTIVE = Gauge(
 LONG_POLL_WAITERS = Gauge(
     "codeq_long_poll_waiters", "Requests waiting in a long-poll", multiprocess_mode="livesum"
 )
+STREAMS_OPEN = Gauge(
+    "codeq_worker_streams_open", "Worker streams open", multiprocess_mode="livesum"
+)
+STREAM_MESSAGES = Counter(
+    "codeq_worker_stream_messages_total",
+    "Worker stream messages by direction (in: from workers, out: to workers) and type",
+    ["direction", "type"],
+)
 INBOX_DEPTH = Gauge(
     "codeq_actor_inbox_depth",
     "Messages waiting in an actor's inbox (a bounded trio memory channel)",

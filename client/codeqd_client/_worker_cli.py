@@ -247,6 +247,13 @@ def configure(p: argparse.ArgumentParser, prog: str) -> None:
         metavar="SECONDS",
         help="on SIGTERM, time running commands get to finish (default 10)",
     )
+    p.add_argument(
+        "--transport",
+        default="auto",
+        choices=["auto", "stream", "http"],
+        help="how tasks arrive: the worker stream (a WebSocket), HTTP long-polling, or "
+        "auto: the stream when the daemon serves it, else long-polling (default auto)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "handler",
@@ -292,6 +299,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 lease_seconds=args.lease,
                 wait_seconds=args.wait,
                 grace_seconds=args.grace,
+                transport=args.transport,
             ),
             backend=worker.default_backend(),
         )

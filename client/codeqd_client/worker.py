@@ -34,8 +34,10 @@ from codeqd_client import (
     RateLimited,
     Task,
     Unauthorized,
+    _calls,
     _json,
 )
+from codeqd_client._stream import StreamUnsupported, WorkerStream
 
 log = logging.getLogger("codeqd.worker")  # the name codeqd users already configure
 
@@ -54,6 +56,10 @@ FATAL = (Unauthorized, Forbidden, BadRequest)
 
 #: Bound on the time spent reporting one task's outcome (complete, nack, abandon).
 REPORT_TIMEOUT = 15.0
+
+#: How tasks reach the runner: the worker stream (``"stream"``), HTTP long-polling
+#: (``"http"``), or the stream when the daemon serves it, else long-polling (``"auto"``).
+Transport = Literal["auto", "stream", "http"]
 
 
 class Fail(Exception):
@@ -130,6 +136,67 @@ class Outcome:
     delay: int | None = None
 
 
+class _Calls(Protocol):
+    """The lease holder's calls the runner makes (HTTP client or worker stream)."""
+
+    async def heartbeat(self, task: Task, *, extend_seconds: int | None = None) -> Any: ...
+    async def complete(self, task: Task, result: Mapping[str, Any] | None = None) -> Any: ...
+    async def fail(self, task: Task, error: str) -> Any: ...
+    async def nack(
+        self, task: Task, reason: str | None = None, *, delay_seconds: int | None = None
+    ) -> Any: ...
+    async def abandon(self, task: Task) -> Any: ...
+
+
+class _StreamCalls:
+    """The lease holder's calls as worker-stream messages while the stream is open,
+    over HTTP otherwise (e.g. while reconnecting; with ``on_disconnect = "expire"``
+    the task may still be ours)."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def _send(self, call: _calls.Call[Any], http: Callable[[], Awaitable[Any]]) -> Any:
+        stream = self.runner._stream
+        if stream is None:
+            return await http()
+        return await stream.send_call(call)
+
+    async def heartbeat(self, task: Task, *, extend_seconds: int | None = None) -> Any:
+        c = self.runner.client
+        return await self._send(
+            _calls.heartbeat(task.id, task.lease_id, extend_seconds),
+            lambda: c.heartbeat(task, extend_seconds=extend_seconds),
+        )
+
+    async def complete(self, task: Task, result: Mapping[str, Any] | None = None) -> Any:
+        c = self.runner.client
+        return await self._send(
+            _calls.report(task.id, task.lease_id, "COMPLETED", result=result),
+            lambda: c.complete(task, result),
+        )
+
+    async def fail(self, task: Task, error: str) -> Any:
+        c = self.runner.client
+        return await self._send(
+            _calls.report(task.id, task.lease_id, "FAILED", error=error),
+            lambda: c.fail(task, error),
+        )
+
+    async def nack(
+        self, task: Task, reason: str | None = None, *, delay_seconds: int | None = None
+    ) -> Any:
+        c = self.runner.client
+        return await self._send(
+            _calls.nack(task.id, task.lease_id, reason, delay_seconds),
+            lambda: c.nack(task, reason, delay_seconds=delay_seconds),
+        )
+
+    async def abandon(self, task: Task) -> Any:
+        c = self.runner.client
+        return await self._send(_calls.abandon(task.id, task.lease_id), lambda: c.abandon(task))
+
+
 @dataclass(eq=False)
 class _Job:
     task: Task
@@ -156,6 +223,7 @@ class Runner:
         wait_seconds: int = 20,
         grace_seconds: float = 10.0,
         handle_signals: bool = True,
+        transport: Transport = "auto",
     ) -> None:
         if not handlers:
             raise ValueError("at least one handler is needed")
@@ -170,6 +238,14 @@ class Runner:
         self.wait_seconds = max(0, min(30, int(wait_seconds)))
         self.grace_seconds = max(0.0, grace_seconds)
         self.handle_signals = handle_signals
+        if transport not in ("auto", "stream", "http"):
+            raise ValueError("transport must be 'auto', 'stream' or 'http'")
+        self.transport: Transport = transport
+        #: The open worker stream (None: not connected, or HTTP long-polling).
+        self._stream: WorkerStream | None = None
+        #: The transport in use once known: "stream" or "http".
+        self.using: Literal["stream", "http"] | None = "http" if transport == "http" else None
+        self._calls: _Calls = self.client if transport == "http" else _StreamCalls(self)
         #: None: claim whatever the token's eventTypes allow (a "*" handler).
         self.commands = None if "*" in self.handlers else sorted(self.handlers)
         self._slots = anyio.Semaphore(concurrency)
@@ -222,8 +298,17 @@ class Runner:
                 )
                 task_status.started()
                 with self._claiming:
-                    await self._claim_loop(jobs)
+                    if self.transport == "http":
+                        await self._claim_loop(jobs)
+                    else:
+                        await self._stream_loop(jobs, outer)
                 self._stopping = True
+                if self._stream is not None:  # no more pushes while draining
+                    with anyio.move_on_after(REPORT_TIMEOUT, shield=True):
+                        try:
+                            await self._stream.ready(self.commands, 0, self.lease_seconds)
+                        except CodeqError as e:
+                            log.warning("worker.pause_failed %s", e)
                 if self._jobs:
                     log.info(
                         "worker.draining in_flight=%d grace=%ss",
@@ -234,6 +319,9 @@ class Runner:
                     await self._idle.wait()
                 for job in list(self._jobs):
                     job.scope.cancel()  # its handler returns Outcome('abandon')
+            if self._stream is not None:  # the daemon hands back what it pushed meanwhile
+                with anyio.CancelScope(shield=True):
+                    await self._stream.aclose()
             outer.cancel_scope.cancel()
         log.info("worker.stopped %s", " ".join(f"{k}={v}" for k, v in self.stats.items()))
         if self._fatal is not None:
@@ -290,6 +378,71 @@ class Runner:
                 for _ in range(held):
                     self._slots.release()
 
+    async def _stream_loop(self, jobs: TaskGroup, outer: TaskGroup) -> None:
+        """Take the tasks the daemon pushes on the worker stream, reconnecting when it
+        drops; falls back to :meth:`_claim_loop` when the daemon has no stream. The
+        stream is read in ``outer``: it outlives this loop, for the reports of a drain."""
+        failures = 0
+        while True:
+            if failures:
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.warning("worker.stream_retry in %.1fs", delay)
+                await anyio.sleep(delay)
+            try:
+                stream = await WorkerStream.open(
+                    self.client.base_url,
+                    self.client._headers,
+                    leases=self.client._leases,
+                    buffer=self.concurrency,
+                )
+            except StreamUnsupported as e:
+                if self.transport == "stream":
+                    log.error("worker.stream_unsupported %s", e)
+                    self._fatal = BadRequest(f"the daemon serves no worker stream: {e}")
+                    return
+                log.info("worker.transport http (the daemon serves no worker stream: %s)", e)
+                self.using = "http"
+                self._calls = self.client
+                await self._claim_loop(jobs)
+                return
+            except CodeqError as e:
+                log.warning("worker.stream_failed %s", e)
+                failures += 1
+                continue
+            self._link_error = None
+            outer.start_soon(self._read_stream, stream)
+            try:
+                await stream.ready(self.commands, self.concurrency, self.lease_seconds)
+                self._stream = stream
+                self.using = "stream"
+                failures = 0
+                log.info("worker.transport stream")
+                async for task in stream.tasks:
+                    await self._slots.acquire()
+                    self._start(jobs, task)
+            except CodeqError as e:
+                self._link_error = self._link_error or e
+            error = self._link_error
+            if isinstance(error, FATAL):
+                log.error("worker.stream_refused %s", error)
+                self._fatal = error
+                return
+            log.warning("worker.stream_lost %s", error)
+            self._stream = None
+            await stream.aclose()
+            failures += 1
+
+    async def _read_stream(self, stream: WorkerStream) -> None:
+        try:
+            await stream.run()
+        except CodeqError as e:
+            self._link_error = e
+        finally:
+            if self._stream is stream:
+                self._stream = None
+
+    _link_error: CodeqError | None = None
+
     def _start(self, jobs: TaskGroup, task: Task) -> None:
         job = _Job(task)
         self._jobs.add(job)
@@ -340,7 +493,7 @@ class Runner:
         while True:
             await anyio.sleep(interval)
             try:
-                await self.client.heartbeat(job.task, extend_seconds=self.lease_seconds)
+                await self._calls.heartbeat(job.task, extend_seconds=self.lease_seconds)
             except (LeaseLost, NotFound) as e:
                 log.warning("worker.lease_lost task=%s: %s", job.task.id, e)
                 job.lost = True
@@ -359,13 +512,13 @@ class Runner:
         with anyio.move_on_after(REPORT_TIMEOUT, shield=True) as scope:
             try:
                 if outcome.action == "complete":
-                    await self.client.complete(task, outcome.result)
+                    await self._calls.complete(task, outcome.result)
                 elif outcome.action == "fail":
-                    await self.client.fail(task, outcome.reason or "failed")
+                    await self._calls.fail(task, outcome.reason or "failed")
                 elif outcome.action == "nack":
-                    await self.client.nack(task, outcome.reason, delay_seconds=outcome.delay)
+                    await self._calls.nack(task, outcome.reason, delay_seconds=outcome.delay)
                 else:
-                    await self.client.abandon(task)
+                    await self._calls.abandon(task)
                 self.stats[outcome.action] += 1
                 log.info(
                     "worker.%s task=%s command=%s attempt=%d",
@@ -403,6 +556,7 @@ async def run(
     handle_signals: bool = True,
     shutdown: Waitable | None = None,
     client: AsyncWorkerClient | None = None,
+    transport: Transport = "auto",
     task_status: TaskStatus[Runner] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``handlers`` until SIGTERM/SIGINT (or ``shutdown`` is set), then drain.
@@ -412,6 +566,11 @@ async def run(
     ``url``/``token`` default to ``$CODEQD_URL``/``$CODEQD_TOKEN``. Up to
     ``concurrency`` tasks run at once; each is leased for ``lease_seconds`` and
     heartbeated every third of that. Claims long-poll ``wait_seconds`` (≤ 30).
+
+    ``transport``: ``"auto"`` (the default) takes tasks from the daemon's worker
+    stream (one WebSocket: tasks are pushed, reports are messages) and falls back to
+    HTTP long-polling when the daemon has none (the Go codeQ); ``"stream"`` insists on
+    the stream, ``"http"`` always long-polls.
 
     Stopping: claiming stops at once; running handlers get ``grace_seconds``
     to finish (and are reported normally), then are cancelled and their tasks
@@ -434,6 +593,7 @@ async def run(
         wait_seconds=wait_seconds,
         grace_seconds=grace_seconds,
         handle_signals=handle_signals,
+        transport=transport,
     )
     fatal: list[CodeqError] = []
     try:
@@ -486,6 +646,7 @@ __all__ = [
     "Outcome",
     "Retry",
     "Runner",
+    "Transport",
     "Waitable",
     "default_backend",
     "run",

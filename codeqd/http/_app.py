@@ -27,7 +27,16 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 from codeqd import metrics, tracing
 from codeqd.context import Context
 from codeqd.domain.errors import BadRequest, CodeqError
-from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
+from codeqd.http import (
+    admin,
+    batch,
+    health,
+    openapi,
+    producer,
+    streams,
+    subscriptions,
+    worker,
+)
 from codeqd.http._errors import HeadersTooLarge, PayloadTooLarge
 from codeqd.http._request import error_response, json_response, request_id
 
@@ -96,7 +105,16 @@ def create_app(ctx: Context) -> QuartTrio:
     app.config["BODY_TIMEOUT"] = float(ctx.config.actors.ingress.request_timeout)
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     header_limit = ctx.config.limits.header_bytes
-    for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, subscriptions.bp, openapi.bp):
+    for bp in (
+        health.bp,
+        producer.bp,
+        worker.bp,
+        admin.bp,
+        batch.bp,
+        subscriptions.bp,
+        streams.bp,
+        openapi.bp,
+    ):
         app.register_blueprint(bp)
 
     @app.before_request
@@ -169,6 +187,13 @@ def create_app(ctx: Context) -> QuartTrio:
         conn = _connection()
         # An HTTP route asked for an upgrade: werkzeug says 405 (no WEBSOCKET method)
         # or WebsocketMismatch (400).
+        if isinstance(err, WebsocketMismatch) and conn is not websocket:
+            return error_response(
+                BadRequest(
+                    f"{conn.path} is a WebSocket: send a WebSocket upgrade",
+                    code="websocket_required",
+                )
+            )
         if isinstance(err, WebsocketMismatch) or (conn is websocket and code == 405):
             return error_response(
                 BadRequest(

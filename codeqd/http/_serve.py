@@ -63,6 +63,8 @@ def hypercorn_config(ctx: Context, bind: str | None = None) -> HyperConfig:
     # Request line plus headers still arriving; past it hypercorn answers 431 and closes.
     cfg.h11_max_incomplete_size = ctx.config.limits.header_bytes
     cfg.max_app_queue_size = 10
+    # A worker stream's message is bounded like a request body.
+    cfg.websocket_max_message_size = ctx.config.limits.body_bytes
     cfg.backlog = ingress.backlog
     return cfg
 

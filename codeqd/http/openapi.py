@@ -19,6 +19,21 @@ bp = Blueprint("openapi", __name__)
 Schema = dict[str, Any]
 
 
+#: The worker stream is a WebSocket, which OpenAPI cannot describe as an operation.
+STREAM_DESCRIPTION = (
+    "Worker streams (codeqd extension, SPEC §6): GET /v1/codeq/workers/stream is a "
+    "WebSocket (an upgrade on the same port) replacing the claim -> result round trips. "
+    "The token comes in the Authorization header of the upgrade or in a first message "
+    '{"type":"hello","token":...}; a bad token closes with 4401, a missing codeq:claim '
+    'scope with 4403. The worker sends {"type":"ready","commands":[...],'
+    '"maxInFlight":N,"leaseSeconds":S}; the server pushes {"type":"task","task":Task} '
+    "while fewer than N of the stream's tasks are unfinished. result, nack, heartbeat and "
+    "abandon messages carry the HTTP body's fields plus id, leaseId and ref, and get "
+    '{"type":"ack","ref","id","status","body"} or {"type":"error","ref","id","status",'
+    '"error","code"}, as the HTTP route would answer. The protocol in full: docs/client.md.'
+)
+
+
 def ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -667,7 +682,7 @@ DOCUMENT: dict[str, Any] = {
         "version": __version__,
         "description": "Task queue daemon, wire-compatible with codeQ's /v1/codeq API. Every "
         "error is {error, code, details}; 429 is {error, scope, operation, "
-        "retryAfterSeconds}.",
+        "retryAfterSeconds}.\n\n" + STREAM_DESCRIPTION,
     },
     "paths": PATHS,
     "components": {

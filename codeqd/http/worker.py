@@ -8,17 +8,10 @@ import orjson
 from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
-from codeqd.domain.artifacts import download_headers, is_stored_name, to_store
+from codeqd.domain.artifacts import download_headers, is_stored_name
 from codeqd.domain.errors import BadRequest, NotFound
-from codeqd.domain.report import parse_report
-from codeqd.domain.task import (
-    MAX_REASON_LEN,
-    get_int,
-    get_str,
-    require_object,
-    rfc3339,
-    task_to_wire,
-)
+from codeqd.domain.task import require_object, task_to_wire
+from codeqd.http import _worker_ops as ops
 from codeqd.http._claiming import claim_tasks, parse_lease_id
 from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
@@ -43,43 +36,26 @@ async def claim(principal: Principal) -> Response:
 @bp.post("/tasks/<task_id>/heartbeat")
 @requires("worker", "codeq:heartbeat")
 async def heartbeat(principal: Principal, task_id: str) -> Response:
-    ctx = app_context()
     body = require_object(await json_body())
-    extend = get_int(
-        body,
-        "extendSeconds",
-        ctx.config.tasks.default_lease_seconds,
-        1,
-        ctx.config.limits.max_lease_seconds,
+    return json_response(
+        await ops.heartbeat(app_context(), principal, task_id, body, _lease_id(body))
     )
-    assert extend is not None
-    until = await ctx.store.heartbeat(
-        principal.tenant, task_id, principal.sub, _lease_id(body), extend
-    )
-    return json_response({"ok": True, "leaseUntil": rfc3339(until)})
 
 
 @bp.post("/tasks/<task_id>/abandon")
 @requires("worker", "codeq:abandon")
 async def abandon(principal: Principal, task_id: str) -> Response:
     body = require_object(await json_body())
-    await app_context().store.abandon(principal.tenant, task_id, principal.sub, _lease_id(body))
-    return json_response({"status": "requeued"})
+    return json_response(
+        await ops.abandon(app_context(), principal, task_id, body, _lease_id(body))
+    )
 
 
 @bp.post("/tasks/<task_id>/nack")
 @requires("worker", "codeq:nack")
 async def nack(principal: Principal, task_id: str) -> Response:
-    ctx = app_context()
     body = require_object(await json_body())
-    delay = get_int(body, "delaySeconds", None, 0, 365 * 86400)
-    reason = get_str(body, "reason", MAX_REASON_LEN)
-    outcome, seconds = await ctx.store.nack(
-        principal.tenant, task_id, principal.sub, _lease_id(body), delay, reason
-    )
-    # codeQ's answers: "dlq" when the task's attempts ran out (delaySeconds 0).
-    status = "dlq" if outcome == "dead_lettered" else "requeued"
-    return json_response({"status": status, "delaySeconds": seconds})
+    return json_response(await ops.nack(app_context(), principal, task_id, body, _lease_id(body)))
 
 
 @bp.post("/tasks/<task_id>/result")
@@ -88,21 +64,7 @@ async def submit_result(principal: Principal, task_id: str) -> Response:
     body = await json_body(allow_empty=False)
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    ctx = app_context()
-    status, result, error, artifacts = parse_report(body, ctx.config.limits.artifact_bytes)
-    wire, inline = to_store(task_id, PREFIX, artifacts)
-    _, doc = await ctx.store.report(
-        principal.tenant,
-        task_id,
-        principal.sub,
-        _lease_id(body),
-        status,
-        result,
-        error,
-        wire,
-        inline=inline,
-    )
-    return json_response(doc)
+    return json_response(await ops.result(app_context(), principal, task_id, body, _lease_id(body)))
 
 
 @bp.get("/tasks/<task_id>/artifacts/<name>")

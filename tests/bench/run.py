@@ -11,6 +11,11 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
   d   batch lifecycle with batches of 100, tasks/s
   e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone)
   f   1,000 idle long-poll claims: daemon CPU while they wait; wake-up latency p50/p99
+  g   worker streams: a preloaded backlog drained by 4 stream worker processes, and batch
+      producers while stream workers work; with the peers RQ and beanstalkd in the same
+      shapes (single-task lifecycle 2 producers / 4 workers; drain with 4 worker
+      processes), installed on first use (``--no-peers`` skips them); see ``streams.py``
+  h   create with ``actors.ingress.processes`` = 1 and = 2
 
 Rates are given per wall-clock second and per CPU-second of the server process
 (the daemon's Python process; the bare server): on a shared 2-core machine the
@@ -20,7 +25,7 @@ to ``tests/bench/last-run.txt``: a local file, not kept in git, so a run's figur
 are only yours until copied into docs/performance.md. Options: ``--quick`` (short
 runs, 100k instead of 1M pending), ``--profile`` (py-spy samples the daemon during
 b, c and d; top frames are printed), ``--only b,c``. From make:
-``make bench ARGS="--only c --profile"``.
+``make bench ARGS="--only c --profile"``, ``make bench ARGS="--only g,h"``.
 """
 
 from __future__ import annotations
@@ -45,12 +50,14 @@ import orjson
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.bench import streams
 from tests.bench._http import Connection, build
 from tests.bench._procs import Daemon, cpu_seconds, now, rss_bytes, start_bare
 
 PAYLOAD = {"data": "x" * 89}  # 100 bytes of JSON
 assert len(orjson.dumps(PAYLOAD)) == 100
 OUT = Path(__file__).parent / "last-run.txt"
+SCENARIOS = "abcdefgh"
 
 
 @dataclass
@@ -557,6 +564,7 @@ def table(res: Results, started: float) -> str:
                 f"{v[big] / v['e_http_p50_1k']:.2f}, script "
                 f"{v['e_lua_p50_' + big[11:]] / v['e_lua_p50_1k']:.2f}"
             )
+    out += streams.ratios(v)
     out += [f"note {n}" for n in res.notes]
     out.append(f"total bench time {time.monotonic() - started:.0f} s")
     return "\n".join(out) + "\n"
@@ -565,14 +573,14 @@ def table(res: Results, started: float) -> str:
 async def amain(args: argparse.Namespace) -> None:
     started = time.monotonic()
     res = Results()
-    only = set(args.only.replace(",", "")) if args.only else set("abcdef")  # "c,d" or "cd"
+    only = set(args.only.replace(",", "")) if args.only else set(SCENARIOS)  # "c,d" or "cd"
     secs = 3.0 if args.quick else args.seconds
     workdir = Path(tempfile.mkdtemp(prefix="codeqd-bench-"))
     try:
         if "a" in only:
             print("a: bare endpoint", flush=True)
             await bare(res, workdir, secs, args.conns)
-        if only & set("bcdf"):
+        if only & set("bcdfg"):
             d = Daemon(workdir, "daemon")
             try:
                 await d.wait_ready("/healthz")
@@ -611,8 +619,26 @@ async def amain(args: argparse.Namespace) -> None:
                 if "f" in only:
                     print("f: idle long-polls", flush=True)
                     await idle_long_polls(res, d, args.waiters, 5 if args.quick else 10, 100)
+                if "g" in only:
+                    drain = 5000 if args.quick else 20000
+                    admin = streams.admin_token(d)
+                    print("g: worker streams", flush=True)
+                    await streams.streamed_drain(res, d, admin, drain)
+                    await streams.streamed_lifecycle(res, d, admin, secs * 2)
+                    print("g: HTTP single-task lifecycle, 2 producers / 4 workers", flush=True)
+                    await lifecycle(
+                        res, d, secs * 2, 1, 2, 4, "c24", "c' single-task lifecycle 2/4 (HTTP)"
+                    )
             finally:
                 d.stop()
+        if "g" in only and not args.no_peers:
+            drain = 5000 if args.quick else 20000
+            print("g: peers", flush=True)
+            await streams.rq_peer(res, workdir, secs * 2, drain)
+            await streams.beanstalkd_peer(res, workdir, secs * 2, drain)
+        if "h" in only:
+            print("h: create by ingress processes", flush=True)
+            await streams.create_by_processes(res, workdir, secs, args.conns, closed_loop)
         if "e" in only:
             print("e: claim latency", flush=True)
             d = Daemon(workdir, "latency")
@@ -649,9 +675,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--conns", type=int, default=32)
     p.add_argument("--waiters", type=int, default=1000)
+    p.add_argument("--no-peers", action="store_true", help="g without RQ and beanstalkd")
     args = p.parse_args()
-    if unknown := set(args.only.replace(",", "")) - set("abcdef"):
-        p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}; pick from a-f")
+    if unknown := set(args.only.replace(",", "")) - set(SCENARIOS):
+        p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}; pick from a-h")
     trio.run(amain, args)
 
 

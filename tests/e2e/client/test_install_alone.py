@@ -17,11 +17,12 @@ import pytest
 
 from tests.conftest import REPO, Daemon
 
-#: What ``pip install ./client`` may bring: the client, httpx and anyio, and theirs.
+#: What ``pip install ./client`` may bring: the client, httpx, anyio and wsproto, and theirs.
 ALLOWED = {
     "codeqd-client",
     "httpx",
     "anyio",
+    "wsproto",  # the worker stream's WebSocket framing (pure Python, needs only h11)
     "httpcore",
     "h11",
     "idna",

@@ -17,6 +17,8 @@ def app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":  # Quart's default static route: no folder, always 404
             continue
+        if rule.websocket:  # no OpenAPI operation: see test_the_worker_stream_is_described
+            continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         out |= {(m, path) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
     return out
@@ -35,6 +37,13 @@ def test_document_matches_the_routes(tmp_path: Path) -> None:
     routes, docs = normalise(app_routes(tmp_path)), normalise(documented())
     assert routes - docs == set(), "routes missing from the OpenAPI document"
     assert docs - routes == set(), "documented routes that do not exist"
+
+
+def test_the_worker_stream_is_described(tmp_path: Path) -> None:
+    app = create_app(types.SimpleNamespace(config=make_config(tmp_path)))  # type: ignore[arg-type]
+    sockets = {rule.rule for rule in app.url_map.iter_rules() if rule.websocket}
+    assert sockets == {"/v1/codeq/workers/stream"}
+    assert "GET /v1/codeq/workers/stream is a WebSocket" in DOCUMENT["info"]["description"]
 
 
 def test_every_operation_documents_its_errors() -> None:

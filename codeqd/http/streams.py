@@ -1,0 +1,472 @@
+"""Worker streams (SPEC §6): ``GET /v1/codeq/workers/stream``, one WebSocket per worker
+process in place of the per-task claim → result round trips.
+
+A stream is an actor. Its tasks talk over bounded trio memory channels:
+
+- the *reader* takes the worker's frames: ``pong`` and ``ready`` it applies itself, a
+  malformed frame gets an ``error`` (the stream stays open), and ``result``, ``nack``,
+  ``heartbeat`` and ``abandon`` go into ``requests`` (bounded: a worker that sends
+  faster than the store answers stops being read, which is TCP backpressure);
+- the *executors* (a few, so a stream's results can share a group commit) run each
+  request through ``_worker_ops`` — the very code of the HTTP routes — and queue its
+  ``ack`` or ``error`` (status and code as the route would answer);
+- the *pusher* claims while the stream has free slots (``maxInFlight`` minus its
+  unfinished tasks) and queues each task; it waits on the process's ``WakeHub`` like a
+  long-poll (fed by the store's wake-up inbox: ``QueueWork`` wakes it for its
+  queues, a ``Resync`` makes it look again), never on a timer;
+- the *writer* is the only one that writes to the socket, from ``outgoing`` (bounded
+  by ``[streams] send_buffer``): a slow reader stops the pushes, it never grows memory;
+- the *pinger* sends ``{"type":"ping"}`` every ``ping_interval`` and closes the stream
+  (4408) when nothing came back within ``ping_timeout``.
+
+When the stream ends — either side closes, the connection dies, a ping goes unanswered,
+or the daemon stops (SIGTERM: stop pushing and reading, answer what was read, then
+close 1001) — its unfinished tasks are handed back at once like ``abandon``
+(``[streams] on_disconnect = "abandon"``) or left to their leases (``"expire"``).
+
+Close codes: 4400 no hello, 4401 bad token, 4403 missing scope or event type, 4408 ping
+timeout, 4429 too many streams, 1001 the daemon is stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import orjson
+import structlog
+import trio
+from quart import Blueprint, Response, current_app, websocket
+
+from codeqd import metrics
+from codeqd.auth import ALL_TENANTS, Principal
+from codeqd.context import Context
+from codeqd.domain.errors import (
+    BadRequest,
+    CodeqError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationError,
+)
+from codeqd.domain.task import task_to_wire
+from codeqd.http import _worker_ops as ops
+from codeqd.http._claiming import claim_commands, parse_lease_id
+from codeqd.http._request import PREFIX, app_context, error_response
+from codeqd.http.deps import charge
+from codeqd.store import ClaimedTask
+
+log = structlog.get_logger("codeqd.streams")
+
+bp = Blueprint("streams", __name__, url_prefix=PREFIX)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_NO_HELLO = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_PING_TIMEOUT = 4408
+CLOSE_TOO_MANY = 4429
+
+#: Message type -> (the operation, the scope it needs, whether it ends the task's slot).
+_OPS: dict[str, tuple[Any, str, bool]] = {
+    "result": (ops.result, "codeq:result", True),
+    "nack": (ops.nack, "codeq:nack", True),
+    "abandon": (ops.abandon, "codeq:abandon", True),
+    "heartbeat": (ops.heartbeat, "codeq:heartbeat", False),
+}
+#: Requests a stream has read but not answered yet; past it the stream is not read.
+_REQUESTS = 32
+#: Requests of one stream in the store at once (they can then share a group commit).
+_EXECUTORS = 8
+_HAND_BACK_SECONDS = 5.0
+_REFUSAL_READ_SECONDS = 0.25
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _open_streams() -> list[int]:
+    """This app's count of open streams (one app per ingress process)."""
+    app: Any = current_app
+    if not hasattr(app, "codeqd_streams"):
+        app.codeqd_streams = [0]
+    counter: list[int] = app.codeqd_streams
+    return counter
+
+
+def _error(ref: Any, task_id: Any, err: CodeqError) -> dict[str, Any]:
+    body = err.body()
+    return {
+        "type": "error",
+        "ref": ref,
+        "id": task_id,
+        "status": err.status,
+        "error": body.get("error", str(err)),
+        "code": body.get("code", err.code),
+        "details": body.get("details", {}),
+    }
+
+
+def _parse(text: str | bytes) -> dict[str, Any]:
+    try:
+        msg = orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        raise BadRequest(f"malformed JSON: {e}", code="malformed_json") from None
+    if not isinstance(msg, dict):
+        raise BadRequest("a message must be a JSON object", code="malformed_message")
+    if not isinstance(msg.get("type"), str):
+        raise ValidationError("type", "expected a string")
+    return msg
+
+
+def _ref(msg: dict[str, Any]) -> Any:
+    ref = msg.get("ref")
+    if ref is None or isinstance(ref, int) or (isinstance(ref, str) and len(ref) <= 128):
+        return ref
+    return None
+
+
+class _Stream:
+    def __init__(self, ctx: Context, principal: Principal) -> None:
+        self.ctx = ctx
+        self.cfg = ctx.config.streams
+        self.principal = principal
+        #: task id -> the lease id it was pushed with; one slot each.
+        self.unfinished: dict[str, str | None] = {}
+        self.max_in_flight = 0
+        self.commands: list[str] | None = None
+        self.lease_seconds = ctx.config.tasks.default_lease_seconds
+        self.changed = trio.Event()  # ready replaced, or a slot freed
+        self.last_heard = trio.current_time()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.out_send, self.out_recv = trio.open_memory_channel[dict[str, Any]](
+            self.cfg.send_buffer
+        )
+        self.req_send, self.req_recv = trio.open_memory_channel[dict[str, Any]](_REQUESTS)
+        self.reading = trio.CancelScope()
+        self.pushing = trio.CancelScope()
+        self.pinging = trio.CancelScope()
+
+    # ------------------------------------------------------------------ the actor
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._writer)
+            nursery.start_soon(self._watch)
+            nursery.start_soon(self._pusher)
+            nursery.start_soon(self._executors)
+            with self.reading:
+                await self._reader()
+            # Stop reading (shutdown, ping timeout): answer what was read, then end.
+            self.req_send.close()
+            self.pushing.cancel()
+            self.pinging.cancel()
+            nursery.cancel_scope.deadline = trio.current_time() + float(
+                self.ctx.config.shutdown.grace_seconds
+            )
+
+    def finish(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        self.reading.cancel()
+        self.pushing.cancel()
+        self.pinging.cancel()
+
+    async def _watch(self) -> None:
+        """The pinger and the shutdown watch, both ending with the stream."""
+        with self.pinging:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pinger)
+                await self.ctx.shutting_down.wait()
+                self.finish(CLOSE_GOING_AWAY, "codeqd is stopping")
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            await self.out_send.send(msg)
+
+    async def _writer(self) -> None:
+        async with self.out_recv:
+            async for msg in self.out_recv:
+                metrics.STREAM_MESSAGES.labels("out", msg["type"]).inc()
+                await websocket.send(orjson.dumps(msg).decode())
+
+    async def _pinger(self) -> None:
+        interval = float(self.cfg.ping_interval)
+        timeout = float(self.cfg.ping_timeout)
+        while True:
+            await trio.sleep(interval)
+            sent = trio.current_time()
+            with trio.move_on_after(timeout):
+                await self._send({"type": "ping"})
+            await trio.sleep_until(sent + timeout)
+            if self.last_heard < sent:
+                log.info("streams.ping_timeout", sub=self.principal.sub)
+                self.finish(CLOSE_PING_TIMEOUT, "no answer to ping")
+                return
+
+    # ------------------------------------------------------------------ worker -> server
+
+    async def _reader(self) -> None:
+        while True:
+            text = await websocket.receive()
+            self.last_heard = trio.current_time()
+            try:
+                msg = _parse(text)
+            except CodeqError as err:
+                metrics.STREAM_MESSAGES.labels("in", "malformed").inc()
+                await self._send(_error(None, None, err))
+                continue
+            kind = msg["type"]
+            metrics.STREAM_MESSAGES.labels("in", kind if kind in _KNOWN else "unknown").inc()
+            if kind == "pong":
+                continue
+            if kind == "ping":
+                await self._send({"type": "pong"})
+                continue
+            ref, task_id = _ref(msg), msg.get("id")
+            try:
+                if kind == "ready":
+                    await self._send(self._ready(msg, ref))
+                elif kind in _OPS:
+                    if not isinstance(task_id, str) or not task_id:
+                        raise ValidationError("id", "expected the task id (a string)")
+                    await self.req_send.send(msg)
+                elif kind == "hello":
+                    raise BadRequest("already authenticated", code="already_authenticated")
+                else:
+                    raise ValidationError(
+                        "type", f"unknown message type {kind!r}", code="unknown_message_type"
+                    )
+            except CodeqError as err:
+                await self._send(_error(ref, task_id if isinstance(task_id, str) else None, err))
+
+    def _ready(self, msg: dict[str, Any], ref: Any) -> dict[str, Any]:
+        cfg = self.ctx.config
+        commands = claim_commands(self.principal, msg)
+        n = msg.get("maxInFlight", 1)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValidationError("maxInFlight", "expected an integer >= 0")
+        lease = msg.get("leaseSeconds", cfg.tasks.default_lease_seconds)
+        if (
+            not isinstance(lease, int)
+            or isinstance(lease, bool)
+            or not 1 <= lease <= cfg.limits.max_lease_seconds
+        ):
+            raise ValidationError(
+                "leaseSeconds", f"expected an integer in [1, {cfg.limits.max_lease_seconds}]"
+            )
+        self.commands = commands
+        self.max_in_flight = min(n, self.cfg.max_in_flight)
+        self.lease_seconds = lease
+        self._poke()
+        body = {
+            "commands": commands,
+            "maxInFlight": self.max_in_flight,
+            "leaseSeconds": lease,
+            "inFlight": len(self.unfinished),
+        }
+        return {"type": "ack", "ref": ref, "id": None, "status": 200, "body": body}
+
+    def _poke(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def _executors(self) -> None:
+        async with self.req_recv, trio.open_nursery() as nursery:
+            for _ in range(_EXECUTORS):
+                nursery.start_soon(self._execute)
+        self.out_send.close()  # everything read is answered: the writer may end
+
+    async def _execute(self) -> None:
+        async for msg in self.req_recv:
+            await self._send(await self._apply(msg))
+
+    async def _apply(self, msg: dict[str, Any]) -> dict[str, Any]:
+        kind, ref, task_id = msg["type"], _ref(msg), msg["id"]
+        op, scope, ends = _OPS[kind]
+        try:
+            if scope not in self.principal.scopes:
+                raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
+            lease = parse_lease_id(msg.get("leaseId"))
+            if lease is None:
+                lease = self.unfinished.get(task_id)
+            body = await op(self.ctx, self.principal, task_id, msg, lease)
+        except (NotFound, Conflict) as err:
+            self._free(task_id)  # the task is not ours any more
+            return _error(ref, task_id, err)
+        except CodeqError as err:
+            return _error(ref, task_id, err)
+        if ends:
+            self._free(task_id)
+        return {"type": "ack", "ref": ref, "id": task_id, "status": 200, "body": body}
+
+    def _free(self, task_id: str) -> None:
+        if self.unfinished.pop(task_id, ...) is not ...:
+            self._poke()
+
+    # ------------------------------------------------------------------ server -> worker
+
+    async def _pusher(self) -> None:
+        ctx, hub = self.ctx, self.ctx.hub
+        fallback = float(ctx.actor_config("ingress").poll_fallback)
+        shards: set[int] | None = None
+        with self.pushing:
+            while not ctx.shutting_down.is_set():
+                changed = self.changed
+                free = self.max_in_flight - len(self.unfinished)
+                if free <= 0:
+                    await changed.wait()
+                    # Results answered by one group commit free their slots in the same
+                    # scheduler pass: one yield lets them all in, so one claim fills them.
+                    await trio.lowlevel.checkpoint()
+                    continue
+                commands = self.commands
+                # Register before looking, so a wake-up between the look and the wait is kept.
+                with hub.claim_waiter(self.principal.tenant, commands) as waiter:
+                    async with hub.check(math.inf):
+                        tasks = await self._claim(commands, free, shards)
+                    for task in tasks:
+                        self.unfinished[task.meta["id"]] = task.meta.get("leaseId")
+                        await self._send(
+                            {"type": "task", "task": task_to_wire(task.meta, task.payload)}
+                        )
+                    if tasks:
+                        shards = None
+                        continue  # look again at once: there may be more
+                    with trio.move_on_at(hub.wait_until(math.inf, fallback)):
+                        await _first(waiter.event, changed)
+                    shards = waiter.shards_to_check()
+
+    async def _claim(
+        self, commands: list[str] | None, free: int, shards: set[int] | None
+    ) -> list[ClaimedTask]:
+        p = self.principal
+        try:
+            if self.ctx.config.ratelimit.enabled:
+                await charge(p, "claim")
+            return await self.ctx.store.claim(
+                p.tenant, p.sub, commands, self.lease_seconds, free, shards
+            )
+        except RateLimited as err:
+            await trio.sleep(float(err.retry_after or 1))
+        except CodeqError as err:  # the store is away: try again shortly
+            log.warning("streams.claim_failed", sub=p.sub, error=str(err))
+            await trio.sleep(1.0)
+        return []
+
+    async def hand_back(self) -> None:
+        """The unfinished tasks go back to their queues (``on_disconnect = "abandon"``)."""
+        tasks, self.unfinished = self.unfinished, {}
+        if not tasks or self.cfg.on_disconnect != "abandon":
+            return
+        p = self.principal
+        handed = 0
+        for task_id, lease in tasks.items():
+            try:
+                await self.ctx.store.abandon(p.tenant, task_id, p.sub, lease)
+                handed += 1
+            except CodeqError as err:  # finished or expired meanwhile: nothing to hand back
+                log.debug("streams.hand_back_skipped", task_id=task_id, code=err.code)
+            except Exception as err:  # the store is gone: the leases expire instead
+                log.warning("streams.hand_back_failed", sub=p.sub, error=repr(err))
+                return
+        log.info("streams.handed_back", sub=p.sub, tasks=handed)
+
+
+_KNOWN = frozenset({"ready", "result", "nack", "heartbeat", "abandon", "ping", "pong", "hello"})
+
+
+async def _first(*events: trio.Event) -> None:
+    """Return when any of ``events`` is set."""
+    async with trio.open_nursery() as nursery:
+
+        async def wait(event: trio.Event) -> None:
+            await event.wait()
+            nursery.cancel_scope.cancel()
+
+        for event in events:
+            nursery.start_soon(wait, event)
+
+
+async def _authenticate(ctx: Context) -> Principal:
+    header = websocket.headers.get("Authorization")
+    if not header:
+        with trio.move_on_after(float(ctx.config.streams.hello_timeout)) as scope:
+            text = await websocket.receive()
+        if scope.cancelled_caught:
+            raise _Refused(CLOSE_NO_HELLO, "no hello within streams.hello_timeout")
+        try:
+            msg = _parse(text)
+        except CodeqError:
+            raise _Refused(CLOSE_UNAUTHORIZED, "the first message must be a hello") from None
+        token = msg.get("token")
+        if msg["type"] != "hello" or not isinstance(token, str) or not token:
+            raise _Refused(CLOSE_UNAUTHORIZED, 'expected {"type":"hello","token":...}')
+        header = f"Bearer {token}"
+    try:
+        principal = await ctx.auth.authenticate(header, "worker")
+    except Unauthorized as err:
+        raise _Refused(CLOSE_UNAUTHORIZED, str(err)[:100]) from None
+    except Forbidden as err:
+        raise _Refused(CLOSE_FORBIDDEN, str(err)[:100]) from None
+    if principal.tenant == ALL_TENANTS:
+        raise _Refused(CLOSE_FORBIDDEN, "tenant '*' is only valid on /admin routes")
+    if "codeq:claim" not in principal.scopes:
+        raise _Refused(CLOSE_FORBIDDEN, "token lacks the 'codeq:claim' scope")
+    return principal
+
+
+@bp.websocket("/workers/stream")
+async def stream() -> Response | None:
+    ctx = app_context()
+    if not ctx.config.streams.enabled:
+        return error_response(
+            NotFound("worker streams are disabled ([streams] enabled)", code="route_not_found")
+        )
+    await websocket.accept()
+    counter = _open_streams()
+    if counter[0] >= ctx.config.streams.max_streams:
+        await websocket.close(CLOSE_TOO_MANY, "too many streams (streams.max_streams)")
+        return None
+    counter[0] += 1
+    metrics.STREAMS_OPEN.inc()
+    session: _Stream | None = None
+    try:
+        try:
+            principal = await _authenticate(ctx)
+        except _Refused as refused:
+            log.info("streams.refused", code=refused.code, reason=refused.reason)
+            # A worker usually sends "ready" right after the upgrade: read it first, or the
+            # connection, closed with unread data, is reset and the worker may never see
+            # the close code.
+            with trio.move_on_after(_REFUSAL_READ_SECONDS):
+                await websocket.receive()
+            await websocket.close(refused.code, refused.reason)
+            return None
+        session = _Stream(ctx, principal)
+        log.info("streams.open", sub=principal.sub, tenant=principal.tenant)
+        await session.run()
+    finally:
+        counter[0] -= 1
+        metrics.STREAMS_OPEN.dec()
+        if session is not None:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + _HAND_BACK_SECONDS
+                await session.hand_back()
+                log.info(
+                    "streams.closed",
+                    sub=session.principal.sub,
+                    code=session.close_code,
+                    reason=session.close_reason,
+                )
+    if session is not None and session.close_code is not None:
+        await websocket.close(session.close_code, session.close_reason)
+    return None

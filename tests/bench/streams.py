@@ -1,0 +1,378 @@
+"""Bench scenarios g (worker streams), h (ingress processes) and the peers (RQ,
+beanstalkd), measured with the same shapes as ours:
+
+  g   a preloaded backlog drained through worker streams by 4 worker processes; and
+      2 producers creating in batches of 100 while 4 stream worker processes work
+  h   create, req/s, with ``actors.ingress.processes`` = 1 and = 2
+
+and with g, the peers: single-task lifecycle with 2 producers / 4 workers, and the
+drain of a preloaded backlog by 4 worker processes — RQ (pip ``rq``, SimpleWorker, on a
+redis-server of its own) and beanstalkd (apt, with its binlog; pip ``greenstalk``) —
+beside ours in the same shapes (HTTP lifecycle 2/4; streamed drain), as ratios.
+
+Peers are installed here, on first use, never by ``make install``; a peer that cannot
+be installed prints one line saying so and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from codeqd.auth import mint_dev_token
+from tests.bench._http import Connection, build
+from tests.bench._procs import Daemon, cpu_seconds
+from tests.conftest import free_port
+
+REPO = Path(__file__).parents[2]
+PAYLOAD = {"data": "x" * 89}
+WORKERS = 4
+
+
+class Proc:
+    """A child of ``tests.bench._children``: started, ``ready`` awaited, stopped with
+    SIGTERM, its ``done N`` read."""
+
+    def __init__(self, *args: str) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench._children", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+        )
+
+    async def ready(self, timeout: float = 30) -> None:
+        assert self.proc.stdout is not None
+        with trio.fail_after(timeout):
+            line = await trio.to_thread.run_sync(self.proc.stdout.readline)
+        if line.strip() != "ready":
+            raise RuntimeError(f"child did not start: {line!r}")
+
+    async def finish(self, terminate: bool = True, timeout: float = 60) -> int:
+        if terminate and self.proc.poll() is None:
+            self.proc.terminate()
+        assert self.proc.stdout is not None
+        with trio.fail_after(timeout):
+            out = await trio.to_thread.run_sync(self.proc.stdout.read)
+            await trio.to_thread.run_sync(self.proc.wait)
+        for line in out.splitlines():
+            if line.startswith("done "):
+                return int(line.split()[1])
+        return 0
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def _stats(conn: Connection, d: Daemon, admin: str, command: str) -> dict[str, Any]:
+    status, body = await conn.request("GET", f"/v1/codeq/admin/queues/{command}", None, admin)
+    assert status == 200, body
+    return orjson.loads(body)  # type: ignore[no-any-return]
+
+
+async def _preload(d: Daemon, command: str, n: int) -> None:
+    conn = await Connection.open("127.0.0.1", d.port)
+    batch = {"tasks": [{"command": command, "payload": PAYLOAD}] * 500}
+    for _ in range(n // 500):
+        status, body = await conn.request("POST", "/v1/codeq/tasks/batch", batch, d.producer)
+        assert status == 202, body
+    await conn.aclose()
+
+
+async def _until_empty(d: Daemon, admin: str, command: str, timeout: float) -> None:
+    conn = await Connection.open("127.0.0.1", d.port)
+    with trio.fail_after(timeout):
+        while True:
+            s = await _stats(conn, d, admin, command)
+            if s["ready"] == 0 and s["inProgress"] == 0:
+                break
+            await trio.sleep(0.02)  # a bench's observer: the queue's stats are the signal
+    await conn.aclose()
+
+
+def admin_token(d: Daemon) -> str:
+    return mint_dev_token(d.secret, "admin", sub="bench-admin", ttl=86400)
+
+
+def _stream_workers(d: Daemon, command: str, max_in_flight: int = 64) -> list[Proc]:
+    return [
+        Proc("stream", f"http://127.0.0.1:{d.port}", d.worker, command, str(max_in_flight))
+        for _ in range(WORKERS)
+    ]
+
+
+async def streamed_drain(res: Any, d: Daemon, admin: str, n: int) -> None:
+    """g: ``n`` tasks preloaded, then drained by 4 stream worker processes."""
+    command = "bench.gdrain"
+    await _preload(d, command, n)
+    meter_t0, cpu0 = time.perf_counter(), cpu_seconds(d.pid)
+    workers = _stream_workers(d, command)
+    try:
+        for w in workers:
+            await w.ready()
+        await _until_empty(d, admin, command, 600)
+        wall = time.perf_counter() - meter_t0
+        cpu = cpu_seconds(d.pid) - cpu0
+    finally:
+        done = [await w.finish() for w in workers]
+    res.add(
+        "g_drain",
+        f"g  streamed drain of {n:,} (4 worker processes)",
+        n / wall,
+        "tasks/s",
+        per_cpu=n / max(cpu, 1e-9),
+    )
+    res.notes.append(f"g_drain: per worker {done}")
+
+
+async def streamed_lifecycle(res: Any, d: Daemon, admin: str, secs: float) -> None:
+    """g: 2 producers creating in batches of 100 while 4 stream worker processes work."""
+    command = "bench.glife"
+    workers = _stream_workers(d, command)
+    for w in workers:
+        await w.ready()
+    state = {"created": 0}
+    deadline = trio.current_time() + secs
+    batch = {"tasks": [{"command": command, "payload": PAYLOAD}] * 100}
+    backlog = 4000
+
+    async def producer() -> None:
+        conn = await Connection.open("127.0.0.1", d.port)
+        probe = await Connection.open("127.0.0.1", d.port)
+        while trio.current_time() < deadline:
+            s = await _stats(probe, d, admin, command)
+            if s["ready"] >= backlog:
+                await trio.sleep(0.005)  # backpressure: the generator's own pacing
+                continue
+            status, body = await conn.request("POST", "/v1/codeq/tasks/batch", batch, d.producer)
+            assert status == 202, body
+            state["created"] += 100
+        await conn.aclose()
+        await probe.aclose()
+
+    t0, cpu0 = time.perf_counter(), cpu_seconds(d.pid)
+    async with trio.open_nursery() as nursery:
+        for _ in range(2):
+            nursery.start_soon(producer)
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds(d.pid) - cpu0
+    done = sum([await w.finish() for w in workers])
+    res.add(
+        "g_life",
+        "g' batch producers (2) + stream workers (4 processes)",
+        done / wall,
+        "tasks/s",
+        per_cpu=done / max(cpu, 1e-9),
+    )
+
+
+async def create_by_processes(
+    res: Any, workdir: Path, secs: float, conns: int, closed_loop: Any
+) -> None:
+    """h: create, req/s, with 1 and 2 ingress processes (wall rate: several processes)."""
+    for procs in (1, 2):
+        d = Daemon(workdir, f"procs{procs}", f"processes = {procs}\n")
+        try:
+            await d.wait_ready("/healthz")
+            req = build(
+                "POST", "/v1/codeq/tasks", {"command": "bench.h", "payload": PAYLOAD}, d.producer
+            )
+
+            async def post(conn: Connection, req: bytes = req) -> int:
+                status, body = await conn.send(req)
+                assert status == 202, body
+                return 1
+
+            rate, _ = await closed_loop(d.port, conns, secs, post, d.pid)
+            res.add(f"h{procs}", f"h  create, ingress processes = {procs}", rate, "req/s")
+        finally:
+            d.stop()
+
+
+# ---------------------------------------------------------------- peers
+
+
+def _pip_install(*packages: str) -> str | None:
+    """Install into this interpreter; None when done, else why not."""
+    missing = []
+    for pkg in packages:
+        mod = {"rq": "rq", "greenstalk": "greenstalk"}[pkg]
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(pkg)
+    if not missing:
+        return None
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", *missing],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        return (r.stderr.strip().splitlines() or ["pip failed"])[-1]
+    return None
+
+
+def _apt_install(binary: str, package: str) -> str | None:
+    if shutil.which(binary):
+        return None
+    r = subprocess.run(["apt-get", "install", "-y", "-q", package], capture_output=True, text=True)
+    if r.returncode != 0 or not shutil.which(binary):
+        return (r.stderr.strip().splitlines() or ["apt-get failed"])[-1]
+    return None
+
+
+async def _peer_lifecycle(
+    workers: list[Proc], producers: list[Proc], secs: float, count: Any
+) -> float:
+    for p in [*workers, *producers]:
+        await p.ready()
+    await trio.sleep(0.5)  # let the producers build a backlog first
+    before, t0 = count(), time.perf_counter()
+    await trio.sleep(secs)  # the measured window: a fixed stretch of wall time
+    after, wall = count(), time.perf_counter() - t0
+    for p in producers:
+        await p.finish()
+    for w in workers:
+        await w.finish()
+    return (after - before) / wall
+
+
+async def rq_peer(res: Any, workdir: Path, secs: float, n: int) -> None:
+    why = _pip_install("rq")
+    if why:
+        print(f"  peer RQ: not measured (pip install rq failed: {why})", flush=True)
+        return
+    from redis import Redis
+    from rq import Queue
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        cwd=workdir,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        conn = Redis.from_url(url)
+        with trio.fail_after(10):
+            while True:
+                try:
+                    conn.ping()
+                    break
+                except Exception:
+                    await trio.sleep(0.05)  # until redis-server answers
+        q = Queue("bench", connection=conn)
+        # lifecycle: 2 producers / 4 workers
+        workers = [Proc("rq-worker", url, "bench", "0") for _ in range(WORKERS)]
+        producers = [Proc("rq-producer", url, "bench", "2000") for _ in range(2)]
+        try:
+            from rq import Worker
+
+            def finished() -> int:
+                return sum(w.successful_job_count for w in Worker.all(queue=q))
+
+            rate = await _peer_lifecycle(workers, producers, secs, finished)
+        finally:
+            for p in [*workers, *producers]:
+                p.kill()
+        res.add("rq_life", "   RQ single-task lifecycle (2 producers / 4 workers)", rate, "tasks/s")
+        conn.flushall()
+        # drain: n preloaded, 4 burst workers
+        from tests.bench._children import bench_job
+
+        with conn.pipeline() as pipe:
+            for _ in range(n):
+                q.enqueue(bench_job, "x", pipeline=pipe)
+            pipe.execute()
+        t0 = time.perf_counter()
+        workers = [Proc("rq-worker", url, "bench", "1") for _ in range(WORKERS)]
+        for w in workers:
+            await w.finish(terminate=False, timeout=600)
+        wall = time.perf_counter() - t0
+        res.add("rq_drain", f"   RQ drain of {n:,} (4 worker processes)", n / wall, "tasks/s")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+async def beanstalkd_peer(res: Any, workdir: Path, secs: float, n: int) -> None:
+    why = _apt_install("beanstalkd", "beanstalkd") or _pip_install("greenstalk")
+    if why:
+        print(f"  peer beanstalkd: not measured (install failed: {why})", flush=True)
+        return
+    import greenstalk
+
+    port = free_port()
+    binlog = workdir / "beanstalkd-binlog"
+    binlog.mkdir(exist_ok=True)
+    server = subprocess.Popen(
+        ["beanstalkd", "-l", "127.0.0.1", "-p", str(port), "-b", str(binlog)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        with trio.fail_after(10):
+            while True:
+                try:
+                    client = greenstalk.Client(("127.0.0.1", port))
+                    break
+                except OSError:
+                    await trio.sleep(0.05)  # until beanstalkd listens
+        workers = [Proc("bs-worker", str(port), "life", "0") for _ in range(WORKERS)]
+        producers = [Proc("bs-producer", str(port), "life", "2000") for _ in range(2)]
+
+        def deleted() -> int:
+            return int(client.stats()["cmd-delete"])
+
+        try:
+            rate = await _peer_lifecycle(workers, producers, secs, deleted)
+        finally:
+            for p in [*workers, *producers]:
+                p.kill()
+        res.add(
+            "bs_life",
+            "   beanstalkd single-task lifecycle (2 producers / 4 workers)",
+            rate,
+            "tasks/s",
+        )
+        client.use("drain")
+        for _ in range(n):
+            client.put('{"data":"' + "x" * 89 + '"}')
+        t0 = time.perf_counter()
+        workers = [Proc("bs-worker", str(port), "drain", "1") for _ in range(WORKERS)]
+        done = [await w.finish(terminate=False, timeout=600) for w in workers]
+        wall = time.perf_counter() - t0
+        assert sum(done) == n, done
+        res.add(
+            "bs_drain", f"   beanstalkd drain of {n:,} (4 worker processes)", n / wall, "tasks/s"
+        )
+        client.close()
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def ratios(v: dict[str, float]) -> list[str]:
+    out = []
+    for ours, peer, what in (
+        ("c24", "rq_life", "HTTP single-task lifecycle 2/4 vs RQ"),
+        ("c24", "bs_life", "HTTP single-task lifecycle 2/4 vs beanstalkd"),
+        ("g_drain", "rq_drain", "streamed drain vs RQ drain"),
+        ("g_drain", "bs_drain", "streamed drain vs beanstalkd drain"),
+        ("h2", "h1", "create, 2 ingress processes vs 1"),
+    ):
+        if ours in v and peer in v and v[peer]:
+            out.append(f"ratio {ours}/{peer}  ({what}): {v[ours] / v[peer]:.2f}")
+    return out
