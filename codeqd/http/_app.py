@@ -26,7 +26,7 @@ from werkzeug.routing.exceptions import WebsocketMismatch
 from codeqd import metrics
 from codeqd.context import Context
 from codeqd.domain.errors import BadRequest, CodeqError
-from codeqd.http import admin, batch, health, openapi, producer, subscriptions, worker
+from codeqd.http import admin, batch, health, openapi, producer, subscriptions, ui, worker
 from codeqd.http._errors import HeadersTooLarge, PayloadTooLarge
 from codeqd.http._request import error_response, json_response, request_id
 
@@ -93,6 +93,8 @@ def create_app(ctx: Context) -> QuartTrio:
     header_limit = ctx.config.limits.header_bytes
     for bp in (health.bp, producer.bp, worker.bp, admin.bp, batch.bp, subscriptions.bp, openapi.bp):
         app.register_blueprint(bp)
+    if ctx.config.ui.enabled:
+        app.register_blueprint(ui.bp)
 
     @app.before_request
     async def _start() -> None:
