@@ -563,7 +563,11 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
 def as_dict(config: Config) -> dict[str, Any]:
     """The effective configuration, secrets masked, for check-config and logs."""
     out: dict[str, Any] = dataclasses.asdict(config)
-    for section, key in (("auth", "dev_secret"), ("webhooks", "hmac_secret")):
+    for section, key in (
+        ("auth", "dev_secret"),
+        ("webhooks", "hmac_secret"),
+        ("ui", "session_secret"),
+    ):
         if out[section].get(key):
             out[section][key] = "***"
     for role in ("producer", "worker"):

@@ -13,13 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
 from codeqd.config import Config
 
 COOKIE = "codeqd_ui"
 SECRET_FILE = "ui_secret"
 _SALT = "codeqd-ui-session"
+_DEV_SALT = "codeqd-ui-dev-login"
+#: How long a dev login link works.
+DEV_TICKET_SECONDS = 600
 
 
 def load_or_create_secret(config: Config) -> str:
@@ -61,6 +64,7 @@ class Sessions:
     """Signs and reads session cookies and CSRF tokens with the dashboard's secret."""
 
     def __init__(self, secret: str) -> None:
+        self.secret = secret
         self._secret = secret.encode()
         self._serializer = URLSafeSerializer(secret, salt=_SALT)
 
@@ -92,3 +96,24 @@ class Sessions:
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(self.csrf_token(session), token or "")
+
+
+def mint_dev_login_ticket(config: Config, sub: str = "dev-admin", tenant: str = "*") -> str:
+    """A dev-mode one-click login ticket (``/ui/login/dev?ticket=``): an admin session
+    for ``sub``/``tenant``, honoured for ``DEV_TICKET_SECONDS``, only in auth.mode dev
+    and only from a loopback address. It cannot call the API: it is not a token."""
+    serializer = URLSafeTimedSerializer(load_or_create_secret(config), salt=_DEV_SALT)
+    return serializer.dumps({"sub": sub, "tenant": tenant})
+
+
+def read_dev_login_ticket(secret: str, ticket: str) -> tuple[str, str] | None:
+    """(sub, tenant) of a valid, unexpired ticket, else None."""
+    serializer = URLSafeTimedSerializer(secret, salt=_DEV_SALT)
+    try:
+        data: Any = serializer.loads(ticket, max_age=DEV_TICKET_SECONDS)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("sub"), str):
+        return None
+    tenant = data.get("tenant")
+    return (data["sub"], tenant) if isinstance(tenant, str) and tenant else None

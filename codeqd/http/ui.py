@@ -32,7 +32,13 @@ from codeqd.domain.errors import (
 )
 from codeqd.domain.task import check_command, synthesized_result, task_to_wire
 from codeqd.http._request import PREFIX, app_context
-from codeqd.http._ui_session import COOKIE, Session, Sessions, load_or_create_secret
+from codeqd.http._ui_session import (
+    COOKIE,
+    Session,
+    Sessions,
+    load_or_create_secret,
+    read_dev_login_ticket,
+)
 from codeqd.http._ui_timeline import task_timeline
 
 log = structlog.get_logger("codeqd.ui")
@@ -207,13 +213,17 @@ async def login() -> Response:
         return await _render(
             "ui/login.html", 403, error="this token is not an admin token (role ADMIN)"
         )
-    now = time.time()
-    expires = int(now + float(ctx.config.ui.session_ttl))
     exp = principal.claims.get("exp")
-    if isinstance(exp, int | float):
-        expires = min(expires, int(exp))
-    _, value = _sessions().issue(principal.sub, principal.tenant, expires)
-    log.info("ui.login", sub=principal.sub, tenant=principal.tenant, expires=expires)
+    return _start_session(principal.sub, principal.tenant, exp)
+
+
+def _start_session(sub: str, tenant: str, token_exp: Any) -> Response:
+    now = time.time()
+    expires = int(now + float(app_context().config.ui.session_ttl))
+    if isinstance(token_exp, int | float):
+        expires = min(expires, int(token_exp))
+    _, value = _sessions().issue(sub, tenant, expires)
+    log.info("ui.login", sub=sub, tenant=tenant, expires=expires)
     response: Response = redirect(url_for("ui.overview"), 303)  # type: ignore[assignment]
     response.set_cookie(
         COOKIE,
@@ -242,6 +252,20 @@ def _loopback() -> bool:
         return ipaddress.ip_address(request.remote_addr or "").is_loopback
     except ValueError:
         return False
+
+
+@bp.get("/login/dev")
+async def dev_login() -> Response:
+    """``codeqd ui-token``'s one-click link: dev mode and a loopback client only."""
+    if app_context().config.auth.mode != "dev" or not _loopback():
+        raise Forbidden("one-click login works only in dev mode, from this machine")
+    found = read_dev_login_ticket(_sessions().secret, request.args.get("ticket", ""))
+    if found is None:
+        raise Unauthorized(
+            "this login link is invalid or expired: run `codeqd ui-token` again",
+            code="invalid_ticket",
+        )
+    return _start_session(found[0], found[1], None)
 
 
 # ------------------------------------------------------------------ pages

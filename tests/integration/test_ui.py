@@ -286,3 +286,35 @@ async def test_ui_disabled_has_no_routes(
     async for api in start_api(nursery, config, redis_url):
         r = await api.http.get(f"{api.base}/ui/login")
         assert r.status_code == 404
+
+
+async def test_dev_one_click_login_from_loopback(
+    api: Api, browser: Browser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codeqd import cli
+
+    path = tmp_path / "codeqd.toml"
+    path.write_text(f'state_dir = "{api.ctx.config.state_dir}"\n')
+    assert cli.main(["ui-token", "--config", str(path)]) == 0
+    link = capsys.readouterr().out.strip()
+    assert link.startswith("http://127.0.0.1:8080/ui/login/dev?ticket=")
+    ticket = link.partition("ticket=")[2]
+    assert (await browser.http.get(f"/ui/login/dev?ticket={ticket[:-3]}xyz")).status_code == 401
+    r = await browser.http.get(f"/ui/login/dev?ticket={ticket}")
+    assert r.status_code == 303 and "HttpOnly" in r.headers["set-cookie"]
+    assert "Pick a tenant" in (await browser.http.get("/ui/")).text  # tenant "*"
+
+
+async def test_dev_login_is_refused_outside_dev_mode(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    from codeqd.http import mint_dev_login_ticket
+
+    config = make_config(
+        tmp_path,
+        auth={"mode": "jwt", "producer": {"provider": "hs256", "secret": "s" * 40}},
+    )
+    async for api in start_api(nursery, config, redis_url):
+        ticket = mint_dev_login_ticket(config)
+        r = await api.http.get(f"{api.base}/ui/login/dev?ticket={ticket}")
+        assert r.status_code == 403 and "set-cookie" not in r.headers
