@@ -9,7 +9,8 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
   b   codeqd create, req/s
   c   single-task lifecycle (create -> claim -> result), tasks/s
   d   batch lifecycle with batches of 100, tasks/s
-  e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone)
+  e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone);
+      then the dashboard's overview, queue and task pages over those 1M (``ui.py``)
   f   1,000 idle long-poll claims: daemon CPU while they wait; wake-up latency p50/p99
 
 Rates are given per wall-clock second and per CPU-second of the server process
@@ -47,6 +48,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bench._http import Connection, build
 from tests.bench._procs import Daemon, cpu_seconds, now, rss_bytes, start_bare
+from tests.bench.ui import ui_pages
 
 PAYLOAD = {"data": "x" * 89}  # 100 bytes of JSON
 assert len(orjson.dumps(PAYLOAD)) == 100
@@ -620,6 +622,8 @@ async def amain(args: argparse.Namespace) -> None:
                 await d.wait_ready("/healthz")
                 levels = [1000, 100_000 if args.quick else 1_000_000]
                 await claim_latency(res, d, levels, 500)
+                label = "100k" if args.quick else "1M"
+                await ui_pages(res, d, "bench.latency", label, 50)
             finally:
                 d.stop()
     finally:

@@ -126,6 +126,7 @@ def test_operator_flow_in_a_browser(daemon: Daemon, page: Page) -> None:
     expect(page.get_by_role("alert")).to_contain_text("not an admin token")
     _login(page, daemon.base, "nonsense")
     expect(page.get_by_role("alert")).to_be_visible()
+    assert not _axe(page), "login"
 
     _login(page, daemon.base, api.admin)
     expect(page.get_by_role("heading", name="Queues")).to_be_visible()
