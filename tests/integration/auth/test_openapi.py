@@ -17,6 +17,8 @@ def app_routes(tmp_path: Path) -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":  # Quart's default static route: no folder, always 404
             continue
+        if rule.rule.startswith("/ui/"):  # the dashboard's HTML pages are not the API
+            continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         out |= {(m, path) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
     return out
