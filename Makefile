@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server via apt"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools; }
+	@# The dashboard's browser tests drive Debian's chromium (Playwright's download is not used).
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium via apt"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -92,6 +92,24 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui_token(args: argparse.Namespace) -> int:
+    from codeqd.http import mint_dev_login_ticket
+
+    config = _load_config(args)
+    if config.auth.mode != "dev":
+        raise cfgmod.ConfigError("codeqd ui-token works in dev mode only; auth.mode is not 'dev'")
+    if not config.ui.enabled:
+        raise cfgmod.ConfigError("the dashboard is off (ui.enabled = false)")
+    if config.actors.ingress.bind.startswith("unix:"):
+        raise cfgmod.ConfigError("codeqd ui-token needs a TCP actors.ingress.bind")
+    host, _, port = config.actors.ingress.bind.rpartition(":")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    ticket = mint_dev_login_ticket(config, sub=args.sub, tenant=args.tenant)
+    print(f"http://{host}:{port}/ui/login/dev?ticket={ticket}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codeqd",
@@ -140,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", help="worker event types, comma separated (default: *)")
     p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     p.set_defaults(func=cmd_token)
+
+    p = with_config(
+        sub.add_parser(
+            "ui-token",
+            help="print a one-click dashboard login link (auth.mode = 'dev')",
+            description="Print a link to /ui/ that logs in as an admin without a token: "
+            "valid 10 minutes, in dev mode, from a loopback address only.",
+        )
+    )
+    p.add_argument("--sub", default="dev-admin", help="who the session names (default dev-admin)")
+    p.add_argument("--tenant", default="*", help="tenant, or * to pick one (default *)")
+    p.set_defaults(func=cmd_ui_token)
 
     for name in EXTENSIONS:
         importlib.import_module(name).add_parser(sub)

@@ -373,6 +373,19 @@ class TracingConfig:
 
 
 @dataclass(frozen=True)
+class UIConfig:
+    """The operator's dashboard at ``/ui/`` (SPEC §7)."""
+
+    enabled: bool = True
+    # A session ends with its admin token's ``exp``, or after this, whichever is first.
+    session_ttl: Duration = Duration(12 * 3600)
+    # Signs session cookies and CSRF tokens; "" = generated into state_dir (ui_secret).
+    session_secret: str = ""
+    # How often an open page refreshes its counts (short polling); 0 turns it off.
+    refresh_interval: Duration = Duration(5)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -433,6 +446,7 @@ class Config:
     backoff: BackoffConfig = field(default_factory=BackoffConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
     log: LogConfig = field(default_factory=LogConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
@@ -470,6 +484,9 @@ class Config:
         if not 1 <= self.tasks.default_lease_seconds <= self.limits.max_lease_seconds:
             raise ConfigError("tasks.default_lease_seconds: 1..limits.max_lease_seconds")
         _positive("supervisor.max_restarts", self.supervisor.max_restarts)
+        _positive("ui.session_ttl", self.ui.session_ttl)
+        if self.ui.refresh_interval < 0:
+            raise ConfigError("ui.refresh_interval: must be 0 (off) or positive")
 
 
 # ---------------------------------------------------------------- loading
@@ -594,7 +611,11 @@ def load(path: str | Path | None = None, environ: Mapping[str, str] | None = Non
 def as_dict(config: Config) -> dict[str, Any]:
     """The effective configuration, secrets masked, for check-config and logs."""
     out: dict[str, Any] = dataclasses.asdict(config)
-    for section, key in (("auth", "dev_secret"), ("webhooks", "hmac_secret")):
+    for section, key in (
+        ("auth", "dev_secret"),
+        ("webhooks", "hmac_secret"),
+        ("ui", "session_secret"),
+    ):
         if out[section].get(key):
             out[section][key] = "***"
     # Exporter headers usually carry an API key.

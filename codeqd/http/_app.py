@@ -35,6 +35,7 @@ from codeqd.http import (
     producer,
     streams,
     subscriptions,
+    ui,
     worker,
 )
 from codeqd.http._errors import HeadersTooLarge, PayloadTooLarge
@@ -116,6 +117,8 @@ def create_app(ctx: Context) -> QuartTrio:
         openapi.bp,
     ):
         app.register_blueprint(bp)
+    if ctx.config.ui.enabled:
+        app.register_blueprint(ui.bp)
 
     @app.before_request
     async def _start() -> None:

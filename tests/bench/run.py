@@ -9,7 +9,8 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
   b   codeqd create, req/s
   c   single-task lifecycle (create -> claim -> result), tasks/s
   d   batch lifecycle with batches of 100, tasks/s
-  e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone)
+  e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone);
+      then the dashboard's overview, queue and task pages over those 1M (``ui.py``)
   f   1,000 idle long-poll claims: daemon CPU while they wait; wake-up latency p50/p99
   g   worker streams: a preloaded backlog drained by 4 stream worker processes, and batch
       producers while stream workers work; with the peers RQ and beanstalkd in the same
@@ -53,6 +54,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.bench import streams
 from tests.bench._http import Connection, build
 from tests.bench._procs import Daemon, cpu_seconds, now, rss_bytes, start_bare
+from tests.bench.ui import ui_pages
 
 PAYLOAD = {"data": "x" * 89}  # 100 bytes of JSON
 assert len(orjson.dumps(PAYLOAD)) == 100
@@ -646,6 +648,8 @@ async def amain(args: argparse.Namespace) -> None:
                 await d.wait_ready("/healthz")
                 levels = [1000, 100_000 if args.quick else 1_000_000]
                 await claim_latency(res, d, levels, 500)
+                label = "100k" if args.quick else "1M"
+                await ui_pages(res, d, "bench.latency", label, 50)
             finally:
                 d.stop()
     finally:

@@ -1,0 +1,320 @@
+"""The dashboard over HTTP (SPEC §7): login, session cookie, CSRF, tenancy, and that its
+buttons change the store. The browser tests are in tests/e2e/test_ui_browser.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from codeqd import config as cfgmod
+from tests.integration.conftest import Api, make_config, start_api
+
+
+class Browser:
+    """A cookie-keeping HTTP client for /ui, as one browser would be."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.http = httpx.AsyncClient(base_url=api.base, timeout=20)
+
+    async def login(self, token: str) -> httpx.Response:
+        return await self.http.post("/ui/login", data={"token": token})
+
+    async def csrf(self, path: str) -> str:
+        page = await self.http.get(path)
+        assert page.status_code == 200, page.text
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert found, page.text
+        return found.group(1)
+
+
+@pytest.fixture
+async def browser(api: Api) -> AsyncIterator[Browser]:
+    b = Browser(api)
+    yield b
+    await b.http.aclose()
+
+
+async def _dead_letter(api: Api, command: str, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        t = await api.create(command, {"i": i}, maxAttempts=1)
+        assert (await api.claim(commands=[command])).json()["id"] == t["id"]
+        r = await api.call("POST", f"/tasks/{t['id']}/nack", api.worker, {"reason": "boom"})
+        assert r.status_code == 200, r.text
+        ids.append(t["id"])
+    return ids
+
+
+async def test_login_sets_a_strict_httponly_cookie_and_shows_the_queues(
+    api: Api, browser: Browser
+) -> None:
+    await api.create("email", {"to": "a"})
+    assert (await browser.http.get("/ui/")).status_code == 303  # to the login page
+    r = await browser.login(api.admin)
+    assert r.status_code == 303 and r.headers["location"].endswith("/ui/")
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui" in cookie
+    assert "Secure" not in cookie  # plain http on loopback
+    assert api.admin not in cookie  # the token is never kept
+    page = await browser.http.get("/ui/")
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>" not in page.text  # no inline script
+    row = re.search(r'<tr data-command="email">(.*?)</tr>', page.text, re.S)
+    assert row and '<td data-count="ready">1</td>' in row.group(1)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "producer", "worker", "expired"])
+async def test_login_refuses_what_is_not_a_valid_admin_token(
+    api: Api, browser: Browser, kind: str
+) -> None:
+    token = {
+        "garbage": "not-a-token",
+        "producer": api.producer,
+        "worker": api.worker,
+        "expired": api.token("admin", ttl=-120),
+    }[kind]
+    r = await browser.login(token)
+    assert r.status_code in (401, 403), r.text
+    assert "set-cookie" not in r.headers
+    assert (await browser.http.get("/ui/")).status_code == 303
+
+
+async def test_a_forged_cookie_is_no_session(api: Api, browser: Browser) -> None:
+    await browser.login(api.admin)
+    value = browser.http.cookies["codeqd_ui"]
+    browser.http.cookies.clear()
+    browser.http.cookies.set("codeqd_ui", value[:-2] + ("AA" if value[-2:] != "AA" else "BB"))
+    assert (await browser.http.get("/ui/")).status_code == 303
+
+
+async def test_pause_and_resume_need_the_csrf_token_and_change_the_store(
+    api: Api, browser: Browser
+) -> None:
+    await api.create("email", {})
+    await browser.login(api.admin)
+    csrf = await browser.csrf("/ui/queues/email?tenant=default")
+    store = api.ctx.store
+    for bad in ({}, {"csrf": "0" * 64}):
+        r = await browser.http.post("/ui/queues/email/pause", data={"tenant": "default", **bad})
+        assert r.status_code == 403 and "csrf_failed" in r.text
+        assert not (await store.queue_stats("default", "email")).paused
+    r = await browser.http.post("/ui/queues/email/pause", data={"tenant": "default", "csrf": csrf})
+    assert r.status_code == 303
+    assert (await store.queue_stats("default", "email")).paused
+    assert (await api.claim(commands=["email"])).status_code == 204
+    page = await browser.http.get(r.headers["location"])
+    assert "Queue paused" in page.text and ">Resume</button>" in page.text
+    r = await browser.http.post("/ui/queues/email/resume", data={"tenant": "default", "csrf": csrf})
+    assert r.status_code == 303
+    assert not (await store.queue_stats("default", "email")).paused
+
+
+async def test_a_post_without_a_session_is_refused(api: Api, browser: Browser) -> None:
+    await api.create("email", {})
+    r = await browser.http.post("/ui/queues/email/pause", data={"tenant": "default"})
+    assert r.status_code == 401
+    assert not (await api.ctx.store.queue_stats("default", "email")).paused
+
+
+async def test_csrf_token_of_one_login_does_not_work_for_another(
+    api: Api, browser: Browser
+) -> None:
+    await browser.login(api.admin)
+    csrf = await browser.csrf("/ui/queues/email?tenant=default")
+    other = Browser(api)
+    try:
+        await other.login(api.token("admin", sub="admin-2"))
+        r = await other.http.post(
+            "/ui/queues/email/pause", data={"tenant": "default", "csrf": csrf}
+        )
+        assert r.status_code == 403
+    finally:
+        await other.http.aclose()
+
+
+async def test_dlq_replay_selected_and_all_then_purge_with_a_confirmed_count(
+    api: Api, browser: Browser
+) -> None:
+    ids = await _dead_letter(api, "dead", 5)
+    store = api.ctx.store
+    await browser.login(api.admin)
+    page = await browser.http.get("/ui/queues/dead?tenant=default")
+    assert all(i in page.text for i in ids) and "MAX_ATTEMPTS" in page.text
+    csrf = await browser.csrf("/ui/queues/dead?tenant=default")
+    base = {"tenant": "default", "csrf": csrf}
+
+    r = await browser.http.post("/ui/queues/dead/dlq/replay", data={**base, "id": [ids[0]]})
+    assert r.status_code == 303
+    stats = await store.queue_stats("default", "dead")
+    assert (stats.ready, stats.dlq) == (1, 4)
+
+    # Purge asks first, naming the count; nothing is deleted by the question.
+    r = await browser.http.post("/ui/queues/dead/dlq/confirm-purge", data={**base, "all": "1"})
+    assert r.status_code == 200 and "<strong data-purge-count>4</strong>" in r.text
+    assert (await store.queue_stats("default", "dead")).dlq == 4
+    r = await browser.http.post("/ui/queues/dead/dlq/confirm-purge", data={**base, "id": ids[1:3]})
+    assert "<strong data-purge-count>2</strong>" in r.text
+    r = await browser.http.post(
+        "/ui/queues/dead/dlq/purge", data={**base, "id": ids[1:3], "count": "3"}
+    )
+    assert r.status_code == 400  # the confirmation named another number
+    r = await browser.http.post(
+        "/ui/queues/dead/dlq/purge", data={**base, "id": ids[1:3], "count": "2"}
+    )
+    assert r.status_code == 303
+    assert (await store.queue_stats("default", "dead")).dlq == 2
+    for gone in ids[1:3]:
+        assert (await api.call("GET", f"/tasks/{gone}", api.producer)).status_code == 404
+
+    r = await browser.http.post("/ui/queues/dead/dlq/replay", data={**base, "all": "1"})
+    assert r.status_code == 303
+    stats = await store.queue_stats("default", "dead")
+    assert (stats.ready, stats.dlq) == (3, 0)
+
+
+async def test_task_page_shows_record_and_timeline_and_cancel_works(
+    api: Api, browser: Browser
+) -> None:
+    t = await api.create("email", {"to": "<b>x</b>"}, maxAttempts=3)
+    claimed = (await api.claim(commands=["email"])).json()
+    r = await api.call("POST", f"/tasks/{t['id']}/nack", api.worker, {"reason": "smtp down"})
+    assert r.status_code == 200
+    await browser.login(api.admin)
+    page = await browser.http.get(f"/ui/tasks/{t['id']}?tenant=default")
+    assert page.status_code == 200
+    assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text  # escaped
+    assert 'data-kind="created"' in page.text and 'data-kind="claimed"' in page.text
+    assert f"by worker {claimed['workerId']}" in page.text
+    assert 'data-kind="retry"' in page.text and "smtp down" in page.text
+    csrf = await browser.csrf(f"/ui/tasks/{t['id']}?tenant=default")
+    r = await browser.http.post(
+        f"/ui/tasks/{t['id']}/cancel", data={"tenant": "default", "csrf": csrf}
+    )
+    assert r.status_code == 303
+    task = (await api.call("GET", f"/tasks/{t['id']}", api.producer)).json()
+    assert task["status"] == "CANCELLED"
+    page = await browser.http.get(f"/ui/tasks/{t['id']}?tenant=default")
+    assert 'data-kind="cancelled"' in page.text and "Cancel task" not in page.text
+
+
+async def test_completed_task_shows_result_and_serves_inline_artifacts(
+    api: Api, browser: Browser
+) -> None:
+    t = await api.create("render", {})
+    claimed = (await api.claim(commands=["render"])).json()
+    r = await api.call(
+        "POST",
+        f"/tasks/{t['id']}/result",
+        api.worker,
+        {
+            "status": "COMPLETED",
+            "result": {"pages": 3},
+            "leaseId": claimed.get("leaseId"),
+            "artifacts": [
+                {"name": "out.txt", "contentBase64": "aGVsbG8=", "contentType": "text/plain"},
+                {"name": "link", "url": "https://example.com/x"},
+            ],
+        },
+    )
+    assert r.status_code == 200, r.text
+    await browser.login(api.admin)
+    page = await browser.http.get(f"/ui/tasks/{t['id']}?tenant=default")
+    assert "&#34;pages&#34;: 3" in page.text and 'data-kind="result"' in page.text
+    link = re.search(r'href="(/ui/tasks/[^"]+/artifacts/[^"]+)"', page.text)
+    assert link and 'href="https://example.com/x"' in page.text
+    download = await browser.http.get(link.group(1).replace("&amp;", "&"))
+    assert download.status_code == 200 and download.content == b"hello"
+    assert download.headers["content-disposition"].startswith("attachment")
+
+
+async def test_a_tenant_admin_sees_only_its_tenant(api: Api, browser: Browser) -> None:
+    other = api.token("producer", sub="p2", tenant="other")
+    r = await api.call("POST", "/tasks", other, {"command": "secret", "payload": {}})
+    secret_id = r.json()["id"]
+    await browser.login(api.admin)  # tenant "default"
+    page = await browser.http.get("/ui/")
+    assert "secret" not in page.text
+    for path in ("/ui/?tenant=other", f"/ui/tasks/{secret_id}?tenant=other"):
+        assert (await browser.http.get(path)).status_code == 403
+    assert (await browser.http.get(f"/ui/tasks/{secret_id}")).status_code == 404
+    csrf = await browser.csrf("/ui/")
+    r = await browser.http.post("/ui/queues/secret/pause", data={"tenant": "other", "csrf": csrf})
+    assert r.status_code == 403
+    assert not (await api.ctx.store.queue_stats("other", "secret")).paused
+
+
+async def test_an_all_tenants_admin_picks_the_tenant(api: Api, browser: Browser) -> None:
+    other = api.token("producer", sub="p2", tenant="other")
+    await api.call("POST", "/tasks", other, {"command": "secret", "payload": {}})
+    await browser.login(api.token("admin", sub="root", tenant="*"))
+    picker = await browser.http.get("/ui/")
+    assert "Pick a tenant" in picker.text and 'href="/ui/?tenant=other"' in picker.text
+    page = await browser.http.get("/ui/?tenant=other")
+    assert 'data-command="secret"' in page.text
+
+
+async def test_logout_needs_csrf_and_ends_the_session(api: Api, browser: Browser) -> None:
+    await browser.login(api.admin)
+    csrf = await browser.csrf("/ui/")
+    assert (await browser.http.post("/ui/logout", data={})).status_code == 403
+    r = await browser.http.post("/ui/logout", data={"csrf": csrf})
+    assert r.status_code == 303 and "Max-Age=0" in r.headers["set-cookie"]
+    assert (await browser.http.get("/ui/")).status_code == 303
+
+
+async def test_the_token_never_reaches_the_log(
+    api: Api, browser: Browser, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await browser.login(api.admin)
+    await browser.login("bad-" + api.admin)
+    out = capsys.readouterr()
+    assert api.admin not in out.out + out.err
+
+
+async def test_ui_disabled_has_no_routes(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    config: cfgmod.Config = make_config(tmp_path, ui={"enabled": False})
+    async for api in start_api(nursery, config, redis_url):
+        r = await api.http.get(f"{api.base}/ui/login")
+        assert r.status_code == 404
+
+
+async def test_dev_one_click_login_from_loopback(
+    api: Api, browser: Browser, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from codeqd import cli
+
+    path = tmp_path / "codeqd.toml"
+    path.write_text(f'state_dir = "{api.ctx.config.state_dir}"\n')
+    assert cli.main(["ui-token", "--config", str(path)]) == 0
+    link = capsys.readouterr().out.strip()
+    assert link.startswith("http://127.0.0.1:8080/ui/login/dev?ticket=")
+    ticket = link.partition("ticket=")[2]
+    assert (await browser.http.get(f"/ui/login/dev?ticket={ticket[:-3]}xyz")).status_code == 401
+    r = await browser.http.get(f"/ui/login/dev?ticket={ticket}")
+    assert r.status_code == 303 and "HttpOnly" in r.headers["set-cookie"]
+    assert "Pick a tenant" in (await browser.http.get("/ui/")).text  # tenant "*"
+
+
+async def test_dev_login_is_refused_outside_dev_mode(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    from codeqd.http import mint_dev_login_ticket
+
+    config = make_config(
+        tmp_path,
+        auth={"mode": "jwt", "producer": {"provider": "hs256", "secret": "s" * 40}},
+    )
+    async for api in start_api(nursery, config, redis_url):
+        ticket = mint_dev_login_ticket(config)
+        r = await api.http.get(f"{api.base}/ui/login/dev?ticket={ticket}")
+        assert r.status_code == 403 and "set-cookie" not in r.headers
