@@ -20,7 +20,7 @@ import structlog
 import trio
 
 from codeqd.actors._child import spawn, terminate, wait_exit
-from codeqd.config import Config, StoreActorConfig
+from codeqd.config import Config, ConfigError, StoreActorConfig
 from codeqd.context import Context
 from codeqd.live import Live
 
@@ -139,6 +139,7 @@ async def run(
                     await trio.sleep(0.05)
             if proc.poll() is None and not waiting.cancelled_caught:
                 if not started:
+                    await _refuse_unsupported(ctx)
                     task_status.started()
                     started = True
                 delay = 0.2
@@ -171,7 +172,9 @@ async def _watch_external(
     log.info("store.connecting", url=_redact(ctx.store.url), mode="external")
     with trio.fail_after(float(live.value.start_timeout)):
         while not await ctx.store.ping():
+            await _refuse_unsupported(ctx)
             await trio.sleep(0.2)
+    await _refuse_unsupported(ctx)
     task_status.started()
     up = True
     while True:
@@ -182,6 +185,16 @@ async def _watch_external(
                 "store.up" if ok else "store.down", url=_redact(ctx.store.url)
             )
             up = ok
+
+
+async def _refuse_unsupported(ctx: Context) -> None:
+    """A store that answers but cannot work (KVRocks with resp3-enabled no, Redis older
+    than 6.2): ``ConfigError`` with what to change, so the daemon exits with one message
+    instead of retrying forever."""
+    problem = await ctx.store.server_refusal()
+    if problem is not None:
+        raise ConfigError(f"store {_redact(ctx.store.url)}: {problem}")
+    log.info("store.server", server=ctx.store.server, url=_redact(ctx.store.url))
 
 
 def _redact(url: str) -> str:

@@ -33,6 +33,7 @@ from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.records import new_meta, result_doc
 from codeqd.domain.states import refusal_error
 from codeqd.domain.task import NewTask
+from codeqd.store._conn import UnsupportedServer, server_problem
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
@@ -117,6 +118,8 @@ class Transitions:
         self._next_shard = 0
         #: trio time of the last call the store answered (see ``_unavailable``).
         self._answered = trio.current_time()
+        #: What the store is ("Redis 7.0.15", "KVRocks 2.10.1"), once ``server_refusal`` ran.
+        self.server = "unknown"
 
     # ------------------------------------------------------------ plumbing
 
@@ -175,6 +178,23 @@ class Transitions:
             return True
         except (*_UNAVAILABLE, cx.RedisError):
             return False
+
+    async def server_refusal(self) -> str | None:
+        """Why the store cannot work with codeqd (KVRocks without RESP3, Redis older than
+        6.2...), or None: it can, or it does not answer (an outage, not a refusal)."""
+        try:
+            with trio.fail_after(self._timeout):
+                info = await self.client.info("server")
+        except UnsupportedServer as e:
+            return str(e)
+        except (*_UNAVAILABLE, cx.RedisError):
+            return None
+        if info and all(isinstance(v, dict) for v in info.values()):
+            info = next(iter(info.values()))  # a cluster: one node's answer
+        text = "\n".join(f"{k}:{v}" for k, v in info.items())
+        what, problem = server_problem(text)
+        self.server = what
+        return problem
 
     async def init_keyspace(self) -> None:
         """Record the shard count at first start; refuse a different one later
