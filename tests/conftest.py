@@ -420,7 +420,8 @@ class Daemon:
         pidfile = self.state_dir / "store" / "redis.pid"
         try:  # a store orphaned by a test's kill -9 must not outlive the test
             pid = int(pidfile.read_text())
-            if b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"redis" in cmdline or b"kvrocks" in cmdline:
                 os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
             pass
