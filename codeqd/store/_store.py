@@ -118,8 +118,10 @@ class Transitions:
         self._next_shard = 0
         #: trio time of the last call the store answered (see ``_unavailable``).
         self._answered = trio.current_time()
-        #: What the store is ("Redis 7.0.15", "KVRocks 2.10.1"), once ``server_refusal`` ran.
+        #: What the store is ("Redis 7.0.15", "KVRocks 2.10.1"), once known.
         self.server = "unknown"
+        #: Whether it is KVRocks (scripts then run inside MULTI/EXEC); None: not asked yet.
+        self.kvrocks: bool | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -130,17 +132,51 @@ class Transitions:
         return script
 
     async def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it)."""
+        """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it).
+
+        On KVRocks the call is wrapped in ``MULTI``/``EXEC``: a script's own
+        ``redis.call`` writes are separate RocksDB writes, so a crash of the store
+        mid-script could persist half a transition; inside ``EXEC`` every write of
+        the script goes to one write batch, committed (and logged) as one unit
+        (``Storage::BeginTxn``/``CommitTxn`` in KVRocks' sources). Reads inside the
+        script see its own earlier writes (the batch is indexed)."""
         started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout):
-                out = await self._script(name)(keys=list(keys), args=list(args))
+                if self.kvrocks is None:
+                    await self._identify()
+                script = self._script(name)
+                if self.kvrocks:
+                    out = await self._in_multi(script, list(keys), list(args))
+                else:
+                    out = await script(keys=list(keys), args=list(args))
             self._answered = trio.current_time()
             return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
         finally:
             metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
+
+    async def _in_multi(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """``MULTI; EVALSHA; EXEC`` in one round trip (SCRIPT LOAD and again on NOSCRIPT)."""
+        for attempt in (1, 2):
+            try:
+                async with self.client.pipeline(transaction=True) as pipe:
+                    reply = pipe.evalsha(script.sha, keys=keys, args=args)
+                return await reply
+            except cx.NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.client.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    async def _identify(self) -> None:
+        """Which server this is (``server``; ``kvrocks``), from ``INFO server``."""
+        info = await self.client.info("server")
+        if info and all(isinstance(v, dict) for v in info.values()):
+            info = next(iter(info.values()))  # a cluster: one node's answer
+        self.server, _ = server_problem("\n".join(f"{k}:{v}" for k, v in info.items()))
+        self.kvrocks = "kvrocks_version" in info
 
     async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -191,9 +227,8 @@ class Transitions:
             return None
         if info and all(isinstance(v, dict) for v in info.values()):
             info = next(iter(info.values()))  # a cluster: one node's answer
-        text = "\n".join(f"{k}:{v}" for k, v in info.items())
-        what, problem = server_problem(text)
-        self.server = what
+        what, problem = server_problem("\n".join(f"{k}:{v}" for k, v in info.items()))
+        self.server, self.kvrocks = what, "kvrocks_version" in info
         return problem
 
     async def init_keyspace(self) -> None:
