@@ -23,7 +23,13 @@ from collections.abc import Generator
 from typing import Any
 from urllib.parse import unquote
 
-from coredis.connection import ClusterConnection, TCPConnection, UnixDomainSocketConnection
+from coredis.cluster._node import ClusterNodeLocation
+from coredis.connection import (
+    ClusterConnection,
+    TCPConnection,
+    TCPLocation,
+    UnixDomainSocketConnection,
+)
 from coredis.exceptions import RedisError
 from coredis.pool import ClusterConnectionPool
 
@@ -92,12 +98,43 @@ class Cluster(_HelloTolerant, ClusterConnection):
     pass
 
 
+class _StartupNode(ClusterNodeLocation):
+    """A startup node whose discovery client (``CLUSTER SLOTS``) uses our connection."""
+
+    def as_client(self, **client_args: Any) -> Any:
+        from coredis import Redis
+        from coredis.pool import ConnectionPool
+
+        pool = ConnectionPool(
+            connection_class=Cluster,
+            location=TCPLocation(self.host, self.port),
+            username=client_args.get("username"),
+            password=client_args.get("password"),
+            stream_timeout=client_args.get("stream_timeout"),
+            connect_timeout=client_args.get("connect_timeout"),
+            decode_responses=client_args.get("decode_responses", False),
+            encoding=client_args.get("encoding", "utf-8"),
+            ssl_context=client_args.get("ssl_context"),
+        )
+        return Redis(connection_pool=pool, verify_version=False)
+
+
 class ClusterPool(ClusterConnectionPool):
-    """coredis' cluster pool with our connection class."""
+    """coredis' cluster pool with our connection class, for the pool's connections and
+    for the discovery of the layout: coredis discovers through clients made by each
+    node's ``as_client``, with its own connection class. Discovery therefore always
+    asks the startup nodes (``nodemanager_follow_cluster`` off), which are ours, and
+    skips the full-coverage check (it asks discovered nodes)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["connection_class"] = Cluster
+        kwargs["nodemanager_follow_cluster"] = False
+        kwargs["skip_full_coverage_check"] = True
         super().__init__(*args, **kwargs)
+        discovery = self.cluster_layout._discovery_service
+        discovery._initial_startup_nodes = [
+            _StartupNode(n.host, n.port) for n in discovery._initial_startup_nodes
+        ]
 
 
 def cluster_nodes(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
+import coredis
 import coredis.exceptions as cx
 import orjson
 import structlog
@@ -33,7 +34,7 @@ from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.records import new_meta, result_doc
 from codeqd.domain.states import refusal_error
 from codeqd.domain.task import NewTask
-from codeqd.store._conn import UnsupportedServer, server_problem
+from codeqd.store._conn import TCP, UnsupportedServer, cluster_nodes, server_problem
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
@@ -144,10 +145,12 @@ class Transitions:
         try:
             with trio.fail_after(self._timeout):
                 if self.kvrocks is None:
-                    await self._identify()
+                    await self.identify()
                 script = self._script(name)
                 if self.kvrocks:
                     out = await self._in_multi(script, list(keys), list(args))
+                elif isinstance(self.client, coredis.RedisCluster):
+                    out = await self._evalsha(script, list(keys), list(args))
                 else:
                     out = await script(keys=list(keys), args=list(args))
             self._answered = trio.current_time()
@@ -167,10 +170,39 @@ class Transitions:
             except cx.NoScriptError:
                 if attempt == 2:
                     raise
-                await self.client.script_load(script.script)
+                await self.load_script(script.script)
         raise AssertionError("unreachable")
 
-    async def _identify(self) -> None:
+    async def _evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA on a cluster; on NOSCRIPT, SCRIPT LOAD on the primaries and again
+        (coredis' own fallback loads on every node, replicas too, which refuse it)."""
+        try:
+            return await self.client.evalsha(script.sha, keys=keys, args=args)
+        except cx.NoScriptError:
+            await self.load_script(script.script)
+            return await self.client.evalsha(script.sha, keys=keys, args=args)
+
+    async def load_script(self, source: str) -> None:
+        """SCRIPT LOAD on the one node, or on every primary of a cluster (a replica
+        refuses it: READONLY), each over a short-lived connection of its own."""
+        if not isinstance(self.client, coredis.RedisCluster):
+            await self.client.script_load(source)
+            return
+        _, username, password = cluster_nodes(self.url)
+        for node in self.client.connection_pool.cluster_layout.primaries:
+            pool = coredis.ConnectionPool(
+                location=coredis.connection.TCPLocation(node.host, node.port),
+                connection_class=TCP,
+                username=username,
+                password=password,
+                connect_timeout=float(self.config.store.connect_timeout),
+                stream_timeout=self._timeout,
+                max_connections=1,
+            )
+            async with coredis.Redis(connection_pool=pool, verify_version=False) as one:
+                await one.script_load(source)
+
+    async def identify(self) -> None:
         """Which server this is (``server``; ``kvrocks``), from ``INFO server``."""
         info = await self.client.info("server")
         if info and all(isinstance(v, dict) for v in info.values()):
