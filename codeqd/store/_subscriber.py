@@ -16,6 +16,7 @@ black-holed path delivers no reset) and the caller reconnects.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class Endpoint:
     path: str | None = None
     username: str | None = None
     password: str | None = None
+    #: ``rediss://``: TLS, verified against the system's CAs.
+    tls: bool = False
 
     @classmethod
     def from_url(cls, url: str) -> Endpoint:
@@ -46,7 +49,8 @@ class Endpoint:
         pw = unquote(parts.password) if parts.password is not None else None
         if parts.scheme == "unix":
             return cls(path=parts.path, username=user, password=pw)
-        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, None, user, pw)
+        host = parts.hostname or "127.0.0.1"
+        return cls(host, parts.port or 6379, None, user, pw, parts.scheme == "rediss")
 
 
 def _pack(*args: str) -> bytes:
@@ -119,6 +123,10 @@ async def subscribe(
     with trio.fail_after(connect_timeout):
         if endpoint.path is not None:
             stream: trio.abc.Stream = await trio.open_unix_socket(endpoint.path)
+        elif endpoint.tls:
+            stream = await trio.open_ssl_over_tcp_stream(
+                endpoint.host, endpoint.port, ssl_context=ssl.create_default_context()
+            )
         else:
             stream = await trio.open_tcp_stream(endpoint.host, endpoint.port)
     async with stream:
