@@ -1,7 +1,8 @@
 """Embedded KVRocks (``store.server_bin`` = a kvrocks binary): started with its own
-config file, supervised like redis-server. The same tests as ``test_daemon.py`` and
-the store's kill -9 fault test, with every daemon of this module embedding KVRocks.
-Skipped without a kvrocks binary (failed in CI)."""
+config file, supervised like redis-server. The same tests as ``test_daemon.py``, with
+every daemon of this module embedding KVRocks (the store's kill -9 under load is
+``tests/faults/test_kvrocks_crash.py``). Skipped without a kvrocks binary (failed
+in CI)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,11 @@ from tests.e2e.test_daemon import (
     test_kill_9_loses_nothing_and_strands_nothing,
     test_sigterm_answers_long_polls_and_exits_clean,
 )
-from tests.faults.test_store_faults import (
-    test_kill_9_of_the_embedded_store_loses_no_acknowledged_create,
-)
 
 __all__ = [
     "test_a_leftover_store_is_taken_over",
     "test_full_lifecycle",
     "test_kill_9_loses_nothing_and_strands_nothing",
-    "test_kill_9_of_the_embedded_store_loses_no_acknowledged_create",
     "test_sigterm_answers_long_polls_and_exits_clean",
 ]
 

@@ -47,7 +47,7 @@ BACKOFF_MS = 7_000  # fixed retry backoff: expiries and default nacks go to dela
 MAX_EXAMPLES = 30
 #: KVRocks runs the same machine on fewer examples (the suite's time budget): the
 #: scripts are the same, what differs is the server under them.
-MAX_EXAMPLES_BY_KIND = {"redis": MAX_EXAMPLES, "kvrocks": 10}
+MAX_EXAMPLES_BY_KIND = {"redis": MAX_EXAMPLES, "kvrocks": 8}
 #: Mostly well-behaved callers, so transitions succeed more often than they are refused.
 WHO = st.sampled_from(["owner", "owner", "owner", "owner", "other"])
 WHICH = st.sampled_from(["current", "current", "current", "current", "stale", "none"])
