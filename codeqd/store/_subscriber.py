@@ -104,6 +104,9 @@ class Subscriber:
                 confirmed += 1
 
     async def messages(self) -> AsyncIterator[tuple[str, str]]:
+        """Every message, in order; raises ``SubscriberError`` when the connection ends or
+        stays silent. Cancellation: nothing is lost that was not yet yielded (bytes read
+        stay in the parser), but the caller then closes the connection anyway."""
         while True:
             reply = await self._next_reply()
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == "message":
@@ -119,7 +122,8 @@ async def subscribe(
     connect_timeout: float = 5.0,
     ping_interval: float = 5.0,
 ) -> AsyncIterator[Subscriber]:
-    """Connect, authenticate and subscribe (within ``connect_timeout``); close on exit."""
+    """Connect, authenticate and subscribe (within ``connect_timeout``: ``TooSlowError``
+    after it); close on exit. Cancellation while connecting: nothing is left open."""
     with trio.fail_after(connect_timeout):
         if endpoint.path is not None:
             stream: trio.abc.Stream = await trio.open_unix_socket(endpoint.path)
