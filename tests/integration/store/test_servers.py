@@ -47,3 +47,28 @@ async def test_kvrocks_without_resp3_is_refused_at_start_with_what_to_set(tmp_pa
     # One message, not a restart loop.
     assert out.count('"event":"supervisor.config_error"') == 1, out
     assert '"event":"actor.crashed"' not in out, out
+
+
+def _calls(info: dict[str, object], command: str) -> int:
+    stat = info.get(f"cmdstat_{command}")
+    if isinstance(stat, dict):
+        return int(stat.get("calls", 0))  # type: ignore[call-overload]
+    if isinstance(stat, str):
+        return int(stat.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+async def test_on_kvrocks_every_script_runs_inside_exec(store: Store, store_kind: str) -> None:
+    """KVRocks: each EVALSHA inside MULTI/EXEC, so a script's writes are one write batch
+    (tests/faults/test_kvrocks_crash.py shows why). Redis: plain EVALSHA."""
+    from tests.integration.store.test_transitions import new
+
+    info = await store.client.info("commandstats")
+    execs, evals = _calls(info, "exec"), _calls(info, "evalsha")
+    await store.create("t", new())
+    claimed = await store.claim("t", "w", ["c"], 30)
+    assert len(claimed) == 1
+    info = await store.client.info("commandstats")
+    execs, evals = _calls(info, "exec") - execs, _calls(info, "evalsha") - evals
+    assert evals >= 2
+    assert execs == (evals if store_kind == "kvrocks" else 0)
