@@ -190,6 +190,10 @@ class Supervisor:
                     failures = 0
                 return
             except Exception as e:  # an actor's failure is the supervisor's business
+                if isinstance(e, cfgmod.ConfigError) or (
+                    isinstance(e, ExceptionGroup) and e.subgroup(cfgmod.ConfigError) is not None
+                ):
+                    raise  # e.g. a store codeqd cannot work with: restarting will not help
                 if self.ctx.shutting_down.is_set() and spec is not STORE:
                     log.warning("actor.failed_during_shutdown", actor=spec.name, exc_info=e)
                     return

@@ -128,6 +128,149 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+# ------------------------------------------------------------------ KVRocks
+
+# Read and removed: the daemons the tests start read CODEQD_* as config overrides.
+#: Set by .ci/run: a missing KVRocks binary fails the KVRocks tests instead of skipping them.
+REQUIRE_KVROCKS = os.environ.pop("CODEQD_REQUIRE_KVROCKS", "") not in ("", "0")
+KVROCKS_BIN = os.environ.pop("CODEQD_TEST_KVROCKS_BIN", "")
+_kvrocks_missing: list[str] = []
+
+
+def _main_checkout() -> Path:
+    """The repository's main checkout (this one, or the one a git worktree belongs to)."""
+    dotgit = REPO / ".git"
+    if dotgit.is_file():  # a worktree: "gitdir: <main>/.git/worktrees/<name>"
+        gitdir = Path(dotgit.read_text().split(":", 1)[1].strip())
+        for parent in gitdir.parents:
+            if parent.name == ".git":
+                return parent.parent
+    return REPO
+
+
+def kvrocks_binary() -> str | None:
+    """$CODEQD_TEST_KVROCKS_BIN, ../shared/kvrocks/kvrocks next to the repository, or
+    ``kvrocks`` on PATH."""
+    if KVROCKS_BIN:
+        return KVROCKS_BIN if os.access(KVROCKS_BIN, os.X_OK) else None
+    for root in (REPO, _main_checkout()):
+        candidate = root.parent / "shared" / "kvrocks" / "kvrocks"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which("kvrocks")
+
+
+def need_kvrocks() -> str:
+    """The binary, or skip the test (fail it under CODEQD_REQUIRE_KVROCKS=1)."""
+    binary = kvrocks_binary()
+    if binary is None:
+        why = (
+            "no kvrocks binary ($CODEQD_TEST_KVROCKS_BIN, ../shared/kvrocks/kvrocks, "
+            "or kvrocks on PATH)"
+        )
+        if REQUIRE_KVROCKS:
+            pytest.fail(f"CODEQD_REQUIRE_KVROCKS=1 but {why}")
+        _kvrocks_missing.append(why)
+        pytest.skip(f"KVRocks suites not run: {why}")
+    return binary
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line saying the KVRocks suites did not run, and why (a clone without the binary)."""
+    if not _kvrocks_missing:
+        return
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if "KVRocks suites not run" in str(getattr(r, "longrepr", ""))
+    ]
+    terminalreporter.write_line(
+        f"KVRocks suites not run: {_kvrocks_missing[0]} ({len(skipped)} tests skipped)",
+        yellow=True,
+        bold=True,
+    )
+
+
+def kvrocks_conf(
+    port: int, workdir: Path, sync: bool = False, extra: dict[str, str] | None = None
+) -> str:
+    """A kvrocks.conf for tests: loopback, RESP3 on, data and log under ``workdir``."""
+    opts = {
+        "bind": "127.0.0.1",
+        "port": str(port),
+        "dir": str(workdir),
+        "resp3-enabled": "yes",
+        "workers": "4",
+        "log-dir": str(workdir),
+        "rocksdb.write_options.sync": "yes" if sync else "no",
+        **(extra or {}),
+    }
+    return "".join(f"{k} {v}\n" for k, v in opts.items())
+
+
+class KvrocksServer(RedisServer):
+    """A KVRocks child process (``resp3-enabled yes``); ``restart`` keeps port and data."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        sync: bool = False,
+        binary: str | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(workdir)
+        self.sync = sync
+        self.extra = extra
+        self.binary = binary or need_kvrocks()
+
+    def start(self) -> None:
+        conf = self.workdir / "kvrocks.conf"
+        conf.write_text(kvrocks_conf(self.port, self.workdir, self.sync, self.extra))
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                pytest.fail(f"kvrocks exited with {self.proc.returncode}; see {self.workdir}")
+            time.sleep(0.02)  # fixture set-up outside trio: polling a child's readiness
+        pytest.fail("kvrocks did not answer within 20 s")
+
+    def flush(self) -> None:
+        reply = self.command("FLUSHALL")
+        assert reply.startswith(b"+OK"), reply
+
+
+@pytest.fixture(scope="session")
+def kvrocks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KvrocksServer]:
+    binary = need_kvrocks()
+    server = KvrocksServer(tmp_path_factory.mktemp("kvrocks"), binary=binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kvrocks_url(kvrocks_server: KvrocksServer) -> str:
+    """A clean KVRocks for each test."""
+    kvrocks_server.flush()
+    return kvrocks_server.url
+
+
+@pytest.fixture(params=["redis", "kvrocks"])
+def any_store_url(request: pytest.FixtureRequest) -> str:
+    """A clean store of each kind in turn: redis-server, then KVRocks."""
+    name = "redis_url" if request.param == "redis" else "kvrocks_url"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -277,7 +420,8 @@ class Daemon:
         pidfile = self.state_dir / "store" / "redis.pid"
         try:  # a store orphaned by a test's kill -9 must not outlive the test
             pid = int(pidfile.read_text())
-            if b"redis" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"redis" in cmdline or b"kvrocks" in cmdline:
                 os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
             pass

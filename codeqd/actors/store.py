@@ -1,8 +1,12 @@
-"""The store actor: runs the embedded redis-server child, or watches an external store.
+"""The store actor: runs the embedded store child, or watches an external store.
 
 Embedded: ``redis-server`` (``store.server_bin``) with its data, AOF, pidfile
 and log under ``<state_dir>/store``, listening on a unix socket there (or a
-loopback port when the path is too long for a socket). The child is spawned
+loopback port when the path is too long for a socket). A ``server_bin`` whose
+file name contains ``kvrocks`` is KVRocks instead: it gets a config file of its
+own (``<state_dir>/store/kvrocks.conf``: a loopback port, since KVRocks refuses
+port 0; data in ``store/kvrocks``, logs in ``store``, ``resp3-enabled yes``,
+``rocksdb.write_options.sync`` from ``appendfsync``: ``always`` → ``yes``). The child is spawned
 with ``PR_SET_PDEATHSIG`` (see ``_child``) so a ``kill -9`` of codeqd takes
 it down too; a child left over anyway (found through its pidfile) is stopped
 cleanly before a new one starts. If the child dies it is restarted on the same
@@ -20,7 +24,7 @@ import structlog
 import trio
 
 from codeqd.actors._child import spawn, terminate, wait_exit
-from codeqd.config import Config, StoreActorConfig
+from codeqd.config import Config, ConfigError, StoreActorConfig
 from codeqd.context import Context
 from codeqd.live import Live
 
@@ -39,8 +43,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def is_kvrocks(config: Config) -> bool:
+    """Whether the embedded store is KVRocks (by ``server_bin``'s file name)."""
+    return "kvrocks" in Path(config.store.server_bin).name.lower()
+
+
 def embedded_url(config: Config) -> str:
     """The address the embedded store will listen on; stable for the daemon's life."""
+    if is_kvrocks(config):
+        return f"redis://127.0.0.1:{_free_port()}"
     sock = store_dir(config) / "redis.sock"
     if len(str(sock)) <= _MAX_UNIX_PATH:
         return f"unix://{sock}"
@@ -51,8 +62,32 @@ def store_url(config: Config) -> str:
     return config.store.url if config.store.mode == "external" else embedded_url(config)
 
 
+def kvrocks_conf(config: Config, url: str) -> str:
+    """The embedded KVRocks' config file."""
+    d = store_dir(config)
+    opts = {
+        "bind": "127.0.0.1",
+        "port": url.rsplit(":", 1)[1],
+        "dir": str(d / "kvrocks"),
+        "log-dir": str(d),
+        "pidfile": str(d / "redis.pid"),
+        "daemonize": "no",
+        "resp3-enabled": "yes",
+        # appendfsync always: fsync the WAL before each write is acknowledged (durable
+        # on power loss); otherwise the WAL is written but not synced (a crash of the
+        # process loses nothing, a power loss may lose the last writes).
+        "rocksdb.write_options.sync": "yes" if config.store.appendfsync == "always" else "no",
+    }
+    return "".join(f"{k} {v}\n" for k, v in opts.items())
+
+
 def _server_args(config: Config, url: str) -> list[str]:
     d = store_dir(config)
+    if is_kvrocks(config):
+        (d / "kvrocks").mkdir(exist_ok=True, mode=0o700)
+        conf = d / "kvrocks.conf"
+        conf.write_text(kvrocks_conf(config, url))
+        return [config.store.server_bin, "-c", str(conf)]
     args = [
         config.store.server_bin,
         "--dir",
@@ -79,6 +114,11 @@ def _server_args(config: Config, url: str) -> list[str]:
     else:
         args += ["--port", url.rsplit(":", 1)[1], "--bind", "127.0.0.1", "--protected-mode", "yes"]
     return args
+
+
+def _log_path(config: Config) -> Path:
+    d = store_dir(config)
+    return d / "kvrocks.INFO" if is_kvrocks(config) else d / "redis.log"
 
 
 def _alive_store_pid(pidfile: Path) -> int | None:
@@ -139,6 +179,7 @@ async def run(
                     await trio.sleep(0.05)
             if proc.poll() is None and not waiting.cancelled_caught:
                 if not started:
+                    await _refuse_unsupported(ctx)
                     task_status.started()
                     started = True
                 delay = 0.2
@@ -149,7 +190,7 @@ async def run(
                 "store.exited",
                 pid=proc.pid,
                 code=code,
-                log=str(store_dir(config) / "redis.log"),
+                log=str(_log_path(config)),
                 restart_in=delay,
             )
         finally:
@@ -157,8 +198,7 @@ async def run(
         if not started:
             what = "did not answer in time" if code is None else f"exited with {code}"
             raise RuntimeError(
-                f"embedded store {config.store.server_bin!r} {what}; "
-                f"see {store_dir(config) / 'redis.log'}"
+                f"embedded store {config.store.server_bin!r} {what}; see {_log_path(config)}"
             )
         await trio.sleep(delay)
         delay = min(delay * 2, 5.0)
@@ -171,7 +211,9 @@ async def _watch_external(
     log.info("store.connecting", url=_redact(ctx.store.url), mode="external")
     with trio.fail_after(float(live.value.start_timeout)):
         while not await ctx.store.ping():
+            await _refuse_unsupported(ctx)
             await trio.sleep(0.2)
+    await _refuse_unsupported(ctx)
     task_status.started()
     up = True
     while True:
@@ -182,6 +224,16 @@ async def _watch_external(
                 "store.up" if ok else "store.down", url=_redact(ctx.store.url)
             )
             up = ok
+
+
+async def _refuse_unsupported(ctx: Context) -> None:
+    """A store that answers but cannot work (KVRocks with resp3-enabled no, Redis older
+    than 6.2): ``ConfigError`` with what to change, so the daemon exits with one message
+    instead of retrying forever."""
+    problem = await ctx.store.server_refusal()
+    if problem is not None:
+        raise ConfigError(f"store {_redact(ctx.store.url)}: {problem}")
+    log.info("store.server", server=ctx.store.server, url=_redact(ctx.store.url))
 
 
 def _redact(url: str) -> str:

@@ -13,10 +13,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import coredis
+from coredis.connection import UnixDomainSocketConnection
 
 from codeqd.config import Config, RateBucket
 from codeqd.domain.errors import CodeqError
 from codeqd.domain.task import NewTask
+from codeqd.store import _conn
 from codeqd.store._batch import Created, Report, create_batch, report_batch
 from codeqd.store._hints import Wakeups
 from codeqd.store._outbox import Outbox
@@ -60,6 +62,8 @@ class Store(Transitions):
 
 
 def _client_for(config: Config, url: str) -> Any:
+    """A coredis client with our connections (``_conn``: Redis >= 6.2 or KVRocks, by what
+    the server answers to ``HELLO 3``)."""
     kwargs: dict[str, Any] = {
         "decode_responses": True,
         "verify_version": False,
@@ -68,13 +72,20 @@ def _client_for(config: Config, url: str) -> Any:
         "max_connections": config.store.max_connections,
     }
     if url.startswith("redis+cluster://") or config.store.cluster:
-        hosts = url.split("://", 1)[1].split("/")[0].split("@")[-1]
-        nodes = []
-        for hp in hosts.split(","):
-            host, _, port = hp.rpartition(":")
-            nodes.append(coredis.connection.TCPLocation(host, int(port)))
-        return coredis.RedisCluster(startup_nodes=nodes, **kwargs)
-    return coredis.Redis.from_url(url, **kwargs)
+        hosts, username, password = _conn.cluster_nodes(url)
+        return coredis.RedisCluster(
+            startup_nodes=[coredis.connection.TCPLocation(h, p) for h, p in hosts],
+            username=username,
+            password=password,
+            connection_pool_cls=_conn.ClusterPool,
+            **kwargs,
+        )
+    verify = kwargs.pop("verify_version")
+    pool = coredis.ConnectionPool.from_url(url, **kwargs)
+    pool.connection_class = (
+        _conn.Unix if issubclass(pool.connection_class, UnixDomainSocketConnection) else _conn.TCP
+    )
+    return coredis.Redis(connection_pool=pool, decode_responses=True, verify_version=verify)
 
 
 @asynccontextmanager

@@ -22,14 +22,18 @@ never the only copy of anything: the store is.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import coredis
 import structlog
 import trio
 
 from codeqd import metrics
+from codeqd.store._conn import cluster_nodes
 from codeqd.store._keys import Keys
+from codeqd.store._subscriber import Endpoint, subscribe
 
 log = structlog.get_logger("codeqd.wakeups")
 
@@ -243,23 +247,21 @@ async def listen(
 
     Reconnects with backoff (logging ``event``); ``on_connect`` runs after every
     (re)connect, since messages may have been missed while away, and ``on_disconnect``
-    when the subscription drops. Works with a single node and with a cluster
-    (coredis' ``ClusterPubSub``: a cluster delivers a ``PUBLISH`` from any node to
-    subscribers on every node).
+    when the subscription drops. Works with a single node (Redis or KVRocks) and
+    with a cluster (see ``_subscription``).
     """
     started = False
     delay = 0.1
     while True:
         try:
-            async with store.client.pubsub(channels=list(channels)) as ps:
+            async with _subscription(store, channels) as messages:
                 if not started:
                     task_status.started()
                     started = True
                 on_connect()
                 delay = 0.1
-                async for message in ps:
-                    if message and message.get("type") == "message":
-                        on_message(message["channel"], message["data"])
+                async for channel, data in messages:
+                    on_message(channel, data)
         except trio.Cancelled:
             raise
         except Exception as e:  # the store went away: retry; a hint channel must not die
@@ -270,3 +272,64 @@ async def listen(
                 started = True
             await trio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+@asynccontextmanager
+async def _subscription(
+    store: Any, channels: list[str]
+) -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
+    """``(channel, data)`` of every message on ``channels``.
+
+    A single node: our own subscriber connection (``_subscriber``: RESP2 arrays, so
+    KVRocks' ``*3`` messages are read as well as Redis'). A Redis Cluster: coredis'
+    ``ClusterPubSub`` on one node (the cluster bus delivers a ``PUBLISH`` from any
+    node to subscribers on every node). A KVRocks cluster has no cluster bus: a
+    ``PUBLISH`` reaches only the node it ran on, so one subscriber per primary
+    (each message arrives once: a script publishes on the node that owns its
+    shard). Primaries added later are subscribed at the next reconnect."""
+    timeout = float(store.config.store.connect_timeout)
+    ping = max(float(store.config.store.command_timeout), 1.0)
+    if not isinstance(store.client, coredis.RedisCluster):
+        async with subscribe(
+            Endpoint.from_url(store.url), channels, connect_timeout=timeout, ping_interval=ping
+        ) as sub:
+            yield sub.messages()
+        return
+    if store.kvrocks is None:
+        await store.identify()
+    if not store.kvrocks:
+        async with store.client.pubsub(channels=list(channels)) as ps:
+            yield _coredis_messages(ps)
+        return
+    _, username, password = cluster_nodes(store.url)
+    primaries = store.client.connection_pool.cluster_layout.primaries
+    send, receive = trio.open_memory_channel[tuple[str, str]](1024)
+
+    async def pump(node: Any, task_status: trio.TaskStatus[None]) -> None:
+        endpoint = Endpoint(node.host, node.port, None, username, password)
+        async with subscribe(
+            endpoint, channels, connect_timeout=timeout, ping_interval=ping
+        ) as sub:
+            task_status.started()
+            async for message in sub.messages():
+                await send.send(message)
+        raise ConnectionError(f"subscription to {node.host}:{node.port} ended")
+
+    async with trio.open_nursery() as nursery:
+        for node in primaries:
+            await nursery.start(pump, node)
+        yield _channel_messages(receive)
+        nursery.cancel_scope.cancel()
+
+
+async def _channel_messages(
+    receive: trio.MemoryReceiveChannel[tuple[str, str]],
+) -> AsyncIterator[tuple[str, str]]:
+    async for message in receive:
+        yield message
+
+
+async def _coredis_messages(ps: Any) -> AsyncIterator[tuple[str, str]]:
+    async for message in ps:
+        if message and message.get("type") == "message":
+            yield message["channel"], message["data"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
+import coredis
 import coredis.exceptions as cx
 import orjson
 import structlog
@@ -33,6 +34,7 @@ from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.records import new_meta, result_doc
 from codeqd.domain.states import refusal_error
 from codeqd.domain.task import NewTask
+from codeqd.store._conn import TCP, UnsupportedServer, cluster_nodes, server_problem
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
 
@@ -117,6 +119,10 @@ class Transitions:
         self._next_shard = 0
         #: trio time of the last call the store answered (see ``_unavailable``).
         self._answered = trio.current_time()
+        #: What the store is ("Redis 7.0.15", "KVRocks 2.10.1"), once known.
+        self.server = "unknown"
+        #: Whether it is KVRocks (scripts then run inside MULTI/EXEC); None: not asked yet.
+        self.kvrocks: bool | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -127,17 +133,82 @@ class Transitions:
         return script
 
     async def run_script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it)."""
+        """Run ``lua/<name>.lua`` (EVALSHA, loading it when the store lacks it).
+
+        On KVRocks the call is wrapped in ``MULTI``/``EXEC``: a script's own
+        ``redis.call`` writes are separate RocksDB writes, so a crash of the store
+        mid-script could persist half a transition; inside ``EXEC`` every write of
+        the script goes to one write batch, committed (and logged) as one unit
+        (``Storage::BeginTxn``/``CommitTxn`` in KVRocks' sources). Reads inside the
+        script see its own earlier writes (the batch is indexed)."""
         started = time.perf_counter()
         try:
             with trio.fail_after(self._timeout):
-                out = await self._script(name)(keys=list(keys), args=list(args))
+                if self.kvrocks is None:
+                    await self.identify()
+                script = self._script(name)
+                if self.kvrocks:
+                    out = await self._in_multi(script, list(keys), list(args))
+                elif isinstance(self.client, coredis.RedisCluster):
+                    out = await self._evalsha(script, list(keys), list(args))
+                else:
+                    out = await script(keys=list(keys), args=list(args))
             self._answered = trio.current_time()
             return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
         finally:
             metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
+
+    async def _in_multi(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """``MULTI; EVALSHA; EXEC`` in one round trip (SCRIPT LOAD and again on NOSCRIPT)."""
+        for attempt in (1, 2):
+            try:
+                async with self.client.pipeline(transaction=True) as pipe:
+                    reply = pipe.evalsha(script.sha, keys=keys, args=args)
+                return await reply
+            except cx.NoScriptError:
+                if attempt == 2:
+                    raise
+                await self.load_script(script.script)
+        raise AssertionError("unreachable")
+
+    async def _evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA on a cluster; on NOSCRIPT, SCRIPT LOAD on the primaries and again
+        (coredis' own fallback loads on every node, replicas too, which refuse it)."""
+        try:
+            return await self.client.evalsha(script.sha, keys=keys, args=args)
+        except cx.NoScriptError:
+            await self.load_script(script.script)
+            return await self.client.evalsha(script.sha, keys=keys, args=args)
+
+    async def load_script(self, source: str) -> None:
+        """SCRIPT LOAD on the one node, or on every primary of a cluster (a replica
+        refuses it: READONLY), each over a short-lived connection of its own."""
+        if not isinstance(self.client, coredis.RedisCluster):
+            await self.client.script_load(source)
+            return
+        _, username, password = cluster_nodes(self.url)
+        for node in self.client.connection_pool.cluster_layout.primaries:
+            pool = coredis.ConnectionPool(
+                location=coredis.connection.TCPLocation(node.host, node.port),
+                connection_class=TCP,
+                username=username,
+                password=password,
+                connect_timeout=float(self.config.store.connect_timeout),
+                stream_timeout=self._timeout,
+                max_connections=1,
+            )
+            async with coredis.Redis(connection_pool=pool, verify_version=False) as one:
+                await one.script_load(source)
+
+    async def identify(self) -> None:
+        """Which server this is (``server``; ``kvrocks``), from ``INFO server``."""
+        info = await self.client.info("server")
+        if info and all(isinstance(v, dict) for v in info.values()):
+            info = next(iter(info.values()))  # a cluster: one node's answer
+        self.server, _ = server_problem("\n".join(f"{k}:{v}" for k, v in info.items()))
+        self.kvrocks = "kvrocks_version" in info
 
     async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -175,6 +246,22 @@ class Transitions:
             return True
         except (*_UNAVAILABLE, cx.RedisError):
             return False
+
+    async def server_refusal(self) -> str | None:
+        """Why the store cannot work with codeqd (KVRocks without RESP3, Redis older than
+        6.2...), or None: it can, or it does not answer (an outage, not a refusal)."""
+        try:
+            with trio.fail_after(self._timeout):
+                info = await self.client.info("server")
+        except UnsupportedServer as e:
+            return str(e)
+        except (*_UNAVAILABLE, cx.RedisError):
+            return None
+        if info and all(isinstance(v, dict) for v in info.values()):
+            info = next(iter(info.values()))  # a cluster: one node's answer
+        what, problem = server_problem("\n".join(f"{k}:{v}" for k, v in info.items()))
+        self.server, self.kvrocks = what, "kvrocks_version" in info
+        return problem
 
     async def init_keyspace(self) -> None:
         """Record the shard count at first start; refuse a different one later

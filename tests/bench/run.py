@@ -17,6 +17,9 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
       shapes (single-task lifecycle 2 producers / 4 workers; drain with 4 worker
       processes), installed on first use (``--no-peers`` skips them); see ``streams.py``
   h   create with ``actors.ingress.processes`` = 1 and = 2
+  k   b, c and d again on other stores: embedded KVRocks with
+      rocksdb.write_options.sync yes (store.appendfsync = "always") and no, and
+      redis-server with appendfsync always (b, c, d run on the default everysec)
 
 Rates are given per wall-clock second and per CPU-second of the server process
 (the daemon's Python process; the bare server): on a shared 2-core machine the
@@ -59,7 +62,7 @@ from tests.bench.ui import ui_pages
 PAYLOAD = {"data": "x" * 89}  # 100 bytes of JSON
 assert len(orjson.dumps(PAYLOAD)) == 100
 OUT = Path(__file__).parent / "last-run.txt"
-SCENARIOS = "abcdefgh"
+SCENARIOS = "abcdefghk"
 
 
 @dataclass
@@ -166,7 +169,14 @@ async def bare(res: Results, workdir: Path, secs: float, conns: int) -> None:
             child.stop()
 
 
-async def create_rate(res: Results, d: Daemon, secs: float, conns: int) -> None:
+async def create_rate(
+    res: Results,
+    d: Daemon,
+    secs: float,
+    conns: int,
+    key: str = "b",
+    label: str = "b  codeqd create",
+) -> None:
     req = build(
         "POST", "/v1/codeq/tasks", {"command": "bench.create", "payload": PAYLOAD}, d.producer
     )
@@ -177,7 +187,7 @@ async def create_rate(res: Results, d: Daemon, secs: float, conns: int) -> None:
         return 1
 
     rate, per_cpu = await closed_loop(d.port, conns, secs, post, d.pid)
-    res.add("b", "b  codeqd create", rate, "req/s", per_cpu=per_cpu)
+    res.add(key, label, rate, "req/s", per_cpu=per_cpu)
 
 
 async def lifecycle(
@@ -277,9 +287,7 @@ async def lifecycle(
     )
     res.values[f"{key}_total"] = state["completed"]
     if len(cpu) > 1:
-        res.notes.append(
-            f"{key}: daemon {cpu[0] / wall:.0%} of a core, redis-server {cpu[1] / wall:.0%}"
-        )
+        res.notes.append(f"{key}: daemon {cpu[0] / wall:.0%} of a core, store {cpu[1] / wall:.0%}")
 
 
 async def _parked(d: Daemon, n: int, timeout: float = 30) -> None:
@@ -572,6 +580,39 @@ def table(res: Results, started: float) -> str:
     return "\n".join(out) + "\n"
 
 
+def _kvrocks() -> str | None:
+    from tests.conftest import kvrocks_binary
+
+    return kvrocks_binary()
+
+
+async def other_stores(res: Results, workdir: Path, secs: float, conns: int) -> None:
+    """Scenario k: create, single and batch lifecycle per store configuration."""
+    binary = _kvrocks()
+    setups = [("redis-server, appendfsync always", "kr", "redis-server", "always")]
+    if binary is None:
+        res.notes.append(
+            "k: no kvrocks binary (../shared/kvrocks/kvrocks, $CODEQD_TEST_KVROCKS_BIN)"
+        )
+    else:
+        setups += [
+            ("KVRocks, sync yes", "ky", binary, "always"),
+            ("KVRocks, sync no", "kn", binary, "everysec"),
+        ]
+    for what, key, server, fsync in setups:
+        print(f"k: {what}", flush=True)
+        extra = f'[store]\nserver_bin = "{server}"\nappendfsync = "{fsync}"\n'
+        d = Daemon(workdir, f"k-{key}", extra)
+        try:
+            await d.wait_ready("/healthz")
+            res.rows.append((f"   -- {what}", "", "", ""))
+            await create_rate(res, d, secs, conns, key=f"{key}b", label=f"{key} create")
+            await lifecycle(res, d, secs * 2, 1, 8, 24, f"{key}c", f"{key} single lifecycle")
+            await lifecycle(res, d, secs * 2, 100, 2, 4, f"{key}d", f"{key} batch lifecycle")
+        finally:
+            d.stop()
+
+
 async def amain(args: argparse.Namespace) -> None:
     started = time.monotonic()
     res = Results()
@@ -641,6 +682,8 @@ async def amain(args: argparse.Namespace) -> None:
         if "h" in only:
             print("h: create by ingress processes", flush=True)
             await streams.create_by_processes(res, workdir, secs, args.conns, closed_loop)
+        if "k" in only:
+            await other_stores(res, workdir, secs, args.conns)
         if "e" in only:
             print("e: claim latency", flush=True)
             d = Daemon(workdir, "latency")
@@ -682,7 +725,7 @@ def main() -> None:
     p.add_argument("--no-peers", action="store_true", help="g without RQ and beanstalkd")
     args = p.parse_args()
     if unknown := set(args.only.replace(",", "")) - set(SCENARIOS):
-        p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}; pick from a-h")
+        p.error(f"--only: unknown scenario(s) {', '.join(sorted(unknown))}; pick from a-h, k")
     trio.run(amain, args)
 
 

@@ -165,3 +165,59 @@ def redis_url(redis_cluster: RedisClusterServers) -> str:
 @pytest.fixture
 def config(tmp_path: Path) -> cfgmod.Config:
     return make_config(tmp_path, store={"shards": SHARDS})
+
+
+class KvrocksClusterServers:
+    """Three KVRocks nodes with ``cluster-enabled yes``; KVRocks has no cluster bus: the
+    topology is given to every node with ``CLUSTERX SETNODEID`` / ``CLUSTERX SETNODES``
+    (slots 0-5460, 5461-10922, 10923-16383, version 1)."""
+
+    def __init__(self, workdir: Path, binary: str, nodes: int = 3) -> None:
+        from tests.conftest import KvrocksServer
+
+        self.servers = [
+            KvrocksServer(workdir / f"n{i}", binary=binary, extra={"cluster-enabled": "yes"})
+            for i in range(nodes)
+        ]
+        self.ports = [s.port for s in self.servers]
+        self.ids = [f"{i + 1:040x}" for i in range(nodes)]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> None:
+        n = len(self.servers)
+        bounds = [round(16384 * i / n) for i in range(n + 1)]
+        topology = "\n".join(
+            f"{node_id} 127.0.0.1 {port} master - {lo}-{hi - 1}"
+            for node_id, port, lo, hi in zip(
+                self.ids, self.ports, bounds[:-1], bounds[1:], strict=True
+            )
+        )
+        for server, node_id in zip(self.servers, self.ids, strict=True):
+            server.workdir.mkdir()
+            server.start()
+            assert server.command("CLUSTERX", "SETNODEID", node_id).startswith(b"+OK")
+            reply = server.command("CLUSTERX", "SETNODES", topology, "1")
+            assert reply.startswith(b"+OK"), reply
+
+    def flush(self) -> None:
+        for server in self.servers:
+            server.flush()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def kvrocks_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KvrocksClusterServers]:
+    from tests.conftest import need_kvrocks
+
+    cluster = KvrocksClusterServers(tmp_path_factory.mktemp("kvcluster"), need_kvrocks())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
