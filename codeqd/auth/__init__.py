@@ -7,7 +7,7 @@ as a route dependency (``codeqd.http.deps.requires``), never inline. Providers
 """
 
 from codeqd.auth._authenticator import WORKER_AUDIENCE, Authenticator, Verifier
-from codeqd.auth._dev import load_or_create_dev_secret, mint_dev_token
+from codeqd.auth._dev import load_or_create_dev_secret, mint_dev_token, state_secret
 from codeqd.auth._hs256 import HS256Verifier
 from codeqd.auth._jwks import JwksFetchError, JwksKeys, JwksVerifier
 from codeqd.auth._jwt import ClaimRules
@@ -36,5 +36,6 @@ __all__ = [
     "Verifier",
     "load_or_create_dev_secret",
     "mint_dev_token",
+    "state_secret",
     "tenant_from_claims",
 ]

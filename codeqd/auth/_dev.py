@@ -18,16 +18,22 @@ DEV_SECRET_FILE = "dev_secret"
 
 def load_or_create_dev_secret(config: Config) -> str:
     """The configured ``auth.dev_secret``, else the one in state_dir, created on first use."""
-    if config.auth.dev_secret:
-        return config.auth.dev_secret
-    path = Path(config.state_dir) / DEV_SECRET_FILE
+    return state_secret(config, config.auth.dev_secret, DEV_SECRET_FILE)
+
+
+def state_secret(config: Config, configured: str, filename: str) -> str:
+    """``configured`` when set, else the secret in ``state_dir/filename``, created on
+    first use (O_EXCL: processes of one state_dir starting at once agree on the first
+    one written)."""
+    if configured:
+        return configured
+    path = Path(config.state_dir) / filename
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
-    # O_EXCL: two processes starting at once agree on the first one written.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

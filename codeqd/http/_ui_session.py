@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
+from codeqd.auth import state_secret
 from codeqd.config import Config
 
 COOKIE = "codeqd_ui"
@@ -26,24 +25,8 @@ DEV_TICKET_SECONDS = 600
 
 
 def load_or_create_secret(config: Config) -> str:
-    """``ui.session_secret``, else the one in state_dir, created on first use (O_EXCL: the
-    processes of one state_dir agree on the first written)."""
-    if config.ui.session_secret:
-        return config.ui.session_secret
-    path = Path(config.state_dir) / SECRET_FILE
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-    return secret
+    """``ui.session_secret``, else the one in state_dir, created on first use."""
+    return state_secret(config, config.ui.session_secret, SECRET_FILE)
 
 
 @dataclass(frozen=True)
