@@ -40,6 +40,14 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def lease_refused(r: httpx.Response) -> bool:
+    """The answer to a worker whose lease is gone: 409 (lost, expired, terminal), or 403
+    ``not_lease_holder`` once another worker holds the task (codeQ's answer)."""
+    if r.status_code == 409:
+        return True
+    return r.status_code == 403 and r.json().get("code") == "not_lease_holder"
+
+
 @dataclass
 class Settings:
     tasks: int = 150
@@ -302,8 +310,8 @@ class Workload:
                 self._terminal()
                 if lost:
                     self.unexpected.append(f"result {c.task_id} accepted after lease was lost")
-            elif r.status_code == 409:
-                self.refused_reports.append((c.task_id, c.lease_id, 409))
+            elif lease_refused(r):
+                self.refused_reports.append((c.task_id, c.lease_id, r.status_code))
                 already = r.json().get("details", {}).get("status")
                 if ambiguous and already == status:
                     self.reports[c.task_id].append(
@@ -341,7 +349,7 @@ class Workload:
             r, _ = await self.call(
                 http, "abandon", "POST", f"{path}/abandon", token, {"leaseId": c.lease_id}
             )
-        if r.status_code not in (200, 409):
+        if r.status_code != 200 and not lease_refused(r):
             self.unexpected.append(f"{action} {c.task_id}: {r.status_code} {r.text[:200]}")
         if lost and r.status_code == 200:
             self.unexpected.append(f"{action} {c.task_id} accepted after the lease was lost")
@@ -366,7 +374,7 @@ class Workload:
             )
             if r.status_code == 200:
                 c.lease_until = max(c.lease_until, ms(r.json()["leaseUntil"]))
-            elif r.status_code == 409:
+            elif lease_refused(r):
                 lost = True
             else:
                 self.unexpected.append(f"heartbeat {c.task_id}: {r.status_code} {r.text[:200]}")
