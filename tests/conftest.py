@@ -71,7 +71,12 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        self.wait_ready("redis-server", 10)
+
+    def wait_ready(self, name: str, timeout: float) -> None:
+        """Until the child answers PING; fails the test if it exits or stays silent."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
@@ -81,9 +86,9 @@ class RedisServer:
             except OSError:
                 pass
             if self.proc.poll() is not None:
-                pytest.fail(f"redis-server exited with {self.proc.returncode}")
+                pytest.fail(f"{name} exited with {self.proc.returncode}; see {self.workdir}")
             time.sleep(0.02)  # fixture set-up outside trio: polling a child's readiness
-        pytest.fail("redis-server did not answer within 10 s")
+        pytest.fail(f"{name} did not answer within {timeout:g} s")
 
     def stop(self, kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
@@ -229,19 +234,7 @@ class KvrocksServer(RedisServer):
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                pytest.fail(f"kvrocks exited with {self.proc.returncode}; see {self.workdir}")
-            time.sleep(0.02)  # fixture set-up outside trio: polling a child's readiness
-        pytest.fail("kvrocks did not answer within 20 s")
+        self.wait_ready("kvrocks", 20)
 
     def flush(self) -> None:
         reply = self.command("FLUSHALL")

@@ -186,6 +186,15 @@ BLACKHOLE_TIMEOUT = 1.0
 BLACKHOLE_BOUND_MS = (2 * BLACKHOLE_TIMEOUT + 1 + 1.5) * 1000
 
 
+async def _behind_proxy(daemon_factory: Any, port: int) -> Daemon:
+    """A daemon on an external store behind the fault proxy, with short timeouts."""
+    config = _external(f"redis://127.0.0.1:{port}")
+    config["store"].update(command_timeout=BLACKHOLE_TIMEOUT, connect_timeout=BLACKHOLE_TIMEOUT)
+    d: Daemon = daemon_factory(config, start=False)
+    await trio.to_thread.run_sync(d.start)  # the proxy runs on this thread
+    return d
+
+
 async def test_black_holed_store_answers_503_in_bounded_time_and_recovers(
     daemon_factory: Any,
     tmp_path: Path,
@@ -202,12 +211,7 @@ async def test_black_holed_store_answers_503_in_bounded_time_and_recovers(
     try:
         async with trio.open_nursery() as nursery:
             async with run_proxy(nursery, server.port) as proxy:
-                config = _external(f"redis://127.0.0.1:{proxy.port}")
-                config["store"].update(
-                    command_timeout=BLACKHOLE_TIMEOUT, connect_timeout=BLACKHOLE_TIMEOUT
-                )
-                d: Daemon = daemon_factory(config, start=False)
-                await trio.to_thread.run_sync(d.start)  # the proxy runs on this thread
+                d = await _behind_proxy(daemon_factory, proxy.port)
                 wl = workload(d, tasks=60, workers=6, rate=40)
                 readyz: list[tuple[int, float]] = []
                 async with trio.open_nursery() as inner:
@@ -264,12 +268,7 @@ async def test_black_hole_that_heals_without_a_reset_recovers(
     try:
         async with trio.open_nursery() as nursery:
             async with run_proxy(nursery, server.port) as proxy:
-                config = _external(f"redis://127.0.0.1:{proxy.port}")
-                config["store"].update(
-                    command_timeout=BLACKHOLE_TIMEOUT, connect_timeout=BLACKHOLE_TIMEOUT
-                )
-                d: Daemon = daemon_factory(config, start=False)
-                await trio.to_thread.run_sync(d.start)  # the proxy runs on this thread
+                d = await _behind_proxy(daemon_factory, proxy.port)
                 producer = d.token("producer", sub="p")
                 auth = {"Authorization": f"Bearer {producer}"}
                 url = f"{d.base}/v1/codeq/tasks"
