@@ -31,6 +31,10 @@ from codeqd_client._ws import Closed, HandshakeRefused, WebSocket
 T = TypeVar("T")
 
 STREAM_PATH = "/workers/stream"
+#: Messages waiting to be sent; past it a sender waits.
+_OUTGOING = 1024
+#: Messages in one frame (the daemon takes at most 1,000).
+_FRAME_ITEMS = 1000
 
 
 class StreamUnsupported(Exception):
@@ -61,11 +65,18 @@ class WorkerStream:
     def __init__(self, ws: WebSocket, leases: Leases, buffer: int) -> None:
         self.ws = ws
         self.leases = leases
+        #: Whether the daemon takes arrays of messages in one frame (its ``ready`` ack
+        #: says so): then what is waiting to be sent goes out as one frame.
+        self.frames = False
         self._refs = itertools.count(1)
         self._waiting: dict[int, _Waiting] = {}
         self._send_tasks: MemoryObjectSendStream[Task]
         self.tasks: MemoryObjectReceiveStream[Task]
         self._send_tasks, self.tasks = anyio.create_memory_object_stream[Task](max(1, buffer))
+        self._out: MemoryObjectSendStream[dict[str, Any]]
+        self._out_recv: MemoryObjectReceiveStream[dict[str, Any]]
+        self._out, self._out_recv = anyio.create_memory_object_stream[dict[str, Any]](_OUTGOING)
+        self._broken: CodeqError | None = None
 
     @classmethod
     async def open(
@@ -90,40 +101,75 @@ class WorkerStream:
         return cls(ws, leases or Leases(), buffer)
 
     async def run(self) -> None:
-        """Read until the stream closes; raises the :class:`CodeqError` it closed with."""
+        """Read (and write) until the stream closes; raises the :class:`CodeqError` it
+        closed with."""
+        closed: CodeqError | None = None
         try:
-            while True:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._writer)
                 try:
-                    text = await self.ws.receive()
-                except Closed as closed:
-                    raise close_error(closed) from None
-                try:
-                    msg = _json.loads(text)
-                except ValueError:
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                kind = msg.get("type")
-                if kind == "task" and isinstance(msg.get("task"), dict):
-                    task = self.leases.remember(Task.from_wire(msg["task"]))
-                    await self._send_tasks.send(task)
-                elif kind in ("ack", "error"):
-                    waiting = self._waiting.get(msg.get("ref"))  # type: ignore[arg-type]
-                    if waiting is not None:
-                        waiting.answer = msg
-                        waiting.event.set()
-                elif kind == "ping":
-                    await self._send({"type": "pong"})
+                    await self._reader()
+                except CodeqError as e:  # raised below, not wrapped in an exception group
+                    closed = e
+                tg.cancel_scope.cancel()
+            if closed is not None:
+                raise closed
         finally:
             self._send_tasks.close()
             for waiting in self._waiting.values():
                 waiting.event.set()  # no answer: the caller raises Unreachable
 
+    async def _reader(self) -> None:
+        while True:
+            try:
+                text = await self.ws.receive()
+            except Closed as closed:
+                raise close_error(closed) from None
+            try:
+                frame = _json.loads(text)
+            except ValueError:
+                continue
+            for msg in frame if isinstance(frame, list) else (frame,):
+                if isinstance(msg, dict):
+                    await self._take(msg)
+
+    async def _take(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "task" and isinstance(msg.get("task"), dict):
+            task = self.leases.remember(Task.from_wire(msg["task"]))
+            await self._send_tasks.send(task)
+        elif kind in ("ack", "error"):
+            waiting = self._waiting.get(msg.get("ref"))  # type: ignore[arg-type]
+            if waiting is not None:
+                waiting.answer = msg
+                waiting.event.set()
+        elif kind == "ping":
+            await self._send({"type": "pong"})
+
+    async def _writer(self) -> None:
+        """The only writer of the socket: one frame per message, or (``frames``) one
+        frame for everything waiting."""
+        async with self._out_recv:
+            async for msg in self._out_recv:
+                batch = [msg]
+                while self.frames and len(batch) < _FRAME_ITEMS:
+                    try:
+                        batch.append(self._out_recv.receive_nowait())
+                    except anyio.WouldBlock:
+                        break
+                try:
+                    await self.ws.send(_json.dumps(batch if len(batch) > 1 else msg).decode())
+                except Closed as closed:
+                    self._broken = close_error(closed)
+                    return
+
     async def _send(self, msg: dict[str, Any]) -> None:
+        if self._broken is not None:
+            raise self._broken
         try:
-            await self.ws.send(_json.dumps(msg).decode())
-        except Closed as closed:
-            raise close_error(closed) from None
+            await self._out.send(msg)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise self._broken or Unreachable("worker stream closed") from None
 
     async def request(self, msg: dict[str, Any]) -> tuple[int, Any]:
         """Send ``msg`` with a fresh ``ref`` and wait for its answer: (status, body)."""
@@ -147,7 +193,7 @@ class WorkerStream:
     async def ready(
         self, commands: Iterable[str] | None, max_in_flight: int, lease_seconds: int | None
     ) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "ready", "maxInFlight": max_in_flight}
+        msg: dict[str, Any] = {"type": "ready", "maxInFlight": max_in_flight, "frames": True}
         if commands is not None:
             msg["commands"] = list(commands)
         if lease_seconds is not None:
@@ -155,7 +201,9 @@ class WorkerStream:
         status, body = await self.request(msg)
         if status >= 400:
             raise error_from_response(status, body)
-        return body if isinstance(body, dict) else {}
+        answer = body if isinstance(body, dict) else {}
+        self.frames = answer.get("frames") is True
+        return answer
 
     async def send_call(self, call: Call[T]) -> T:
         """A lease holder's HTTP call (heartbeat, result, nack, abandon) as a message."""

@@ -7,15 +7,18 @@ A stream is an actor. Its tasks talk over bounded trio memory channels:
   malformed frame gets an ``error`` (the stream stays open), and ``result``, ``nack``,
   ``heartbeat`` and ``abandon`` go into ``requests`` (bounded: a worker that sends
   faster than the store answers stops being read, which is TCP backpressure);
-- the *executors* (a few, so a stream's results can share a group commit) run each
-  request through ``_worker_ops`` — the very code of the HTTP routes — and queue its
-  ``ack`` or ``error`` (status and code as the route would answer);
+- the *executors* (a task per request, up to 64 at once, so that a stream's results
+  share a group commit; none while idle) run each request through ``_worker_ops`` —
+  the very code of the HTTP routes — and queue its ``ack`` or ``error`` (status and
+  code as the route would answer);
 - the *pusher* claims while the stream has free slots (``maxInFlight`` minus its
   unfinished tasks) and queues each task; it waits on the process's ``WakeHub`` like a
   long-poll (fed by the store's wake-up inbox: ``QueueWork`` wakes it for its
   queues, a ``Resync`` makes it look again), never on a timer;
 - the *writer* is the only one that writes to the socket, from ``outgoing`` (bounded
-  by ``[streams] send_buffer``): a slow reader stops the pushes, it never grows memory;
+  by ``[streams] send_buffer``): a slow reader stops the pushes, it never grows memory.
+  To a worker that asked for ``frames`` it sends everything waiting as one array frame
+  (and any worker may send arrays: docs/client.md, "Frames");
 - the *pinger* sends ``{"type":"ping"}`` every ``ping_interval`` and closes the stream
   (4408) when nothing came back within ``ping_timeout``.
 
@@ -77,10 +80,12 @@ _OPS: dict[str, tuple[Any, str, bool]] = {
     "abandon": (ops.abandon, "codeq:abandon", True),
     "heartbeat": (ops.heartbeat, "codeq:heartbeat", False),
 }
-#: Requests a stream has read but not answered yet; past it the stream is not read.
-_REQUESTS = 32
+#: Requests a stream has read but not started; past it the stream is not read.
+_REQUESTS = 64
 #: Requests of one stream in the store at once (they can then share a group commit).
-_EXECUTORS = 8
+_EXECUTORS = 64
+#: Messages in one frame, either way (docs/client.md, "Frames").
+_FRAME_ITEMS = 1000
 _HAND_BACK_SECONDS = 5.0
 _REFUSAL_READ_SECONDS = 0.25
 
@@ -114,16 +119,27 @@ def _error(ref: Any, task_id: Any, err: CodeqError) -> dict[str, Any]:
     }
 
 
-def _parse(text: str | bytes) -> dict[str, Any]:
+def _parse(text: str | bytes) -> list[Any]:
+    """The messages of one frame: a message, or (docs/client.md, "Frames") an array."""
     try:
-        msg = orjson.loads(text)
+        frame = orjson.loads(text)
     except orjson.JSONDecodeError as e:
         raise BadRequest(f"malformed JSON: {e}", code="malformed_json") from None
-    if not isinstance(msg, dict):
+    if isinstance(frame, list):
+        if len(frame) > _FRAME_ITEMS:
+            raise BadRequest(
+                f"a frame holds at most {_FRAME_ITEMS} messages", code="malformed_message"
+            )
+        return frame
+    return [frame]
+
+
+def _message(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
         raise BadRequest("a message must be a JSON object", code="malformed_message")
-    if not isinstance(msg.get("type"), str):
+    if not isinstance(item.get("type"), str):
         raise ValidationError("type", "expected a string")
-    return msg
+    return item
 
 
 def _ref(msg: dict[str, Any]) -> Any:
@@ -141,6 +157,7 @@ class _Stream:
         #: task id -> the lease id it was pushed with; one slot each.
         self.unfinished: dict[str, str | None] = {}
         self.max_in_flight = 0
+        self.frames = False  # whether the worker takes arrays of messages in a frame
         self.commands: list[str] | None = None
         self.lease_seconds = ctx.config.tasks.default_lease_seconds
         self.changed = trio.Event()  # ready replaced, or a slot freed
@@ -193,10 +210,24 @@ class _Stream:
             await self.out_send.send(msg)
 
     async def _writer(self) -> None:
-        async with self.out_recv:
-            async for msg in self.out_recv:
-                metrics.STREAM_MESSAGES.labels("out", msg["type"]).inc()
-                await websocket.send(orjson.dumps(msg).decode())
+        out = self.out_recv
+        async with out:
+            async for msg in out:
+                if not self.frames:
+                    _count("out", msg["type"])
+                    await websocket.send(orjson.dumps(msg).decode())
+                    continue
+                # The worker takes arrays (``ready`` with ``"frames": true``): what is
+                # waiting goes out as one frame, one write instead of one per message.
+                batch = [msg]
+                while len(batch) < _FRAME_ITEMS:
+                    try:
+                        batch.append(out.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                for m in batch:
+                    _count("out", m["type"])
+                await websocket.send(orjson.dumps(batch if len(batch) > 1 else msg).decode())
 
     async def _pinger(self) -> None:
         interval = float(self.cfg.ping_interval)
@@ -219,34 +250,45 @@ class _Stream:
             text = await websocket.receive()
             self.last_heard = trio.current_time()
             try:
-                msg = _parse(text)
+                items = _parse(text)
             except CodeqError as err:
-                metrics.STREAM_MESSAGES.labels("in", "malformed").inc()
+                _count("in", "malformed")
                 await self._send(_error(None, None, err))
                 continue
-            kind = msg["type"]
-            metrics.STREAM_MESSAGES.labels("in", kind if kind in _KNOWN else "unknown").inc()
-            if kind == "pong":
-                continue
-            if kind == "ping":
-                await self._send({"type": "pong"})
-                continue
-            ref, task_id = _ref(msg), msg.get("id")
-            try:
-                if kind == "ready":
-                    await self._send(self._ready(msg, ref))
-                elif kind in _OPS:
-                    if not isinstance(task_id, str) or not task_id:
-                        raise ValidationError("id", "expected the task id (a string)")
-                    await self.req_send.send(msg)
-                elif kind == "hello":
-                    raise BadRequest("already authenticated", code="already_authenticated")
-                else:
-                    raise ValidationError(
-                        "type", f"unknown message type {kind!r}", code="unknown_message_type"
-                    )
-            except CodeqError as err:
-                await self._send(_error(ref, task_id if isinstance(task_id, str) else None, err))
+            for item in items:
+                await self._take(item)
+
+    async def _take(self, item: Any) -> None:
+        """One message from the worker: applied, queued for the store, or refused."""
+        try:
+            msg = _message(item)
+        except CodeqError as err:
+            _count("in", "malformed")
+            await self._send(_error(None, None, err))
+            return
+        kind = msg["type"]
+        _count("in", kind if kind in _KNOWN else "unknown")
+        if kind == "pong":
+            return
+        if kind == "ping":
+            await self._send({"type": "pong"})
+            return
+        ref, task_id = _ref(msg), msg.get("id")
+        try:
+            if kind == "ready":
+                await self._send(self._ready(msg, ref))
+            elif kind in _OPS:
+                if not isinstance(task_id, str) or not task_id:
+                    raise ValidationError("id", "expected the task id (a string)")
+                await self.req_send.send(msg)
+            elif kind == "hello":
+                raise BadRequest("already authenticated", code="already_authenticated")
+            else:
+                raise ValidationError(
+                    "type", f"unknown message type {kind!r}", code="unknown_message_type"
+                )
+        except CodeqError as err:
+            await self._send(_error(ref, task_id if isinstance(task_id, str) else None, err))
 
     def _ready(self, msg: dict[str, Any], ref: Any) -> dict[str, Any]:
         cfg = self.ctx.config
@@ -263,7 +305,11 @@ class _Stream:
             raise ValidationError(
                 "leaseSeconds", f"expected an integer in [1, {cfg.limits.max_lease_seconds}]"
             )
+        frames = msg.get("frames", False)
+        if not isinstance(frames, bool):
+            raise ValidationError("frames", "expected a boolean")
         self.commands = commands
+        self.frames = frames
         self.max_in_flight = min(n, self.cfg.max_in_flight)
         self.lease_seconds = lease
         self._poke()
@@ -272,6 +318,7 @@ class _Stream:
             "maxInFlight": self.max_in_flight,
             "leaseSeconds": lease,
             "inFlight": len(self.unfinished),
+            "frames": frames,
         }
         return {"type": "ack", "ref": ref, "id": None, "status": 200, "body": body}
 
@@ -280,14 +327,20 @@ class _Stream:
         self.changed = trio.Event()
 
     async def _executors(self) -> None:
+        """Each request in a task of its own, at most ``_EXECUTORS`` at once (so that a
+        frame of results shares one group commit); none while the stream is idle."""
+        slots = trio.Semaphore(_EXECUTORS)
         async with self.req_recv, trio.open_nursery() as nursery:
-            for _ in range(_EXECUTORS):
-                nursery.start_soon(self._execute)
+            async for msg in self.req_recv:
+                await slots.acquire()
+                nursery.start_soon(self._execute, msg, slots)
         self.out_send.close()  # everything read is answered: the writer may end
 
-    async def _execute(self) -> None:
-        async for msg in self.req_recv:
+    async def _execute(self, msg: dict[str, Any], slots: trio.Semaphore) -> None:
+        try:
             await self._send(await self._apply(msg))
+        finally:
+            slots.release()
 
     async def _apply(self, msg: dict[str, Any]) -> dict[str, Any]:
         kind, ref, task_id = msg["type"], _ref(msg), msg["id"]
@@ -295,12 +348,13 @@ class _Stream:
         try:
             if scope not in self.principal.scopes:
                 raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
-            lease = parse_lease_id(msg.get("leaseId"))
-            if lease is None:
-                lease = self.unfinished.get(task_id)
+            ours = self.unfinished.get(task_id)
+            given = parse_lease_id(msg.get("leaseId"))
+            lease = ours if given is None else given
             body = await op(self.ctx, self.principal, task_id, msg, lease)
         except (NotFound, Conflict) as err:
-            self._free(task_id)  # the task is not ours any more
+            if lease == ours:  # refused with the lease we pushed: the task is not ours now
+                self._free(task_id)
             return _error(ref, task_id, err)
         except CodeqError as err:
             return _error(ref, task_id, err)
@@ -335,9 +389,15 @@ class _Stream:
                         tasks = await self._claim(commands, free, shards)
                     for task in tasks:
                         self.unfinished[task.meta["id"]] = task.meta.get("leaseId")
-                        await self._send(
-                            {"type": "task", "task": task_to_wire(task.meta, task.payload)}
-                        )
+                        msg = {"type": "task", "task": task_to_wire(task.meta, task.payload)}
+                        # Queued without a yield while there is room, so that the writer
+                        # finds one claim's tasks together (one frame, with "frames").
+                        try:
+                            self.out_send.send_nowait(msg)
+                        except trio.WouldBlock:
+                            await self._send(msg)
+                        except (trio.ClosedResourceError, trio.BrokenResourceError):
+                            pass
                     if tasks:
                         shards = None
                         continue  # look again at once: there may be more
@@ -381,6 +441,17 @@ class _Stream:
         log.info("streams.handed_back", sub=p.sub, tasks=handed)
 
 
+_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _count(direction: str, kind: str) -> None:
+    """``codeqd_stream_messages_total``, its children looked up once (kinds are few)."""
+    counter = _COUNTERS.get((direction, kind))
+    if counter is None:
+        counter = _COUNTERS[direction, kind] = metrics.STREAM_MESSAGES.labels(direction, kind)
+    counter.inc()
+
+
 _KNOWN = frozenset({"ready", "result", "nack", "heartbeat", "abandon", "ping", "pong", "hello"})
 
 
@@ -404,11 +475,12 @@ async def _authenticate(ctx: Context) -> Principal:
         if scope.cancelled_caught:
             raise _Refused(CLOSE_NO_HELLO, "no hello within streams.hello_timeout")
         try:
-            msg = _parse(text)
+            items = _parse(text)
+            msg = _message(items[0]) if len(items) == 1 else {}
         except CodeqError:
             raise _Refused(CLOSE_UNAUTHORIZED, "the first message must be a hello") from None
         token = msg.get("token")
-        if msg["type"] != "hello" or not isinstance(token, str) or not token:
+        if msg.get("type") != "hello" or not isinstance(token, str) or not token:
             raise _Refused(CLOSE_UNAUTHORIZED, 'expected {"type":"hello","token":...}')
         header = f"Bearer {token}"
     try:

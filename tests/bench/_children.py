@@ -42,7 +42,12 @@ def stream_worker(url: str, token: str, command: str, max_in_flight: int) -> Non
         )
         await ws.send(
             orjson.dumps(
-                {"type": "ready", "commands": [command], "maxInFlight": max_in_flight}
+                {
+                    "type": "ready",
+                    "commands": [command],
+                    "maxInFlight": max_in_flight,
+                    "frames": True,
+                }
             ).decode()
         )
         print("ready", flush=True)
@@ -56,12 +61,13 @@ def stream_worker(url: str, token: str, command: str, max_in_flight: int) -> Non
                 nursery.start_soon(on_term)
                 try:
                     while True:
-                        msg = orjson.loads(await ws.receive())
-                        kind = msg["type"]
-                        if kind == "task":
-                            task = msg["task"]
-                            await ws.send(
-                                orjson.dumps(
+                        frame = orjson.loads(await ws.receive())
+                        results = []
+                        for msg in frame if isinstance(frame, list) else [frame]:
+                            kind = msg["type"]
+                            if kind == "task":
+                                task = msg["task"]
+                                results.append(
                                     {
                                         "type": "result",
                                         "id": task["id"],
@@ -69,12 +75,13 @@ def stream_worker(url: str, token: str, command: str, max_in_flight: int) -> Non
                                         "status": "COMPLETED",
                                         "result": {"ok": True},
                                     }
-                                ).decode()
-                            )
-                        elif kind == "ack":
-                            done += 1
-                        elif kind == "ping":
-                            await ws.send('{"type":"pong"}')
+                                )
+                            elif kind == "ack":
+                                done += 1
+                            elif kind == "ping":
+                                await ws.send('{"type":"pong"}')
+                        if results:
+                            await ws.send(orjson.dumps(results).decode())
                 except Closed:
                     pass
         with trio.move_on_after(2):

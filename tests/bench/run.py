@@ -666,7 +666,13 @@ async def amain(args: argparse.Namespace) -> None:
                     drain = 5000 if args.quick else 20000
                     admin = streams.admin_token(d)
                     print("g: worker streams", flush=True)
+                    spy = (
+                        start_profile(d.pid, secs * 2, workdir / "profile-g.txt")
+                        if args.profile
+                        else None
+                    )
                     await streams.streamed_drain(res, d, admin, drain)
+                    report_profile(spy, workdir, "g")
                     await streams.streamed_lifecycle(res, d, admin, secs * 2)
                     print("g: HTTP single-task lifecycle, 2 producers / 4 workers", flush=True)
                     await lifecycle(

@@ -277,10 +277,14 @@ async def test_stale_lease_409_and_malformed_message_keeps_stream(api: Api) -> N
         await s.ready(1)
         await api.create("email")
         task = await s.task()
-        for bad in ("not json", "[1,2]", '{"no":"type"}', '{"type":"launch"}', '{"type":"result"}'):
+        for bad in ("not json", '"hi"', '{"no":"type"}', '{"type":"launch"}', '{"type":"result"}'):
             await s.send(bad)
             err = await s.recv()
             assert err["type"] == "error" and err["status"] == 400, (bad, err)
+        await s.send("[1,2]")  # a frame of two messages, each malformed: an error each
+        for _ in range(2):
+            err = await s.recv()
+            assert err["type"] == "error" and err["code"] == "malformed_message", err
         err = await s.call(
             {
                 "type": "result",
@@ -305,6 +309,73 @@ async def test_stale_lease_409_and_malformed_message_keeps_stream(api: Api) -> N
             }
         )
         assert ok["type"] == "ack" and ok["body"]["result"] == {"a": 1}, ok
+
+
+async def _frame(s: Stream) -> Any:
+    """The next frame as sent (a message, or an array of them), pings answered."""
+    with trio.fail_after(STEP):
+        while True:
+            frame = orjson.loads(await s.ws.receive())
+            if isinstance(frame, dict) and frame["type"] == "ping":
+                await s.send({"type": "pong"})
+                continue
+            return frame
+
+
+async def test_without_frames_every_message_is_a_frame_of_its_own(api: Api) -> None:
+    ids = [(await api.create("email"))["id"] for _ in range(3)]
+    async with open_stream(api) as s:
+        await s.ready(3)
+        frames = [await _frame(s) for _ in range(3)]
+    assert all(isinstance(f, dict) and f["type"] == "task" for f in frames), frames
+    assert {f["task"]["id"] for f in frames} == set(ids)
+
+
+async def test_frames_carry_arrays_both_ways(api: Api) -> None:
+    ids = [(await api.create("email"))["id"] for _ in range(3)]
+    async with open_stream(api) as s:
+        answer = await s.ready(3, frames=True)
+        assert answer["body"]["frames"] is True, answer
+        tasks: list[dict[str, Any]] = []
+        while len(tasks) < 3:
+            frame = await _frame(s)
+            if isinstance(frame, list):  # one claim's tasks are sent together
+                assert len(frame) == 3, frame
+            tasks += [m["task"] for m in (frame if isinstance(frame, list) else [frame])]
+        assert [t["id"] for t in tasks] == ids, "claim order, in one frame"
+        done = {"type": "result", "status": "COMPLETED", "result": {"ok": 1}}
+        results = [
+            {**done, "id": t["id"], "leaseId": t["leaseId"], "ref": i} for i, t in enumerate(tasks)
+        ]
+        # Answers come by ref; a malformed element is refused alone.
+        await s.send([results[0], "junk", results[1], {**results[2], "leaseId": "L-stale"}])
+        answers: dict[Any, dict[str, Any]] = {}
+        while len(answers) < 4:
+            frame = await _frame(s)
+            for m in frame if isinstance(frame, list) else [frame]:
+                answers[m["ref"] if m["ref"] is not None else "junk"] = m
+        assert answers[0]["type"] == "ack" and answers[0]["status"] == 200, answers
+        assert answers[1]["type"] == "ack" and answers[1]["body"]["status"] == "COMPLETED"
+        assert answers["junk"]["code"] == "malformed_message", answers
+        assert answers[2]["type"] == "error" and answers[2]["status"] == 409, answers
+        # Still open and still answering.
+        ok = await s.call(
+            {"type": "heartbeat", "id": tasks[2]["id"], "leaseId": tasks[2]["leaseId"]}
+        )
+        assert ok["type"] == "ack", ok
+    for task_id in ids[:2]:
+        assert await status_of(api, task_id) == "COMPLETED"
+    await wait_status(api, ids[2], "PENDING")  # handed back when the stream closed
+
+
+async def test_a_frame_of_more_than_1000_messages_is_refused_whole(api: Api) -> None:
+    async with open_stream(api) as s:
+        await s.send([{"type": "ping"}] * 1001)
+        err = await s.recv()
+        assert err["type"] == "error" and err["status"] == 400, err
+        assert "at most 1000" in err["error"], err
+        answer = await s.ready(0)
+        assert answer["status"] == 200
 
 
 async def test_closing_the_stream_hands_tasks_back(api: Api) -> None:
