@@ -190,7 +190,7 @@ class RateLimitConfig:
 class IngressConfig:
     enabled: bool = True
     bind: str = "127.0.0.1:8080"
-    processes: int | Literal["auto"] = 1
+    processes: int | Literal["auto"] = "auto"
     max_waiters: int = 10000
     backlog: int = 4096
     keep_alive_timeout: Duration = Duration(75)

@@ -310,7 +310,9 @@ class Daemon:
             {
                 "state_dir": str(self.state_dir),
                 "auth": {"dev_secret": self.dev_secret},
-                "actors": {"ingress": {"bind": f"127.0.0.1:{self.port}"}},
+                # One ingress process unless a test asks for more (the default,
+                # "auto", is tested on its own).
+                "actors": {"ingress": {"bind": f"127.0.0.1:{self.port}", "processes": 1}},
                 "shutdown": {"grace_seconds": 5},
             },
             config or {},

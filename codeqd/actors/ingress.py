@@ -1,11 +1,11 @@
 """The ingress: the HTTP API, served by hypercorn's trio worker.
 
-With ``processes = 1`` it serves in this process. With N > 1 (or ``"auto"``)
-this actor binds the listening socket itself and runs N child processes
-(``codeqd.actors._ingress_child``) that inherit it and serve on it; each
-child has its own store pool and wake-up listener, so a long-poll in one
-child is woken by a create handled in another (store pub/sub). A child that
-dies is restarted; on shutdown every child gets SIGTERM and drains.
+With ``processes = 1`` it serves in this process. With N > 1 (or ``"auto"``, the
+default: one per usable CPU, at most ``AUTO_MAX``) this actor binds the listening
+socket itself and runs N child processes (``codeqd.actors._ingress_child``) that
+inherit it and serve on it; each child has its own store pool and wake-up listener,
+so a long-poll in one child is woken by a create handled in another (store pub/sub).
+A child that dies is restarted; on shutdown every child gets SIGTERM and drains.
 Started reports the bound addresses.
 """
 
@@ -31,8 +31,46 @@ from codeqd.live import Live
 log = structlog.get_logger("codeqd.ingress")
 
 
+#: ``processes = "auto"`` serves from this many processes at most: past it the store
+#: (one script at a time) is the limit, and each process holds its own store pool,
+#: wake-up connection and ~80 MiB.
+AUTO_MAX = 8
+
+
+def usable_cpus(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), cgroup_root: Path = Path("/sys/fs/cgroup")
+) -> int:
+    """The CPUs this process may use: its affinity, lowered by a cgroup v2 CPU quota
+    (a container's limit, systemd's ``CPUQuota=``) rounded up."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return max(1, n)
+    groups = [line[3:].strip() for line in lines if line.startswith("0::")]
+    if not groups:
+        return max(1, n)
+    path = cgroup_root / groups[0].lstrip("/")
+    while True:  # the tightest quota on the way up to the root
+        try:
+            quota, period = (path / "cpu.max").read_text().split()[:2]
+            if quota != "max":
+                n = min(n, -(-int(quota) // int(period)))
+        except (OSError, ValueError, ZeroDivisionError):
+            pass
+        if path == cgroup_root or cgroup_root not in path.parents:
+            break
+        path = path.parent
+    return max(1, n)
+
+
 def process_count(cfg: IngressConfig) -> int:
-    return (os.cpu_count() or 1) if cfg.processes == "auto" else int(cfg.processes)
+    if cfg.processes == "auto":
+        return min(usable_cpus(), AUTO_MAX)
+    return int(cfg.processes)
 
 
 async def run(

@@ -86,7 +86,7 @@ def start_bare(workdir: Path, kind: str) -> Child:
 class Daemon(Child):
     """``python -m codeqd run`` with an embedded store under ``workdir``."""
 
-    def __init__(self, workdir: Path, name: str, extra_toml: str = "") -> None:
+    def __init__(self, workdir: Path, name: str, extra_toml: str = "", processes: int = 1) -> None:
         self.secret = secrets.token_urlsafe(24)
         self.state_dir = workdir / f"{name}-state"
         port = free_port()
@@ -94,7 +94,8 @@ class Daemon(Child):
         config.write_text(
             f'state_dir = "{self.state_dir}"\n'
             f'[auth]\nmode = "dev"\ndev_secret = "{self.secret}"\n'
-            f'[actors.ingress]\nbind = "127.0.0.1:{port}"\n{extra_toml}'
+            f'[actors.ingress]\nbind = "127.0.0.1:{port}"\nprocesses = {processes}\n'
+            f"{extra_toml}"
         )
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
         super().__init__(

@@ -183,7 +183,7 @@ async def create_by_processes(
 ) -> None:
     """h: create, req/s, with 1 and 2 ingress processes (wall rate: several processes)."""
     for procs in (1, 2):
-        d = Daemon(workdir, f"procs{procs}", f"processes = {procs}\n")
+        d = Daemon(workdir, f"procs{procs}", processes=procs)
         try:
             await d.wait_ready("/healthz")
             req = build(

@@ -18,16 +18,16 @@ from codeqd.context import Context
 from codeqd.http import serve
 from codeqd.store import Store, WakeHub, connect
 from tests.api import ApiCalls
+from tests.conftest import merge
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> cfgmod.Config:
     """Defaults, with a private state dir and any dotted overrides (``{"tasks": {...}}``)."""
-    data = {"state_dir": str(tmp_path / "state"), "actors": {"ingress": {"bind": "127.0.0.1:0"}}}
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            data.setdefault(section, {}).update(values)  # type: ignore[attr-defined]
-        else:
-            data[section] = values
+    data = {
+        "state_dir": str(tmp_path / "state"),
+        "actors": {"ingress": {"bind": "127.0.0.1:0", "processes": 1}},
+    }
+    data = merge(data, overrides)
     return cfgmod._build(cfgmod.Config, data, "")  # type: ignore[no-any-return]
 
 

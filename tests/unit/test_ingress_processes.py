@@ -1,0 +1,58 @@
+"""How many ingress processes ``processes = "auto"`` (the default) starts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from codeqd.actors.ingress import AUTO_MAX, process_count, usable_cpus
+from codeqd.config import IngressConfig
+
+
+def _cgroup(tmp_path: Path, quotas: dict[str, str]) -> tuple[Path, Path]:
+    root = tmp_path / "cgroup"
+    for rel, quota in quotas.items():
+        d = root / rel
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cpu.max").write_text(quota + "\n")
+    (root / "system.slice" / "codeqd.service").mkdir(parents=True, exist_ok=True)
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text("0::/system.slice/codeqd.service\n")
+    return proc, root
+
+
+def test_the_default_is_auto() -> None:
+    assert IngressConfig().processes == "auto"
+
+
+def test_auto_is_the_affinity_capped() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert process_count(IngressConfig()) == min(cpus, AUTO_MAX)
+    assert process_count(IngressConfig(processes=3)) == 3
+
+
+def test_a_cgroup_quota_lowers_it_rounded_up(tmp_path: Path) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    proc, root = _cgroup(tmp_path, {"system.slice/codeqd.service": "150000 100000"})
+    assert usable_cpus(proc, root) == min(cpus, 2)
+    proc, root = _cgroup(tmp_path, {"system.slice/codeqd.service": "50000 100000"})
+    assert usable_cpus(proc, root) == 1
+
+
+def test_the_tightest_quota_on_the_way_up_counts(tmp_path: Path) -> None:
+    proc, root = _cgroup(
+        tmp_path, {"system.slice/codeqd.service": "max 100000", "system.slice": "100000 100000"}
+    )
+    assert usable_cpus(proc, root) == 1
+
+
+def test_no_quota_or_no_cgroup_v2_leaves_the_affinity(tmp_path: Path) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    proc, root = _cgroup(tmp_path, {"system.slice/codeqd.service": "max 100000"})
+    assert usable_cpus(proc, root) == cpus
+    (tmp_path / "v1").write_text("12:cpu,cpuacct:/user.slice\n")
+    assert usable_cpus(tmp_path / "v1", root) == cpus
+    assert usable_cpus(tmp_path / "missing", root) == cpus
+    proc.write_text("0::/system.slice/codeqd.service\n")
+    (root / "system.slice" / "codeqd.service" / "cpu.max").write_text("garbage")
+    assert usable_cpus(proc, root) == cpus
