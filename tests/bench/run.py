@@ -495,6 +495,7 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes
             "250",
             "-f",
             "raw",
+            "--gil",  # only samples holding the GIL: CPU, not waits or preemption
             "-o",
             str(out),
             "--nonblocking",
