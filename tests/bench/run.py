@@ -30,7 +30,7 @@ took the core away. The table goes to stdout and, for a full run (no ``--only``)
 to ``tests/bench/last-run.txt``: a local file, not kept in git, so a run's figures
 are only yours until copied into docs/performance.md. Options: ``--quick`` (short
 runs, 100k instead of 1M pending), ``--profile`` (py-spy samples the daemon during
-b, c and d; top frames are printed), ``--only b,c``. From make:
+b, c, d and g's idle-stream window; top frames are printed), ``--only b,c``. From make:
 ``make bench ARGS="--only c --profile"``, ``make bench ARGS="--only g,h"``.
 """
 
@@ -519,7 +519,18 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     lines = [f"{total} samples; self time:"]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in own.most_common(top)]
     lines.append("inclusive time (codeqd, quart, hypercorn, coredis, structlog, jwt):")
-    keep = ("codeqd", "quart", "hypercorn", "coredis", "structlog", "jwt", "orjson", "h11")
+    keep = (
+        "codeqd",
+        "quart",
+        "hypercorn",
+        "coredis",
+        "structlog",
+        "jwt",
+        "orjson",
+        "h11",
+        "wsproto",
+        "prometheus",
+    )
     ranked = [(f, c) for f, c in incl.most_common() if any(k in f for k in keep)]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in ranked[:top]]
     return "\n".join(lines)
@@ -534,6 +545,17 @@ def report_profile(spy: subprocess.Popen[bytes] | None, workdir: Path, key: str)
         summary = summarize_profile(raw)
         (Path(__file__).parent / f"profile-{key}.txt").write_text(summary)
         print(summary)
+
+
+def profiler(pid: int, workdir: Path, key: str) -> Callable[[float], Callable[[], None]]:
+    """For a scenario that starts its own measurement window: ``profiler(...)(seconds)``
+    starts py-spy on ``pid`` and returns what waits for it and prints its summary."""
+
+    def begin(seconds: float) -> Callable[[], None]:
+        spy = start_profile(pid, seconds, workdir / f"profile-{key}.txt")
+        return lambda: report_profile(spy, workdir, key)
+
+    return begin
 
 
 # ---------------------------------------------------------------- main
@@ -671,7 +693,15 @@ async def amain(args: argparse.Namespace) -> None:
                     # A full run's window is one ping interval: every stream's ping and
                     # pong fall in it once (they are part of an idle stream's cost).
                     window = 5 if args.quick else max(10, ping)
-                    await streams.idle_streams(res, d, args.streams, window, 100, ping)
+                    await streams.idle_streams(
+                        res,
+                        d,
+                        args.streams,
+                        window,
+                        100,
+                        ping,
+                        profile=profiler(d.pid, workdir, "g-idle") if args.profile else None,
+                    )
                     print("g: worker streams", flush=True)
                     spy = (
                         start_profile(d.pid, secs * 2, workdir / "profile-g.txt")

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,13 +137,20 @@ async def _claims_settled(d: Daemon, timeout: float = 60) -> None:
 
 
 async def idle_streams(
-    res: Any, d: Daemon, streams: int, window: float, pushes: int, ping_interval: float
+    res: Any,
+    d: Daemon,
+    streams: int,
+    window: float,
+    pushes: int,
+    ping_interval: float,
+    profile: Callable[[float], Callable[[], None]] | None = None,
 ) -> None:
     """g: open ``streams`` worker streams from this process (``ready`` with
     ``maxInFlight`` 1, then waiting); sample the daemon's CPU while they wait and its
     RSS with them open; then create tasks one at a time over HTTP and time create-sent
     -> ``task`` frame received (each pushed task reported COMPLETED at once), the way
-    scenario f times a long-poll wake-up."""
+    scenario f times a long-poll wake-up. ``profile(seconds)``, when given, starts
+    sampling the daemon for the CPU window and returns what reports it afterwards."""
     from codeqd_client._ws import Closed, WebSocket
 
     command = "bench.gidle"
@@ -203,10 +211,13 @@ async def idle_streams(
         opened = await metric(conn, "codeq_worker_streams_open")
         assert opened >= streams, f"the daemon counts {opened:g} open streams of {streams}"
         gen0, cpu0, t0 = cpu_seconds(os.getpid()), cpu_seconds(d.pid), now()
+        report = profile(window) if profile else None
         await trio.sleep(window)  # the measurement window
         wall = now() - t0
         cpu = (cpu_seconds(d.pid) - cpu0) / wall * 100
         gen = (cpu_seconds(os.getpid()) - gen0) / wall * 100
+        if report:
+            report()
         rss = rss_bytes(d.pid)
         res.add(
             "g_idle_cpu",
