@@ -689,9 +689,12 @@ async def amain(args: argparse.Namespace) -> None:
                     print(f"g: {args.streams:,} idle worker streams", flush=True)
                     from codeqd import config as cfgmod
 
-                    ping = float(cfgmod.load(None, environ={}).streams.ping_interval)
-                    # A full run's window is one ping interval: every stream's ping and
-                    # pong fall in it once (they are part of an idle stream's cost).
+                    cfg = cfgmod.load(None, environ={}).streams
+                    # A full run's window is ping_interval + ping_timeout (40 s): a stream
+                    # that stays silent is pinged once per such period, so the window holds
+                    # the steady-state ping/pong traffic (part of an idle stream's cost).
+                    # A quick run's 5 s end before the first pings.
+                    ping = float(cfg.ping_interval) + float(cfg.ping_timeout)
                     window = 5 if args.quick else max(10, ping)
                     await streams.idle_streams(
                         res,

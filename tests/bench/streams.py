@@ -142,14 +142,15 @@ async def idle_streams(
     streams: int,
     window: float,
     pushes: int,
-    ping_interval: float,
+    ping_period: float,
     profile: Callable[[float], Callable[[], None]] | None = None,
 ) -> None:
     """g: open ``streams`` worker streams from this process (``ready`` with
     ``maxInFlight`` 1, then waiting); sample the daemon's CPU while they wait and its
     RSS with them open; then create tasks one at a time over HTTP and time create-sent
     -> ``task`` frame received (each pushed task reported COMPLETED at once), the way
-    scenario f times a long-poll wake-up. ``profile(seconds)``, when given, starts
+    scenario f times a long-poll wake-up. ``ping_period`` is how often the
+    daemon pings a silent stream. ``profile(seconds)``, when given, starts
     sampling the daemon for the CPU window and returns what reports it afterwards."""
     from codeqd_client._ws import Closed, WebSocket
 
@@ -254,10 +255,14 @@ async def idle_streams(
     ms = [x * 1000 for x in latencies]
     res.add("g_push_p50", "g  push latency p50", statistics.median(ms), "ms", "{:.1f}")
     res.add("g_push_p99", "g  push latency p99", pct(ms, 99), "ms", "{:.1f}", target="< 20")
-    pings = "each stream's ping and pong once" if window >= ping_interval else "no pings"
+    pings = (
+        "holds the steady-state pings and pongs"
+        if window >= ping_period
+        else "shorter than the ping period: few or no pings"
+    )
     res.notes.append(
         f"g_idle: {streams} streams opened in {t_open:.1f} s; CPU window {window:.0f} s "
-        f"({pings}; streams.ping_interval {ping_interval:g} s), load generator "
+        f"({pings}: a silent stream is pinged every {ping_period:g} s), load generator "
         f"{gen:.1f} % of a core; daemon RSS {rss0 / 2**20:.0f} MiB before opening, "
         f"{(rss - rss0) / streams / 1024:.0f} KiB per stream; "
         f"{len(ms)}/{pushes} pushes observed; the create's own round trip p50 "
