@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from codeqd.auth import mint_dev_token
 from tests.bench._http import Connection
@@ -120,3 +121,21 @@ class Daemon(Child):
 
 def now() -> float:
     return time.perf_counter()
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def metric(conn: Connection, name: str, **labels: str) -> float:
+    """The sum of the daemon's ``/metrics`` samples called ``name`` whose labels
+    include ``labels``."""
+    status, body = await conn.request("GET", "/metrics")
+    assert status == 200, body[:200]
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )

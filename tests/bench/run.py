@@ -12,8 +12,10 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
   e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone);
       then the dashboard's overview, queue and task pages over those 1M (``ui.py``)
   f   1,000 idle long-poll claims: daemon CPU while they wait; wake-up latency p50/p99
-  g   worker streams: a preloaded backlog drained by 4 stream worker processes, and batch
-      producers while stream workers work; with the peers RQ and beanstalkd in the same
+  g   worker streams: 1,000 idle streams (daemon CPU while they wait, RSS with them open,
+      push latency p50/p99: task created -> pushed to a waiting stream); a preloaded
+      backlog drained by 4 stream worker processes, and batch producers while stream
+      workers work; with the peers RQ and beanstalkd in the same
       shapes (single-task lifecycle 2 producers / 4 workers; drain with 4 worker
       processes), installed on first use (``--no-peers`` skips them); see ``streams.py``
   h   create with ``actors.ingress.processes`` = 1 and = 2
@@ -28,7 +30,7 @@ took the core away. The table goes to stdout and, for a full run (no ``--only``)
 to ``tests/bench/last-run.txt``: a local file, not kept in git, so a run's figures
 are only yours until copied into docs/performance.md. Options: ``--quick`` (short
 runs, 100k instead of 1M pending), ``--profile`` (py-spy samples the daemon during
-b, c and d; top frames are printed), ``--only b,c``. From make:
+b, c, d and g's idle-stream window; top frames are printed), ``--only b,c``. From make:
 ``make bench ARGS="--only c --profile"``, ``make bench ARGS="--only g,h"``.
 """
 
@@ -52,11 +54,10 @@ from typing import Any
 
 import orjson
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bench import streams
 from tests.bench._http import Connection, build
-from tests.bench._procs import Daemon, cpu_seconds, now, rss_bytes, start_bare
+from tests.bench._procs import Daemon, cpu_seconds, metric, now, pct, rss_bytes, start_bare
 from tests.bench.ui import ui_pages
 
 PAYLOAD = {"data": "x" * 89}  # 100 bytes of JSON
@@ -79,24 +80,22 @@ class Results:
         unit: str,
         fmt: str = "{:,.0f}",
         per_cpu: float | None = None,
+        target: str | None = None,
     ) -> None:
         """A figure; ``per_cpu`` is the same rate per CPU-second the server process used
-        (robust when other work shares the cores; see the module docstring)."""
+        (robust when other work shares the cores; see the module docstring); ``target``
+        (e.g. ``"< 5"``, in ``unit``) is printed beside it, in the table too."""
         self.values[key] = value
         cpu = "" if per_cpu is None else fmt.format(per_cpu)
         if per_cpu is not None:
             self.values[f"{key}_cpu"] = per_cpu
-        self.rows.append((label, fmt.format(value), cpu, unit))
+        shown = unit if target is None else f"{unit}  (target {target})"
+        self.rows.append((label, fmt.format(value), cpu, shown))
         print(
-            f"  {label}: {fmt.format(value)} {unit}"
+            f"  {label}: {fmt.format(value)} {shown}"
             + ("" if per_cpu is None else f" ({cpu} per server CPU-second)"),
             flush=True,
         )
-
-
-def pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 class CpuMeter:
@@ -296,14 +295,7 @@ async def _parked(d: Daemon, n: int, timeout: float = 30) -> None:
     parked = 0.0
     with trio.move_on_after(timeout):
         while True:
-            status, body = await conn.request("GET", "/metrics")
-            assert status == 200, body[:200]
-            parked = sum(
-                s.value
-                for family in text_string_to_metric_families(body.decode())
-                for s in family.samples
-                if s.name == "codeq_long_poll_waiters"
-            )
+            parked = await metric(conn, "codeq_long_poll_waiters")
             if parked >= n:
                 break
             await trio.sleep(0.05)  # polls: the gauge is the daemon's only sign of it
@@ -352,7 +344,14 @@ async def idle_long_polls(
         cpu0, t0 = cpu_seconds(d.pid), now()
         await trio.sleep(window)  # the measurement window
         cpu = (cpu_seconds(d.pid) - cpu0) / (now() - t0) * 100
-        res.add("f_cpu", f"f  daemon CPU, {waiters} idle long-polls", cpu, "% of a core", "{:.1f}")
+        res.add(
+            "f_cpu",
+            f"f  daemon CPU, {waiters} idle long-polls",
+            cpu,
+            "% of a core",
+            "{:.1f}",
+            target="< 5",
+        )
         conn = await Connection.open("127.0.0.1", d.port)
         for _ in range(wakeups):
             status, _ = await conn.request(
@@ -367,7 +366,7 @@ async def idle_long_polls(
         n.cancel_scope.cancel()
     ms = [x * 1000 for x in latencies]
     res.add("f_p50", "f  wake-up latency p50", statistics.median(ms), "ms", "{:.1f}")
-    res.add("f_p99", "f  wake-up latency p99", pct(ms, 99), "ms", "{:.1f}")
+    res.add("f_p99", "f  wake-up latency p99", pct(ms, 99), "ms", "{:.1f}", target="< 50")
     res.notes.append(f"f: {len(ms)}/{wakeups} wake-ups observed, {waiters} parked claims")
 
 
@@ -521,7 +520,18 @@ def summarize_profile(path: Path, top: int = 25) -> str:
     lines = [f"{total} samples; self time:"]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in own.most_common(top)]
     lines.append("inclusive time (codeqd, quart, hypercorn, coredis, structlog, jwt):")
-    keep = ("codeqd", "quart", "hypercorn", "coredis", "structlog", "jwt", "orjson", "h11")
+    keep = (
+        "codeqd",
+        "quart",
+        "hypercorn",
+        "coredis",
+        "structlog",
+        "jwt",
+        "orjson",
+        "h11",
+        "wsproto",
+        "prometheus",
+    )
     ranked = [(f, c) for f, c in incl.most_common() if any(k in f for k in keep)]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in ranked[:top]]
     return "\n".join(lines)
@@ -536,6 +546,17 @@ def report_profile(spy: subprocess.Popen[bytes] | None, workdir: Path, key: str)
         summary = summarize_profile(raw)
         (Path(__file__).parent / f"profile-{key}.txt").write_text(summary)
         print(summary)
+
+
+def profiler(pid: int, workdir: Path, key: str) -> Callable[[float], Callable[[], None]]:
+    """For a scenario that starts its own measurement window: ``profiler(...)(seconds)``
+    starts py-spy on ``pid`` and returns what waits for it and prints its summary."""
+
+    def begin(seconds: float) -> Callable[[], None]:
+        spy = start_profile(pid, seconds, workdir / f"profile-{key}.txt")
+        return lambda: report_profile(spy, workdir, key)
+
+    return begin
 
 
 # ---------------------------------------------------------------- main
@@ -625,7 +646,7 @@ async def amain(args: argparse.Namespace) -> None:
             print("a: bare endpoint", flush=True)
             await bare(res, workdir, secs, args.conns)
         if only & set("bcdfg"):
-            d = Daemon(workdir, "daemon")
+            d = Daemon(workdir, "daemon", streams.daemon_config(max(args.waiters, args.streams)))
             try:
                 await d.wait_ready("/healthz")
                 if "b" in only:
@@ -666,6 +687,25 @@ async def amain(args: argparse.Namespace) -> None:
                 if "g" in only:
                     drain = 5000 if args.quick else 20000
                     admin = streams.admin_token(d)
+                    print(f"g: {args.streams:,} idle worker streams", flush=True)
+                    from codeqd import config as cfgmod
+
+                    cfg = cfgmod.load(None, environ={}).streams
+                    # A full run's window is ping_interval + ping_timeout (40 s): a stream
+                    # that stays silent is pinged once per such period, so the window holds
+                    # the steady-state ping/pong traffic (part of an idle stream's cost).
+                    # A quick run's 5 s end before the first pings.
+                    ping = float(cfg.ping_interval) + float(cfg.ping_timeout)
+                    window = 5 if args.quick else max(10, ping)
+                    await streams.idle_streams(
+                        res,
+                        d,
+                        args.streams,
+                        window,
+                        100,
+                        ping,
+                        profile=profiler(d.pid, workdir, "g-idle") if args.profile else None,
+                    )
                     print("g: worker streams", flush=True)
                     spy = (
                         start_profile(d.pid, secs * 2, workdir / "profile-g.txt")
@@ -728,7 +768,8 @@ def main() -> None:
     p.add_argument("--only", default="", help="scenarios to run, e.g. 'c,d' or 'cd'")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--conns", type=int, default=32)
-    p.add_argument("--waiters", type=int, default=1000)
+    p.add_argument("--waiters", type=int, default=1000, help="f: idle long-polls")
+    p.add_argument("--streams", type=int, default=1000, help="g: idle worker streams")
     p.add_argument("--no-peers", action="store_true", help="g without RQ and beanstalkd")
     args = p.parse_args()
     if unknown := set(args.only.replace(",", "")) - set(SCENARIOS):

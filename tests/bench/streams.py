@@ -1,8 +1,11 @@
 """Bench scenarios g (worker streams), h (ingress processes) and the peers (RQ,
 beanstalkd), measured with the same shapes as ours:
 
-  g   a preloaded backlog drained through worker streams by 4 worker processes; and
-      2 producers creating in batches of 100 while 4 stream worker processes work
+  g   1,000 idle worker streams (each sent ``ready`` and waits): the daemon's CPU while
+      they wait, its RSS with them open, and the push latency (task created over HTTP
+      -> its ``task`` frame at a waiting stream) p50/p99; a preloaded backlog drained
+      through worker streams by 4 worker processes; and 2 producers creating in
+      batches of 100 while 4 stream worker processes work
   h   create, req/s, with ``actors.ingress.processes`` = 1 and = 2
 
 and with g, the peers: single-task lifecycle with 2 producers / 4 workers, and the
@@ -18,9 +21,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,7 @@ import trio
 
 from codeqd.auth import mint_dev_token
 from tests.bench._http import Connection, build
-from tests.bench._procs import Daemon, cpu_seconds
+from tests.bench._procs import Daemon, cpu_seconds, metric, now, pct, rss_bytes
 from tests.conftest import free_port
 
 REPO = Path(__file__).parents[2]
@@ -104,6 +109,173 @@ async def _until_empty(d: Daemon, admin: str, command: str, timeout: float) -> N
 
 def admin_token(d: Daemon) -> str:
     return mint_dev_token(d.secret, "admin", sub="bench-admin", ttl=86400)
+
+
+def daemon_config(streams: int) -> str:
+    """The bench daemon's ``[actors.ingress]`` tail and ``[streams]``: room for
+    ``streams`` idle worker streams (and as many parked long-polls) at once, opened in a
+    burst; streams do not count against ``max_waiters``, the f scenario's long-polls do."""
+    room = max(10_000, 2 * streams)
+    return (
+        f"max_waiters = {room}\nbacklog = {max(4096, streams)}\n[streams]\nmax_streams = {room}\n"
+    )
+
+
+async def _claims_settled(d: Daemon, timeout: float = 60) -> None:
+    """Until the daemon's claim script count stops moving (each stream that got its
+    ``ready`` ack claims once, finds nothing, then waits on its wake-up)."""
+    conn = await Connection.open("127.0.0.1", d.port)
+    name = "codeq_store_call_duration_seconds_count"
+    last, still = -1.0, 0
+    with trio.fail_after(timeout):
+        while still < 3:
+            count = await metric(conn, name, script="claim")
+            still = still + 1 if count == last else 0
+            last = count
+            await trio.sleep(0.1)  # polls: the metric is the daemon's only sign of it
+    await conn.aclose()
+
+
+async def idle_streams(
+    res: Any,
+    d: Daemon,
+    streams: int,
+    window: float,
+    pushes: int,
+    ping_period: float,
+    profile: Callable[[float], Callable[[], None]] | None = None,
+) -> None:
+    """g: open ``streams`` worker streams from this process (``ready`` with
+    ``maxInFlight`` 1, then waiting); sample the daemon's CPU while they wait and its
+    RSS with them open; then create tasks one at a time over HTTP and time create-sent
+    -> ``task`` frame received (each pushed task reported COMPLETED at once), the way
+    scenario f times a long-poll wake-up. ``ping_period`` is how often the
+    daemon pings a silent stream. ``profile(seconds)``, when given, starts
+    sampling the daemon for the CPU window and returns what reports it afterwards."""
+    from codeqd_client._ws import Closed, WebSocket
+
+    command = "bench.gidle"
+    url = f"http://127.0.0.1:{d.port}/v1/codeq/workers/stream"
+    headers = {"Authorization": f"Bearer {d.worker}"}
+    ready = orjson.dumps(
+        {"type": "ready", "commands": [command], "maxInFlight": 1, "frames": True}
+    ).decode()  # "frames": as the worker runner asks (a frame may hold several messages)
+    latencies: list[float] = []
+    all_pushed = trio.Event()
+    closed: list[int] = []
+    rss0 = rss_bytes(d.pid)
+
+    async def stream(task_status: trio.TaskStatus[None]) -> None:
+        ws = await WebSocket.connect(url, headers)
+        try:
+            await ws.send(ready)
+            ack = orjson.loads(await ws.receive())
+            assert ack["type"] == "ack", ack
+            task_status.started()
+            while True:
+                frame = orjson.loads(await ws.receive())
+                for msg in frame if isinstance(frame, list) else [frame]:
+                    if msg["type"] == "task":
+                        task = msg["task"]
+                        latencies.append(now() - task["payload"]["sent"])
+                        if len(latencies) >= pushes:
+                            all_pushed.set()
+                        await ws.send(
+                            orjson.dumps(
+                                {
+                                    "type": "result",
+                                    "id": task["id"],
+                                    "leaseId": task["leaseId"],
+                                    "status": "COMPLETED",
+                                    "result": {},
+                                }
+                            ).decode()
+                        )
+                    elif msg["type"] == "ping":
+                        await ws.send('{"type":"pong"}')
+        except Closed as e:
+            closed.append(e.code)  # by the daemon: shows in the note
+        finally:
+            await ws.close()
+
+    async with trio.open_nursery() as n:
+        limiter = trio.CapacityLimiter(50)
+        t_open = now()
+        async with trio.open_nursery() as opening:
+            for _ in range(streams):
+
+                async def open_one() -> None:
+                    async with limiter:
+                        await n.start(stream)
+
+                opening.start_soon(open_one)
+        t_open = now() - t_open
+        await _claims_settled(d)
+        conn = await Connection.open("127.0.0.1", d.port)
+        opened = await metric(conn, "codeq_worker_streams_open")
+        assert opened >= streams, f"the daemon counts {opened:g} open streams of {streams}"
+        gen0, cpu0, t0 = cpu_seconds(os.getpid()), cpu_seconds(d.pid), now()
+        report = profile(window) if profile else None
+        await trio.sleep(window)  # the measurement window
+        wall = now() - t0
+        cpu = (cpu_seconds(d.pid) - cpu0) / wall * 100
+        gen = (cpu_seconds(os.getpid()) - gen0) / wall * 100
+        if report:
+            report()
+        rss = rss_bytes(d.pid)
+        res.add(
+            "g_idle_cpu",
+            f"g  daemon CPU, {streams} idle worker streams",
+            cpu,
+            "% of a core",
+            "{:.1f}",
+            target="< 5",
+        )
+        res.add(
+            "g_idle_rss",
+            f"g  daemon RSS with {streams} open worker streams",
+            rss / 2**20,
+            "MiB",
+            "{:.0f}",
+            target="< 250",
+        )
+        created: list[float] = []  # create sent -> 202 received: the HTTP part alone
+        for _ in range(pushes):
+            sent = now()
+            status, _ = await conn.request(
+                "POST",
+                "/v1/codeq/tasks",
+                {"command": command, "payload": {"sent": sent}},
+                d.producer,
+            )
+            created.append((now() - sent) * 1000)
+            assert status == 202
+            await trio.sleep(0.02)  # the pace of the pushes: one at a time, as in f
+        with trio.move_on_after(5):  # a lost push shows in the note (n/pushes observed)
+            await all_pushed.wait()
+        await conn.aclose()
+        n.cancel_scope.cancel()
+    ms = [x * 1000 for x in latencies]
+    res.add("g_push_p50", "g  push latency p50", statistics.median(ms), "ms", "{:.1f}")
+    res.add("g_push_p99", "g  push latency p99", pct(ms, 99), "ms", "{:.1f}", target="< 20")
+    pings = (
+        "holds the steady-state pings and pongs"
+        if window >= ping_period
+        else "shorter than the ping period: few or no pings"
+    )
+    res.notes.append(
+        f"g_idle: {streams} streams opened in {t_open:.1f} s; CPU window {window:.0f} s "
+        f"({pings}; a silent stream is pinged every {ping_period:g} s), load generator "
+        f"{gen:.1f} % of a core; daemon RSS {rss0 / 2**20:.0f} MiB before opening, "
+        f"{(rss - rss0) / streams / 1024:.0f} KiB per stream; "
+        f"{len(ms)}/{pushes} pushes observed; the create's own round trip p50 "
+        f"{statistics.median(created):.1f} ms, p99 {pct(created, 99):.1f} ms"
+        + (
+            f"; {len(closed)} streams closed by the daemon (codes {sorted(set(closed))})"
+            if closed
+            else ""
+        )
+    )
 
 
 def _stream_workers(d: Daemon, command: str, max_in_flight: int = 64) -> list[Proc]:
