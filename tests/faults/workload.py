@@ -102,6 +102,7 @@ class Claim:
     at: int  # server time of the claim (the task's updatedAt)
     lease_until: int  # last known lease end (claim, then every acknowledged heartbeat)
     released_at: int | None = None  # wall time a nack/abandon/result for it was first sent
+    refused: bool = False  # a heartbeat found the lease lost
 
 
 @dataclass
@@ -427,7 +428,7 @@ class Workload:
             if code == 200:
                 c.lease_until = max(c.lease_until, ms(doc["leaseUntil"]))
             elif lease_refused(code, doc):
-                lost = True
+                lost = c.refused = True
             else:
                 self.unexpected.append(f"heartbeat {c.task_id}: {code} {str(doc)[:200]}")
         return lost
@@ -448,6 +449,7 @@ class Workload:
             while not (self.finished.is_set() and link.jobs == 0):
                 stream = await self._open_stream(token)
                 closing: list[bool] = []  # set once this worker closes the stream itself
+                held: list[Claim] = []  # what this stream pushed
                 async with trio.open_nursery() as conn:
                     conn.start_soon(self._read_stream, stream, closing)
                     conn.start_soon(self._close_when_done, stream, link, closing)
@@ -462,6 +464,7 @@ class Workload:
                                 self.unexpected.append(f"pushed: {pushed.raw}")
                                 continue
                             claim, action = self._claimed(pushed.raw, sub)
+                            held.append(claim)
                             link.jobs += 1
                             jobs.start_soon(self._stream_job, link, op, claim, action, rng)
                     link.set(None)
@@ -469,8 +472,14 @@ class Workload:
                     conn.cancel_scope.cancel()
                 if not closing:
                     # Tasks the daemon claimed for this stream whose push never arrived
-                    # (the stream died with them in flight): at most maxInFlight of them.
-                    self.ambiguous_claims += self.s.max_in_flight
+                    # (the stream died with them in flight) fill free slots only: a task
+                    # pushed here, unreported and within its lease still took its slot.
+                    now = wall_ms()
+                    live = sum(
+                        c.released_at is None and not c.refused and c.lease_until > now
+                        for c in held
+                    )
+                    self.ambiguous_claims += max(0, self.s.max_in_flight - live)
 
     async def _stream_job(
         self, link: _Link, op: Op, claim: Claim, action: str, rng: random.Random
