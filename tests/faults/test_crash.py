@@ -33,10 +33,19 @@ async def test_kill_9_mid_workload_loses_and_strands_nothing(daemon_factory: Any
 async def test_kill_9_with_stream_workers_loses_and_strands_nothing(daemon_factory: Any) -> None:
     """The same accounting with the workers on worker streams (SPEC §6): several streams
     with maxInFlight 3, tasks pushed, heartbeats, results, nacks and abandons sent as
-    messages. Two kill -9s while they stream; each worker reopens its stream on the
-    restarted daemon and sends again what the dead one left unanswered. A result acked
-    200 stays, every acknowledged create ends done or dead, no two live leases overlap."""
-    d: Daemon = daemon_factory(fast({"store": {"appendfsync": "always"}}))
+    messages, served by two ingress processes over two shards. Two kill -9s while they
+    stream; each worker reopens its stream on the restarted daemon and sends again what
+    the dead one left unanswered. A result acked 200 stays, every acknowledged create
+    ends done or dead, no two live leases overlap. (tests/e2e/test_worker_streams.py
+    runs the worker runner itself through a kill -9, without the accounting.)"""
+    d: Daemon = daemon_factory(
+        fast(
+            {
+                "store": {"appendfsync": "always", "shards": 2},
+                "actors": {"ingress": {"processes": 2}},
+            }
+        )
+    )
     wl = workload(d, tasks=100, workers=4, rate=60, transport="stream", max_in_flight=3)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(wl.run, 90)

@@ -660,7 +660,8 @@ class Workload:
         end, unless the previous holder had already sent nack/abandon/result.
         attempts >= claims seen; the excess (claims the store applied whose
         response never arrived: a reset connection, a crash, a 503 from a
-        script that ran but timed out) is at most the number of claim
+        script that ran but timed out; on streams, pushes a dead stream never
+        delivered, at most its free slots) is at most the number of claim
         attempts that had no definite answer.
         """
         violations = list(self.unexpected)
