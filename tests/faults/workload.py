@@ -713,15 +713,18 @@ class Workload:
                 certain = [rep for rep in reports if rep.certain]
                 if len(certain) > 1:
                     violations.append(f"{tid}: {len(certain)} results accepted")
-                if reports:
-                    stored = result or {}
-                    match = [
-                        rep
-                        for rep in (certain or reports)
-                        if rep.status == task["status"]
-                        and stored.get("result") == rep.result
-                        and stored.get("error") == rep.error
-                    ]
+                stored = result or {}
+                match = [
+                    rep
+                    for rep in (certain or reports)
+                    if rep.status == task["status"]
+                    and stored.get("result") == rep.result
+                    and stored.get("error") == rep.error
+                ]
+                # A report only maybe applied (its answer was lost, and a retry was refused
+                # by a task already in that status) that the store does not show was not
+                # applied: the task ended another way (dead-lettered), checked below.
+                if certain or match:
                     if not match:
                         violations.append(
                             f"{tid}: store has {task['status']} {result} but the "
