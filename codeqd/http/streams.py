@@ -156,6 +156,10 @@ class _Stream:
         self.principal = principal
         #: task id -> the lease id it was pushed with; one slot each.
         self.unfinished: dict[str, str | None] = {}
+        #: task id -> when its lease ends (trio clock; pushed, then each heartbeat). Past
+        #: it the task is no longer this stream's (the reaper requeues it): its slot frees
+        #: even if the worker never says a word about it again.
+        self.lease_ends: dict[str, float] = {}
         self.max_in_flight = 0
         self.frames = False  # whether the worker takes arrays of messages in a frame
         self.commands: list[str] | None = None
@@ -360,11 +364,23 @@ class _Stream:
             return _error(ref, task_id, err)
         if ends:
             self._free(task_id)
+        elif task_id in self.unfinished:  # a heartbeat: the lease runs this much longer
+            extend = msg.get("extendSeconds")
+            if not isinstance(extend, int):
+                extend = self.ctx.config.tasks.default_lease_seconds
+            self.lease_ends[task_id] = trio.current_time() + extend
         return {"type": "ack", "ref": ref, "id": task_id, "status": 200, "body": body}
 
     def _free(self, task_id: str) -> None:
+        self.lease_ends.pop(task_id, None)
         if self.unfinished.pop(task_id, ...) is not ...:
             self._poke()
+
+    def _expire(self) -> None:
+        """Free the slots of tasks whose lease ended without a word from the worker."""
+        now = trio.current_time()
+        for task_id in [t for t, end in self.lease_ends.items() if end <= now]:
+            self._free(task_id)
 
     # ------------------------------------------------------------------ server -> worker
 
@@ -377,7 +393,9 @@ class _Stream:
                 changed = self.changed
                 free = self.max_in_flight - len(self.unfinished)
                 if free <= 0:
-                    await changed.wait()
+                    with trio.move_on_at(min(self.lease_ends.values(), default=math.inf)):
+                        await changed.wait()
+                    self._expire()
                     # Results answered by one group commit free their slots in the same
                     # scheduler pass: one yield lets them all in, so one claim fills them.
                     await trio.lowlevel.checkpoint()
@@ -389,6 +407,7 @@ class _Stream:
                         tasks = await self._claim(commands, free, shards)
                     for task in tasks:
                         self.unfinished[task.meta["id"]] = task.meta.get("leaseId")
+                        self.lease_ends[task.meta["id"]] = trio.current_time() + self.lease_seconds
                         msg = {"type": "task", "task": task_to_wire(task.meta, task.payload)}
                         # Queued without a yield while there is room, so that the writer
                         # finds one claim's tasks together (one frame, with "frames").
@@ -424,6 +443,7 @@ class _Stream:
 
     async def hand_back(self) -> None:
         """The unfinished tasks go back to their queues (``on_disconnect = "abandon"``)."""
+        self._expire()  # their leases ended: not ours to hand back
         tasks, self.unfinished = self.unfinished, {}
         if not tasks or self.cfg.on_disconnect != "abandon":
             return

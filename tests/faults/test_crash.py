@@ -30,6 +30,37 @@ async def test_kill_9_mid_workload_loses_and_strands_nothing(daemon_factory: Any
     assert wl.transport_errors, "the crash went unnoticed: the test did not test anything"
 
 
+async def test_kill_9_with_stream_workers_loses_and_strands_nothing(daemon_factory: Any) -> None:
+    """The same accounting with the workers on worker streams (SPEC §6): several streams
+    with maxInFlight 3, tasks pushed, heartbeats, results, nacks and abandons sent as
+    messages, over two store shards. Two kill -9s while they stream; each worker reopens
+    its stream on the restarted daemon and sends again what the dead one left
+    unanswered. A result acked 200 stays, every acknowledged create ends done or dead,
+    no two live leases overlap. (tests/e2e/test_worker_streams.py runs the worker
+    runner itself through a kill -9 with two ingress processes, without the accounting;
+    two processes here double this test's time.)"""
+    d: Daemon = daemon_factory(fast({"store": {"appendfsync": "always", "shards": 2}}))
+    wl = workload(d, tasks=100, workers=4, rate=60, transport="stream", max_in_flight=3)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wl.run, 90)
+        for at in (20, 60):
+            with trio.fail_after(60):
+                await wl.wait_terminal(at)
+            d.stop(kill=True)
+            pushed_before_restart = wl.statuses[("push", 200)]
+            await trio.to_thread.run_sync(d.start)
+    rec = await wl.reconcile()
+    assert_reconciled(rec, wl)
+    statuses = dict(wl.statuses)
+    print(sorted(statuses.items()), dict(wl.transport_errors))
+    assert wl.transport_errors["stream Unreachable"] >= 2, "no stream saw the crashes"
+    # Every worker reopened its stream after each crash, and tasks came on the new ones.
+    assert statuses[("stream", 101)] >= 3 * wl.s.workers, statuses
+    assert statuses[("push", 200)] > pushed_before_restart, statuses
+    assert statuses.get(("stream nack", 200), 0) > 0, "no nack: no retry was tested"
+    assert not any(e == "claim" for e, _ in statuses), "a stream worker claimed over HTTP"
+
+
 async def test_sigterm_under_load_drains_cleanly(daemon_factory: Any) -> None:
     """SIGTERM mid-workload: exit 0 within the grace, no 5xx but 503, every request in
     flight at the signal gets an HTTP answer; after a restart nothing is stranded."""

@@ -200,6 +200,32 @@ async def test_max_in_flight_exact_and_result_frees_a_slot(api: Api) -> None:
         assert stats["inProgress"] == 2
 
 
+async def test_a_lease_that_ends_unreported_frees_its_slot(api: Api) -> None:
+    """A pushed task the worker never reports (its report failed, its handler hung):
+    once its lease ends it is not this stream's any more, and its slot takes the next
+    task. A heartbeat moves that end."""
+    first_created = await api.create("email")
+    async with open_stream(api) as s:
+        await s.ready(1, leaseSeconds=1)
+        first = await s.task()
+        assert first["id"] == first_created["id"]
+        hb = await s.call(
+            {
+                "type": "heartbeat",
+                "id": first["id"],
+                "leaseId": first["leaseId"],
+                "extendSeconds": 3,
+            }
+        )
+        assert hb["type"] == "ack", hb
+        second_created = await api.create("email")
+        with trio.move_on_after(1.5):  # past the pushed lease, within the heartbeat's
+            extra = await s.recv()
+            pytest.fail(f"pushed while the heartbeat's lease runs: {extra}")
+        second = await s.task()  # the first's lease ended unreported: its slot is free
+        assert second["id"] == second_created["id"], second
+
+
 async def test_pushed_on_create_promotion_nack_expiry_and_replay(api: Api) -> None:
     store = api.ctx.store
     async with open_stream(api) as s:
