@@ -34,7 +34,11 @@ timeout, 4429 too many streams, 1001 the daemon is stopping.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
+import os
+import secrets
+import socket
 from typing import Any
 
 import orjson
@@ -55,12 +59,12 @@ from codeqd.domain.errors import (
     Unauthorized,
     ValidationError,
 )
-from codeqd.domain.task import task_to_wire
+from codeqd.domain.task import rfc3339, task_to_wire
 from codeqd.http import _worker_ops as ops
 from codeqd.http._claiming import claim_commands, parse_lease_id
 from codeqd.http._request import PREFIX, app_context, error_response
 from codeqd.http.deps import charge
-from codeqd.store import ClaimedTask
+from codeqd.store import ClaimedTask, now_ms
 
 log = structlog.get_logger("codeqd.streams")
 
@@ -87,6 +91,10 @@ _EXECUTORS = 64
 #: Messages in one frame, either way (docs/client.md, "Frames").
 _FRAME_ITEMS = 1000
 _HAND_BACK_SECONDS = 5.0
+#: The registry record: task ids it lists at most, and the shortest gap between updates.
+_RECORD_HELD = 20
+_RECORD_GAP = 5.0
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 _REFUSAL_READ_SECONDS = 0.25
 
 
@@ -175,6 +183,11 @@ class _Stream:
         self.reading = trio.CancelScope()
         self.pushing = trio.CancelScope()
         self.pinging = trio.CancelScope()
+        #: Its record in the store's registry of streams (the dashboard's workers page).
+        self.id = secrets.token_hex(8)
+        self.opened = rfc3339(now_ms())
+        self.remote = _remote()
+        self.touched = trio.Event()  # what the record shows has changed
 
     # ------------------------------------------------------------------ the actor
 
@@ -206,6 +219,7 @@ class _Stream:
         with self.pinging:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pinger)
+                nursery.start_soon(self._registrar)
                 await self.ctx.shutting_down.wait()
                 self.finish(CLOSE_GOING_AWAY, "codeqd is stopping")
 
@@ -317,6 +331,7 @@ class _Stream:
         self.max_in_flight = min(n, self.cfg.max_in_flight)
         self.lease_seconds = lease
         self._poke()
+        self.touched.set()
         body = {
             "commands": commands,
             "maxInFlight": self.max_in_flight,
@@ -325,6 +340,48 @@ class _Stream:
             "frames": frames,
         }
         return {"type": "ack", "ref": ref, "id": None, "status": 200, "body": body}
+
+    def record(self) -> dict[str, Any]:
+        """What the dashboard's workers page shows of this stream."""
+        return {
+            "id": self.id,
+            "sub": self.principal.sub,
+            "commands": self.commands,
+            "maxInFlight": self.max_in_flight,
+            "inFlight": len(self.unfinished),
+            "holding": list(itertools.islice(self.unfinished, _RECORD_HELD)),
+            "leaseSeconds": self.lease_seconds,
+            "frames": self.frames,
+            "openedAt": self.opened,
+            "updatedAt": rfc3339(now_ms()),
+            "process": _PROCESS,
+            "remote": self.remote,
+        }
+
+    async def _registrar(self) -> None:
+        """Keep this stream's record in the store's registry: at once, then after a
+        change (at most every ``_RECORD_GAP`` seconds) and at least every
+        ``ping_interval``. Advisory: a store error only delays it; the record expires
+        by itself if this process dies (TTL: two ping periods)."""
+        interval = float(self.cfg.ping_interval)
+        ttl_ms = int(2 * (interval + float(self.cfg.ping_timeout)) * 1000)
+        tenant = self.principal.tenant
+        while True:
+            self.touched = trio.Event()
+            try:
+                await self.ctx.store.streams.put(tenant, self.id, self.record(), ttl_ms)
+            except Exception as err:  # the store is away: the next round tries again
+                log.debug("streams.record_failed", stream=self.id, error=repr(err))
+            await trio.sleep(min(_RECORD_GAP, interval))
+            with trio.move_on_after(max(0.0, interval - _RECORD_GAP)):
+                await self.touched.wait()
+
+    async def forget(self) -> None:
+        """Take the record out of the registry (the stream has ended)."""
+        try:
+            await self.ctx.store.streams.delete(self.principal.tenant, self.id)
+        except Exception as err:  # it expires by itself
+            log.debug("streams.record_failed", stream=self.id, error=repr(err))
 
     def _poke(self) -> None:
         self.changed.set()
@@ -375,6 +432,7 @@ class _Stream:
         self.lease_ends.pop(task_id, None)
         if self.unfinished.pop(task_id, ...) is not ...:
             self._poke()
+            self.touched.set()
 
     def _expire(self) -> None:
         """Free the slots of tasks whose lease ended without a word from the worker."""
@@ -405,6 +463,8 @@ class _Stream:
                 with hub.claim_waiter(self.principal.tenant, commands) as waiter:
                     async with hub.check(math.inf):
                         tasks = await self._claim(commands, free, shards)
+                    if tasks:
+                        self.touched.set()
                     for task in tasks:
                         self.unfinished[task.meta["id"]] = task.meta.get("leaseId")
                         self.lease_ends[task.meta["id"]] = trio.current_time() + self.lease_seconds
@@ -462,6 +522,11 @@ class _Stream:
 
 
 _COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _remote() -> str:
+    addr = websocket.remote_addr
+    return str(addr) if addr else ""
 
 
 def _count(direction: str, kind: str) -> None:
@@ -553,6 +618,7 @@ async def stream() -> Response | None:
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + _HAND_BACK_SECONDS
                 await session.hand_back()
+                await session.forget()
                 log.info(
                     "streams.closed",
                     sub=session.principal.sub,

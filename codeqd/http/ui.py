@@ -30,7 +30,7 @@ from codeqd.domain.errors import (
     Unauthorized,
     ValidationError,
 )
-from codeqd.domain.task import check_command, synthesized_result, task_to_wire
+from codeqd.domain.task import check_command, rfc3339, synthesized_result, task_to_wire
 from codeqd.http._request import PREFIX, app_context
 from codeqd.http._ui_session import (
     COOKIE,
@@ -308,6 +308,27 @@ async def queue(session: Session, command: str) -> Response:
         dead=[task_to_wire(meta, None) | {"payloadText": _short(p)} for meta, p in dead],
         cursor=cursor,
         next_cursor=next_cursor,
+    )
+
+
+@bp.get("/workers")
+@page
+async def workers(session: Session) -> Response:
+    """Who works for the tenant now: its open worker streams (from the store's registry,
+    every ingress process's, a few seconds old at most) and live subscriptions."""
+    store = app_context().store
+    tenant = _required_tenant(session, request.args.get("tenant"))
+    streams, total = await store.streams.live(tenant)
+    subscriptions = await store.subscriptions.of_tenant(tenant)
+    return await _render(
+        "ui/workers.html",
+        tenant=tenant,
+        streams=streams,
+        streams_total=total,
+        subscriptions=[
+            {**sub, "expires": rfc3339(sub.get("expiresAt"))}
+            for sub in sorted(subscriptions, key=lambda s: (s.get("workerId", ""), s["id"]))
+        ],
     )
 
 

@@ -3,6 +3,7 @@
 ``Store`` has one method per Lua transition (scripts in ``lua/``, key names built
 in ``_keys``), and carries the store's other faces: ``store.outbox`` (result
 callbacks), ``store.subscriptions`` (worker-availability subscriptions),
+``store.streams`` (open worker streams, for the dashboard),
 ``store.take_rate`` (rate limits), ``store.create_batch``/``report_batch``.
 ``WakeHub`` turns the store's wake-ups into trio events for long-polling
 requests; ``store.wakeups`` is the process's one listener, which fans hints out
@@ -24,6 +25,7 @@ from codeqd.store._hints import (
 from codeqd.store._outbox import Outbox, OutboxEntry, Outcome
 from codeqd.store._ratelimit import Decision
 from codeqd.store._store import ClaimedTask, Meta, QueueStats, now_ms
+from codeqd.store._streams import StreamRegistry
 from codeqd.store._subscriptions import Subscriptions, is_subscription_id, new_subscription_id
 from codeqd.store._wakeups import HUB_HINTS, WakeHub
 
@@ -43,6 +45,7 @@ __all__ = [
     "Report",
     "Resync",
     "Store",
+    "StreamRegistry",
     "Subscriptions",
     "SubscriptionsChanged",
     "TaskDone",

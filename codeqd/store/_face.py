@@ -24,13 +24,15 @@ from codeqd.store._hints import Wakeups
 from codeqd.store._outbox import Outbox
 from codeqd.store._ratelimit import Decision, take
 from codeqd.store._store import Meta, Transitions
+from codeqd.store._streams import StreamRegistry
 from codeqd.store._subscriptions import Subscriptions
 from codeqd.store._writer import Writer
 
 
 class Store(Transitions):
     """One connection pool to the store: every transition (``Transitions``), and
-    ``outbox``, ``subscriptions``, ``wakeups`` (the process's listener: transitions
+    ``outbox``, ``subscriptions``, ``streams`` (open worker streams, for the
+    dashboard), ``wakeups`` (the process's listener: transitions
     post their hints to it too) and ``writer`` (group commit of creates and results
     while it runs)."""
 
@@ -38,6 +40,7 @@ class Store(Transitions):
         super().__init__(config, client, url)
         self.outbox = Outbox(self)
         self.subscriptions = Subscriptions(self)
+        self.streams = StreamRegistry(self)
         self.wakeups = Wakeups(self)
         self.writer = Writer(self)
 

@@ -39,6 +39,11 @@ Worker subscriptions live under their own tag (``S`` = ``<prefix>:{<prefix>:subs
     S:rr:ten:cmd:group  counter round-robin position of a group (expires when idle)
     S:ev:ten:cmd        string  present while a queue's notification is de-duplicated
 
+Open worker streams, for the dashboard (``W`` = ``<prefix>:{<prefix>:streams}``):
+
+    W:s:ten:id          string  the stream's record (JSON), expires unless refreshed
+    W:idx:ten           zset    id by expiry (the tenant's live streams)
+
 Task metadata lives in per-shard hashes rather than a key per task so that
 every script touches only keys it is given in KEYS, even when the caller knows
 nothing but the task id.
@@ -168,6 +173,17 @@ class SubscriptionKeys:
         return f"{self.tag}:ev:{ten}:{cmd}"
 
 
+@dataclass(frozen=True)
+class StreamKeys:
+    tag: str
+
+    def record(self, ten: str, stream_id: str) -> str:
+        return f"{self.tag}:s:{ten}:{stream_id}"
+
+    def index(self, ten: str) -> str:
+        return f"{self.tag}:idx:{ten}"
+
+
 class Keys:
     def __init__(self, prefix: str, shards: int) -> None:
         self.prefix = prefix
@@ -180,6 +196,7 @@ class Keys:
         self.done_channel = f"{prefix}:done"
         self.subs = SubscriptionKeys(f"{prefix}:{{{prefix}:subs}}")
         self.subs_channel = f"{prefix}:subs"
+        self.streams = StreamKeys(f"{prefix}:{{{prefix}:streams}}")
 
     def shard(self, s: int) -> ShardKeys:
         return self._shards[s]

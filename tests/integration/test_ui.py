@@ -318,3 +318,66 @@ async def test_dev_login_is_refused_outside_dev_mode(
         ticket = mint_dev_login_ticket(config)
         r = await api.http.get(f"{api.base}/ui/login/dev?ticket={ticket}")
         assert r.status_code == 403 and "set-cookie" not in r.headers
+
+
+async def _workers_page(browser: Browser) -> str:
+    page = await browser.http.get("/ui/workers?tenant=default")
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+async def test_workers_page_shows_open_streams_what_they_hold_and_subscriptions(
+    api: Api, browser: Browser
+) -> None:
+    from tests.integration.test_worker_streams import open_stream
+
+    await browser.login(api.admin)
+    r = await api.call(
+        "POST",
+        "/workers/subscriptions",
+        api.worker,
+        {"callbackUrl": "https://hooks.example.com/ready", "eventTypes": ["report"]},
+    )
+    assert r.status_code == 200, r.text
+    sub_id = r.json()["subscriptionId"]
+    task = await api.create("email")
+    async with open_stream(api) as holder:
+        await holder.ready(2, commands=["email"])
+        assert (await holder.task())["id"] == task["id"]
+        async with open_stream(api) as idle:
+            await idle.ready(0)
+            # The record follows the stream within _RECORD_GAP: wait for what it shows.
+            with trio.fail_after(15):
+                while True:
+                    text = await _workers_page(browser)
+                    rows = re.findall(r'<tr data-stream="[0-9a-f]+">(.*?)</tr>', text, re.S)
+                    holding = [row for row in rows if task["id"] in row]
+                    if len(rows) == 2 and holding:
+                        break
+                    await trio.sleep(0.1)  # a bounded poll of the page: the record is async
+        assert '<td data-count="inFlight">1 / 2</td>' in holding[0]
+        assert "email" in holding[0] and "worker" in holding[0]
+        assert f'href="/ui/tasks/{task["id"]}?tenant=default"' in holding[0]
+        assert f'data-subscription="{sub_id}"' in text
+        assert "hooks.example.com" in text
+        # The idle stream closed: its record is gone at once, not at its expiry.
+        text = await _workers_page(browser)
+        assert len(re.findall(r'<tr data-stream="', text)) == 1
+    text = await _workers_page(browser)
+    assert "No worker stream is open." in text
+
+
+async def test_a_stream_record_whose_daemon_died_expires(api: Api) -> None:
+    registry = api.ctx.store.streams
+    await registry.put("default", "dead0001", {"id": "dead0001", "sub": "gone"}, ttl_ms=100)
+    await registry.put("default", "live0001", {"id": "live0001", "sub": "here"}, ttl_ms=60_000)
+    await registry.put("other", "theirs01", {"id": "theirs01", "sub": "x"}, ttl_ms=60_000)
+    live, total = await registry.live("default")
+    assert {s["id"] for s in live} == {"dead0001", "live0001"} and total == 2
+    with trio.fail_after(5):
+        while total != 1:
+            await trio.sleep(0.05)  # the store's own clock expires it
+            live, total = await registry.live("default")
+    assert [s["id"] for s in live] == ["live0001"]
+    await registry.delete("default", "live0001")
+    assert await registry.live("default") == ([], 0)
