@@ -425,12 +425,12 @@ async def dlq_replay(session: Session, form: MultiDict[str, str], command: str) 
     if form.get("all") == "1":
         total = 0
         while total < REPLAY_ALL_MAX:
-            done, _ = await store.dlq_replay(tenant, command, None, _REPLAY_STEP)
+            done, _ = await store.dlq_replay(tenant, command, None, _REPLAY_STEP, by=session.sub)
             total += len(done)
             if not done:
                 break
     elif ids:
-        done, _ = await store.dlq_replay(tenant, command, ids, len(ids))
+        done, _ = await store.dlq_replay(tenant, command, ids, len(ids), by=session.sub)
         total = len(done)
     else:
         return _back("ui.queue", tenant, "nothing", command=command)
@@ -485,6 +485,6 @@ async def dlq_purge(session: Session, form: MultiDict[str, str], command: str) -
 @action
 async def cancel(session: Session, form: MultiDict[str, str], task_id: str) -> Response:
     tenant = _required_tenant(session, form.get("tenant"))
-    await app_context().store.cancel(tenant, task_id)
+    await app_context().store.cancel(tenant, task_id, by=session.sub)
     log.info("ui.cancel", sub=session.sub, tenant=tenant, task_id=task_id)
     return _back("ui.task", tenant, "cancelled", task_id=task_id)

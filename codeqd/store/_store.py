@@ -30,6 +30,7 @@ from codeqd.domain.errors import (
     StoreUnavailable,
     TaskNotFound,
 )
+from codeqd.domain.events import TaskEvent, parse_event
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.records import new_meta, result_doc
 from codeqd.domain.states import refusal_error
@@ -329,6 +330,17 @@ class Transitions:
             raise TaskNotFound(task_id)
         return orjson.loads(meta_raw), payload or "{}", result
 
+    async def task_events(self, tenant: str, task_id: str) -> list[TaskEvent]:
+        """The task's recorded events, oldest first (at most the last 50); an empty list
+        for an unknown task, or one written before the store kept events."""
+        if not is_task_id(task_id):
+            return []
+        k = self.keys.shard(shard_of(task_id, self.shards))
+        raw = await self.command(
+            self.client.lrange, k.events(escape_tenant(tenant), task_id), 0, -1
+        )
+        return [ev for ev in map(parse_event, raw) if ev is not None]
+
     async def artifact(self, tenant: str, task_id: str, name: str) -> bytes | None:
         """An inline artifact's content, by its stored name; None when there is none."""
         if not is_task_id(task_id):
@@ -404,6 +416,7 @@ class Transitions:
                 task.command,
                 k.wake,
                 task_id,
+                task.created_by,
             ],
         )
         if out[0] == 0:
@@ -741,7 +754,11 @@ class Transitions:
         if out[0] != "REQUEUED":
             raise refusal_error(out[0], task_id, out[1:])
 
-    async def cancel(self, tenant: str, task_id: str, *, now: int | None = None) -> Meta:
+    async def cancel(
+        self, tenant: str, task_id: str, *, now: int | None = None, by: str = ""
+    ) -> Meta:
+        """Cancel a task that is not terminal; ``by`` (a token's ``sub``) goes in its
+        ``cancelled`` event."""
         s, ten, meta = await self._lookup(tenant, task_id)
         k = self.keys.shard(s)
         cmd = meta["command"]
@@ -765,6 +782,7 @@ class Transitions:
                 now_ms() if now is None else now,
                 task_id,
                 self.keys.done_channel,
+                by,
             ],
         )
         if out[0] != "OK":
@@ -991,8 +1009,10 @@ class Transitions:
         limit: int,
         *,
         now: int | None = None,
+        by: str = "",
     ) -> tuple[list[str], list[str]]:
-        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
+        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found).
+        ``by`` (a token's ``sub``) goes in each task's ``replayed`` event."""
         ten = escape_tenant(tenant)
         by_shard, missing = await self._dlq_select(ten, command, ids, limit)
         replayed: list[str] = []
@@ -1014,6 +1034,7 @@ class Transitions:
                     qname(ten, command),
                     k.wake,
                     command,
+                    by,
                     *shard_ids,
                 ],
             )

@@ -193,7 +193,8 @@ async def test_task_page_shows_record_and_timeline_and_cancel_works(
     assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text  # escaped
     assert 'data-kind="created"' in page.text and 'data-kind="claimed"' in page.text
     assert f"by worker {claimed['workerId']}" in page.text
-    assert 'data-kind="retry"' in page.text and "smtp down" in page.text
+    assert 'data-kind="nacked"' in page.text and "smtp down" in page.text
+    assert "Reconstructed" not in page.text  # the recorded events
     csrf = await browser.csrf(f"/ui/tasks/{t['id']}?tenant=default")
     r = await browser.http.post(
         f"/ui/tasks/{t['id']}/cancel", data={"tenant": "default", "csrf": csrf}
