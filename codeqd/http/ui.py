@@ -30,7 +30,12 @@ from codeqd.domain.errors import (
     Unauthorized,
     ValidationError,
 )
-from codeqd.domain.task import check_command, synthesized_result, task_to_wire
+from codeqd.domain.task import (
+    MAX_IDEMPOTENCY_KEY_LEN,
+    check_command,
+    synthesized_result,
+    task_to_wire,
+)
 from codeqd.http._request import PREFIX, app_context
 from codeqd.http._ui_session import (
     COOKIE,
@@ -327,11 +332,18 @@ def _pretty(raw: str | bytes | None) -> str:
 @bp.get("/tasks")
 @page
 async def find_task(session: Session) -> Response:
-    """The search box: a task id → its page."""
+    """The search box: a task id, or a task's idempotency key (while the key's window
+    lasts, ``tasks.idempotency_ttl``) → the task's page."""
     tenant = _required_tenant(session, request.args.get("tenant"))
-    task_id = (request.args.get("id") or "").strip()
-    if not task_id:
-        raise ValidationError("id", "enter a task id")
+    wanted = (request.args.get("id") or "").strip()
+    if not wanted:
+        raise ValidationError("id", "enter a task id or an idempotency key")
+    if len(wanted) > MAX_IDEMPOTENCY_KEY_LEN:
+        raise ValidationError("id", f"at most {MAX_IDEMPOTENCY_KEY_LEN} characters")
+    store = app_context().store
+    task_id = await store.find_by_idempotency_key(tenant, wanted)
+    if task_id is None:
+        task_id = wanted  # a task id (the task page says when there is no such task)
     return redirect(url_for("ui.task", task_id=task_id, tenant=tenant), 303)  # type: ignore[return-value]
 
 

@@ -330,6 +330,19 @@ class Transitions:
             raise TaskNotFound(task_id)
         return orjson.loads(meta_raw), payload or "{}", result
 
+    async def find_by_idempotency_key(self, tenant: str, key: str) -> str | None:
+        """The id of the tenant's task created with idempotency ``key``, or None. The
+        key is known for as long as it de-duplicates (``tasks.idempotency_ttl``), and only
+        while its task exists."""
+        ten = escape_tenant(tenant)
+        k = self.keys.shard(self.idempotency_shard(ten, key))
+        task_id: str | None = await self.command(self.client.get, k.idem(ten, key))
+        if task_id is None or not is_task_id(task_id):
+            return None
+        if not await self.command(self.client.hexists, k.task, field(ten, task_id)):
+            return None
+        return task_id
+
     async def task_events(self, tenant: str, task_id: str) -> list[TaskEvent]:
         """The task's recorded events, oldest first (at most the last 50); an empty list
         for an unknown task, or one written before the store kept events."""

@@ -319,3 +319,28 @@ async def test_dev_login_is_refused_outside_dev_mode(
         ticket = mint_dev_login_ticket(config)
         r = await api.http.get(f"{api.base}/ui/login/dev?ticket={ticket}")
         assert r.status_code == 403 and "set-cookie" not in r.headers
+
+
+async def test_search_finds_a_task_by_id_or_by_idempotency_key(api: Api, browser: Browser) -> None:
+    t = await api.create("email", {}, idempotencyKey="order-42/confirm")
+    await browser.login(api.admin)
+    for wanted in (t["id"], "order-42/confirm", "  order-42/confirm "):
+        r = await browser.http.get("/ui/tasks", params={"tenant": "default", "id": wanted})
+        assert r.status_code == 303, wanted
+        assert r.headers["location"].startswith(f"/ui/tasks/{t['id']}?"), wanted
+    # A tenant admin searches only their own tenant (the store keys by tenant too).
+    r = await browser.http.get("/ui/tasks", params={"tenant": "other", "id": "order-42/confirm"})
+    assert r.status_code == 403
+    r = await browser.http.get("/ui/tasks", params={"tenant": "default", "id": "no-such-key"})
+    page = await browser.http.get(r.headers["location"])
+    assert page.status_code == 404
+    r = await browser.http.get("/ui/tasks", params={"tenant": "default", "id": "k" * 300})
+    assert r.status_code == 400 and "id" in r.text
+
+
+async def test_store_finds_by_idempotency_key_while_the_task_exists(api: Api) -> None:
+    store = api.ctx.store
+    t = await api.create("email", {}, idempotencyKey="k-1")
+    assert await store.find_by_idempotency_key("default", "k-1") == t["id"]
+    assert await store.find_by_idempotency_key("other", "k-1") is None
+    assert await store.find_by_idempotency_key("default", "k-2") is None
