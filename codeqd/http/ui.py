@@ -33,6 +33,7 @@ from codeqd.domain.errors import (
 from codeqd.domain.task import (
     MAX_IDEMPOTENCY_KEY_LEN,
     check_command,
+    rfc3339,
     synthesized_result,
     task_to_wire,
 )
@@ -45,6 +46,7 @@ from codeqd.http._ui_session import (
     read_dev_login_ticket,
 )
 from codeqd.http._ui_timeline import task_timeline
+from codeqd.store import QUEUE_STATES
 
 log = structlog.get_logger("codeqd.ui")
 
@@ -299,21 +301,45 @@ async def queue(session: Session, command: str) -> Response:
     store = app_context().store
     tenant = _required_tenant(session, request.args.get("tenant"))
     check_command(command)
-    raw = request.args.get("cursor", "0") or "0"
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValidationError("cursor", "expected a non-negative integer")
-    cursor = int(raw)
     stats = await store.queue_stats(tenant, command)
-    dead, next_cursor = await store.dlq_page(tenant, command, PAGE_SIZE, cursor)
+    # One tab per state; without one, the DLQ when it holds tasks (what needs an
+    # operator), else the ready tasks.
+    state = request.args.get("state") or ("dlq" if stats.dlq else "ready")
+    if state not in QUEUE_STATES:
+        raise ValidationError("state", f"expected one of {', '.join(QUEUE_STATES)}")
+    cursor = request.args.get("cursor", "")
+    items, next_cursor = await store.queue_page(tenant, command, state, cursor, PAGE_SIZE)
+    rows = [
+        task_to_wire(i.meta, None)
+        | {"payloadText": _short(i.payload), "scoreAt": _score_at(state, i.score)}
+        for i in items
+    ]
     return await _render(
         "ui/queue.html",
         tenant=tenant,
         command=command,
         stats=stats,
-        dead=[task_to_wire(meta, None) | {"payloadText": _short(p)} for meta, p in dead],
+        state=state,
+        states=_STATE_TABS,
+        rows=rows,
+        dead=rows if state == "dlq" else [],
         cursor=cursor,
         next_cursor=next_cursor,
     )
+
+
+#: (state, tab label, the stats field that counts it)
+_STATE_TABS = (
+    ("ready", "Ready", "ready"),
+    ("delayed", "Delayed", "delayed"),
+    ("in_progress", "In progress", "in_progress"),
+    ("dlq", "DLQ", "dlq"),
+)
+
+
+def _score_at(state: str, score: float) -> str | None:
+    """The time a row's index score is, for the states whose score is one."""
+    return rfc3339(int(score)) if state in ("delayed", "in_progress", "dlq") else None
 
 
 def _short(payload: str, limit: int = 120) -> str:

@@ -29,6 +29,7 @@ from codeqd.domain.errors import (
     CodeqError,
     StoreUnavailable,
     TaskNotFound,
+    ValidationError,
 )
 from codeqd.domain.events import TaskEvent, parse_event
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
@@ -63,6 +64,35 @@ def now_ms() -> int:
 class ClaimedTask:
     meta: Meta
     payload: str
+
+
+#: The states a queue's tasks are listed by (``Transitions.queue_page``).
+QueueState = Literal["ready", "delayed", "in_progress", "dlq"]
+QUEUE_STATES: tuple[QueueState, ...] = ("ready", "delayed", "in_progress", "dlq")
+#: Entries of a shard-wide index (delayed, leases) one page call looks at, at most.
+SCAN_BUDGET = 5000
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A task of a queue page, with its index score: the claim-order score (ready),
+    runAt (delayed), the lease's expiry (in progress) or the dead-letter time (dlq)."""
+
+    meta: Meta
+    payload: str
+    score: float
+
+
+def parse_page_cursor(cursor: str, shards: int) -> tuple[int, int] | None:
+    """``shard.rank`` (``''``: the first page) as numbers; None when malformed."""
+    if not cursor:
+        return 0, 0
+    shard, dot, rank = cursor.partition(".")
+    if not (dot and shard.isdigit() and rank.isdigit() and len(cursor) <= 24):
+        return None
+    if int(shard) >= shards:
+        return None
+    return int(shard), int(rank)
 
 
 @dataclass(frozen=True)
@@ -968,27 +998,81 @@ class Transitions:
     async def dlq_page(
         self, tenant: str, command: str, limit: int, cursor: int
     ) -> tuple[list[tuple[Meta, str]], int | None]:
-        """Dead tasks oldest first; ``cursor`` is an offset across shards in order."""
+        """Dead tasks oldest first; ``cursor`` is an offset across shards in order (the
+        admin API's cursor; the dashboard pages with ``queue_page``)."""
         ten = escape_tenant(tenant)
         items: list[tuple[Meta, str]] = []
         offset = cursor
-        for k in self.keys.all():
+        for s, k in enumerate(self.keys.all()):
             size = await self.command(self.client.zcard, k.dlq(ten, command))
             if offset >= size:
                 offset -= size
                 continue
-            ids = await self.command(
-                self.client.zrange, k.dlq(ten, command), offset, offset + limit - len(items) - 1
+            page, _ = await self._index_page(
+                s, ten, command, "dlq", offset, limit - len(items), SCAN_BUDGET
             )
             offset = 0
-            for tid in ids:
-                try:
-                    items.append(await self.get(tenant, tid))
-                except TaskNotFound:
-                    continue
+            items.extend((i.meta, i.payload) for i in page)
             if len(items) >= limit:
                 return items, cursor + limit
         return items, None
+
+    async def queue_page(
+        self, tenant: str, command: str, state: QueueState, cursor: str, limit: int
+    ) -> tuple[list[QueueItem], str | None]:
+        """A page of the queue's tasks in ``state``, in its index's order: ready in claim
+        order (shard by shard), delayed by runAt, in progress by lease expiry, dlq by
+        dead-letter time (each within a shard; shards one after the other). ``cursor``
+        is ``''`` or a page's next cursor (``shard.rank``); ``ValidationError`` when it
+        is malformed. Never loads a whole queue: ready and dlq are per-queue indexes read
+        by rank; delayed and in progress come from shard-wide indexes walked at most
+        ``SCAN_BUDGET`` entries per call, so a page can come back short, with a cursor.
+        Returns the page and the next cursor (None after the last page)."""
+        at = parse_page_cursor(cursor, self.shards)
+        if at is None:
+            raise ValidationError("cursor", "expected a cursor given by the previous page")
+        s, rank = at
+        ten = escape_tenant(tenant)
+        items: list[QueueItem] = []
+        while s < self.shards and len(items) < limit:
+            page, nxt = await self._index_page(
+                s, ten, command, state, rank, limit - len(items), SCAN_BUDGET
+            )
+            items.extend(page)
+            if nxt < 0:
+                s, rank = s + 1, 0
+            elif len(items) < limit:  # the scan budget ran out: a short page
+                return items, f"{s}.{nxt}"
+            else:
+                rank = nxt
+        return items, (f"{s}.{rank}" if s < self.shards else None)
+
+    async def _index_page(
+        self, s: int, ten: str, command: str, state: QueueState, rank: int, limit: int, budget: int
+    ) -> tuple[list[QueueItem], int]:
+        """One ``index_page`` call on shard ``s`` and the tasks it names; the next rank
+        (-1: the shard's index is done)."""
+        k = self.keys.shard(s)
+        prefix = f"{ten}|{command}|"
+        index, prefix = {
+            "ready": (k.ready(ten, command), ""),
+            "dlq": (k.dlq(ten, command), ""),
+            "delayed": (k.delayed, prefix),
+            "in_progress": (k.leases, prefix),
+        }[state]
+        out = await self.run_script("index_page", [index], [prefix, rank, limit, budget])
+        ids, scores = out[1::2], out[2::2]
+        if not ids:
+            return [], int(out[0])
+        fields = [field(ten, tid) for tid in ids]
+        metas = await self.command(self.client.hmget, k.task, fields)
+        payloads = await self.command(self.client.hmget, k.payload, fields)
+        items = [
+            QueueItem(orjson.loads(m), p or "{}", float(sc))
+            for m, p, sc in zip(metas, payloads, scores, strict=True)
+            if m is not None
+        ]
+        return items, int(out[0])
 
     async def _dlq_select(
         self, ten: str, command: str, ids: list[str] | None, limit: int

@@ -344,3 +344,25 @@ async def test_store_finds_by_idempotency_key_while_the_task_exists(api: Api) ->
     assert await store.find_by_idempotency_key("default", "k-1") == t["id"]
     assert await store.find_by_idempotency_key("other", "k-1") is None
     assert await store.find_by_idempotency_key("default", "k-2") is None
+
+
+async def test_queue_page_lists_each_state_with_cursor_paging(api: Api, browser: Browser) -> None:
+    ready = [(await api.create("email", {"n": i}))["id"] for i in range(3)]
+    delayed = await api.create("email", {}, delaySeconds=600)
+    claimed = (await api.claim(commands=["email"])).json()
+    await browser.login(api.admin)
+    page = await browser.http.get("/ui/queues/email?tenant=default")  # no DLQ: ready
+    assert page.status_code == 200 and 'aria-current="page">Ready (2)' in page.text
+    for tid in ready[1:]:
+        assert f'href="/ui/tasks/{tid}?tenant=default"' in page.text
+    page = await browser.http.get("/ui/queues/email?tenant=default&state=delayed")
+    assert 'data-state="delayed"' in page.text and delayed["id"] in page.text
+    assert ready[1] not in page.text
+    page = await browser.http.get("/ui/queues/email?tenant=default&state=in_progress")
+    assert claimed["id"] in page.text and claimed["workerId"] in page.text
+    page = await browser.http.get("/ui/queues/email?tenant=default&state=dlq")
+    assert "The dead-letter queue is empty" in page.text
+    r = await browser.http.get("/ui/queues/email?tenant=default&state=nope")
+    assert r.status_code == 400 and "state" in r.text
+    r = await browser.http.get("/ui/queues/email?tenant=default&state=ready&cursor=zz")
+    assert r.status_code == 400 and "cursor" in r.text
