@@ -14,7 +14,9 @@ import orjson
 
 #: Per kind, the names of the fields after (kind, time), as ``lua/*.lua`` write them.
 FIELDS: dict[str, tuple[str, ...]] = {
-    "created": ("by",),  # the creating token's sub
+    # The creating token's sub. Not in the list: the task record holds it
+    # (``createdBy``, ``createdAt``) and ``Store.task_events`` puts it first.
+    "created": ("by",),
     "promoted": (),  # a delayed task became ready
     "claimed": ("worker", "leaseId", "attempt"),
     # Consecutive heartbeats are one event, updated in place.

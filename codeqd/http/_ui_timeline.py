@@ -101,14 +101,13 @@ async def task_timeline(
     """The task's events, oldest first: the recorded ones, or (a task written before
     the store kept events) those its record implies."""
     recorded = await store.task_events(tenant, str(meta.get("id", "")))
-    if recorded:
-        events = [t for ev in recorded for t in _recorded(ev)]
-        return Timeline(
-            events,
-            reconstructed=False,
-            truncated=len(recorded) >= EVENTS_MAX and recorded[0].kind != "created",
-        )
-    return reconstruct(meta, result)
+    # Only ``created`` (from the record) while the record says more happened: a task
+    # written before the store kept events.
+    legacy = len(recorded) <= 1 and (meta.get("attempts") or meta.get("status") != "PENDING")
+    if not recorded or legacy:
+        return reconstruct(meta, result)
+    events = [t for ev in recorded for t in _recorded(ev)]
+    return Timeline(events, reconstructed=False, truncated=len(recorded) > EVENTS_MAX)
 
 
 def reconstruct(meta: Meta, result: dict[str, Any] | None) -> Timeline:

@@ -128,7 +128,6 @@ async def create_batch(
                 task.command,
                 key_index(k.ready(ten, task.command)),
                 idem,
-                task.created_by,
             ]
         replies = await store.run_script("create_batch", keys, args)
         created = []

@@ -374,15 +374,29 @@ class Transitions:
         return task_id
 
     async def task_events(self, tenant: str, task_id: str) -> list[TaskEvent]:
-        """The task's recorded events, oldest first (at most the last 50); an empty list
-        for an unknown task, or one written before the store kept events."""
+        """The task's events, oldest first: ``created`` (from the task record, which
+        holds it so that a task costs no list until its first claim), then the last
+        ``EVENTS_MAX`` recorded ones. An empty list for an unknown task; only
+        ``created`` for a task written before the store kept events (no ``createdBy``:
+        ``by`` is then '')."""
         if not is_task_id(task_id):
             return []
         k = self.keys.shard(shard_of(task_id, self.shards))
-        raw = await self.command(
-            self.client.lrange, k.events(escape_tenant(tenant), task_id), 0, -1
-        )
-        return [ev for ev in map(parse_event, raw) if ev is not None]
+        ten = escape_tenant(tenant)
+        try:
+            with trio.fail_after(self._timeout):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    meta_f = pipe.hget(k.task, field(ten, task_id))
+                    events_f = pipe.lrange(k.events(ten, task_id), 0, -1)
+                raw_meta, raw = await meta_f, await events_f
+            self._answered = trio.current_time()
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+        if raw_meta is None:
+            return []
+        meta = orjson.loads(raw_meta)
+        created = TaskEvent("created", int(meta["createdAt"]), {"by": meta.get("createdBy", "")})
+        return [created, *(ev for ev in map(parse_event, raw) if ev is not None)]
 
     async def artifact(self, tenant: str, task_id: str, name: str) -> bytes | None:
         """An inline artifact's content, by its stored name; None when there is none."""
@@ -459,7 +473,6 @@ class Transitions:
                 task.command,
                 k.wake,
                 task_id,
-                task.created_by,
             ],
         )
         if out[0] == 0:

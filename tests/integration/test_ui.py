@@ -366,3 +366,18 @@ async def test_queue_page_lists_each_state_with_cursor_paging(api: Api, browser:
     assert r.status_code == 400 and "state" in r.text
     r = await browser.http.get("/ui/queues/email?tenant=default&state=ready&cursor=zz")
     assert r.status_code == 400 and "cursor" in r.text
+
+
+async def test_a_task_without_recorded_events_gets_a_reconstructed_timeline(
+    api: Api, browser: Browser
+) -> None:
+    """A task written before the store kept events: its record, without a list."""
+    t = await api.create("email", {})
+    claimed = (await api.claim(commands=["email"])).json()
+    store = api.ctx.store
+    for k in store.keys.all():
+        await store.client.delete([k.events("default", t["id"])])
+    await browser.login(api.admin)
+    page = await browser.http.get(f"/ui/tasks/{t['id']}?tenant=default")
+    assert "Reconstructed from the task record" in page.text
+    assert f"attempt 1 by worker {claimed['workerId']}" in page.text

@@ -26,7 +26,8 @@ end
 -- Each task keeps a list of its last EVENTS_MAX events (key <tag>:ev:<ten>:<id>, beside
 -- the task hash <tag>:task and so in its slot), appended by the script that makes the
 -- transition, in the same atomic step. An event is a short JSON array, kind and time
--- first (codeqd/domain/events.py reads them). The key is built here from the task
+-- first (codeqd/domain/events.py reads them). The list starts with a task's first
+-- claim (or cancel): 'created' is in the task record, so a pending task costs no list. The key is built here from the task
 -- hash's name because a claim learns its tasks' ids only as it pops them.
 local EVENTS_MAX = 50
 local function events_key(task_key, field)

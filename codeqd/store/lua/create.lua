@@ -3,7 +3,7 @@
 -- KEYS: 1 task, 2 payload, 3 seq, 4 ready(queue), 5 delayed, 6 counts, 7 queues, 8 tenant cmds,
 --       9 idem, 10 tenant's claimable index, 11 paused
 -- ARGV: 1 field, 2 meta, 3 payload, 4 now, 5 runAt, 6 priority, 7 idem ttl ms (0: none),
---       8 member, 9 qname, 10 command, 11 wake channel, 12 id, 13 creator (token sub)
+--       8 member, 9 qname, 10 command, 11 wake channel, 12 id
 local field = ARGV[1]
 if tonumber(ARGV[7]) > 0 then
   local existing = redis.call('GET', KEYS[9])
@@ -19,7 +19,6 @@ if tonumber(ARGV[7]) > 0 then
 end
 redis.call('HSET', KEYS[1], field, ARGV[2])
 redis.call('HSET', KEYS[2], field, ARGV[3])
-event(KEYS[1], field, {'created', tonumber(ARGV[4]), ARGV[13]})
 redis.call('SADD', KEYS[7], ARGV[9])
 redis.call('SADD', KEYS[8], ARGV[10])
 local now, run_at = tonumber(ARGV[4]), tonumber(ARGV[5])

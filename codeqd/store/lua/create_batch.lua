@@ -4,14 +4,14 @@
 -- KEYS: 1 task, 2 payload, 3 seq, 4 delayed, 5 counts, 6 queues, 7 tenant cmds,
 --       8 tenant's claimable index, 9 paused,
 --       10.. ready zsets and idempotency keys, referenced by index from the items
--- ARGV: 1 now, 2 wake channel, 3 tenant, then 10 per item:
+-- ARGV: 1 now, 2 wake channel, 3 tenant, then 9 per item:
 --       id, meta, payload, runAt, priority, idem ttl ms (0: none), command,
---       ready key index, idem key index (0: none), creator (token sub)
+--       ready key index, idem key index (0: none)
 -- Returns one entry per item: {1} created, or {0, meta, payload} of the task the
 -- idempotency key already names.
 local now, ten = tonumber(ARGV[1]), ARGV[3]
 local out, woken, readies = {}, {}, {}
-for i = 4, #ARGV, 10 do
+for i = 4, #ARGV, 9 do
   local id, cmd = ARGV[i], ARGV[i + 6]
   local field = ten .. '|' .. id
   local idem_ttl, idem_key = tonumber(ARGV[i + 5]), KEYS[tonumber(ARGV[i + 8])]
@@ -31,7 +31,6 @@ for i = 4, #ARGV, 10 do
     local qname = ten .. '|' .. cmd
     redis.call('HSET', KEYS[1], field, ARGV[i + 1])
     redis.call('HSET', KEYS[2], field, ARGV[i + 2])
-    event(KEYS[1], field, {'created', now, ARGV[i + 9]})
     redis.call('SADD', KEYS[6], qname)
     redis.call('SADD', KEYS[7], cmd)
     local run_at = tonumber(ARGV[i + 3])

@@ -38,6 +38,9 @@ async def test_lifecycle_writes_the_exact_event_list(store: Store) -> None:
     t0 = now_ms() + 1_000  # after the tasks' runAt (now, when new() parses them)
     meta, _, _ = await store.create("t", new(webhook="https://example.com/hook"), now=t0)
     tid = meta["id"]
+    # A pending task has no list: its created event is in its record.
+    assert not await events_key_exists(store, "t", tid)
+    assert rows(await store.task_events("t", tid)) == [("created", t0, "alice")]
     (c1,) = await store.claim("t", "w1", ["c"], 30, now=t0 + 10)
     for i in range(3):
         await store.heartbeat("t", tid, "w1", c1.meta["leaseId"], 30, now=t0 + 20 + 10 * i)
@@ -98,10 +101,11 @@ async def test_the_list_keeps_the_last_fifty_and_heartbeats_stay_one_event(store
             await store.heartbeat("t", tid, "w", c.meta["leaseId"], 30)
         await store.abandon("t", tid, "w", c.meta["leaseId"])
     events = await store.task_events("t", tid)
-    assert len(events) == EVENTS_MAX
+    assert len(events) == 1 + EVENTS_MAX  # created (from the record), then the last 50
     assert [e.kind for e in events[-3:]] == ["claimed", "heartbeat", "abandoned"]
     assert events[-2].fields["count"] == 5
-    assert events[0].kind != "created"  # the oldest were dropped
+    assert events[0].kind == "created" and events[0].fields["by"] == "alice"
+    assert events[1].kind == "heartbeat"  # 90 recorded, the oldest 40 dropped
 
 
 async def test_the_list_is_deleted_with_the_task(store: Store) -> None:
