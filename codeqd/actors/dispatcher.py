@@ -222,7 +222,7 @@ class Dispatcher:
     ) -> None:
         now = now_ms()
         if attempt.ok:
-            await self.outbox.settle(entry, "delivered", now_ms=now)
+            await self.outbox.settle(entry, "delivered", now_ms=now, http_status=attempt.status)
             DELIVERIES.labels("result", command, "success").inc()
             log.info(
                 "webhook.delivered",
@@ -231,7 +231,9 @@ class Dispatcher:
                 **fields,
             )
         elif entry.attempt >= cfg.max_attempts:
-            await self.outbox.settle(entry, "failed", now_ms=now, error=attempt.error)
+            await self.outbox.settle(
+                entry, "failed", now_ms=now, error=attempt.error, http_status=attempt.status
+            )
             DELIVERIES.labels("result", command, "failure").inc()
             log.warning(
                 "webhook.failed",
@@ -248,6 +250,7 @@ class Dispatcher:
                 now_ms=now,
                 retry_at_ms=now + int(delay * 1000),
                 error=attempt.error,
+                http_status=attempt.status,
             )
             DELIVERIES.labels("result", command, "retry").inc()
             log.info(

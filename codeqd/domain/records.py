@@ -25,6 +25,10 @@ def new_meta(task_id: str, tenant: str, task: NewTask, now: int) -> Meta:
         "createdAt": now,
         "updatedAt": now,
     }
+    if task.created_by:
+        # The task's ``created`` event (codeqd.domain.events): kept in the record, not in
+        # an event list, so that a pending task costs no list key until its first claim.
+        meta["createdBy"] = task.created_by
     if task.webhook:
         meta["webhook"] = task.webhook
     if task.idempotency_key is not None:

@@ -250,6 +250,8 @@ class NewTask:
     #: W3C trace context of the create request (``codeqd.domain.tracecontext``).
     trace_parent: str | None = None
     trace_state: str | None = None
+    #: The ``sub`` of the token that created it (the task's ``created`` event).
+    created_by: str = ""
 
 
 def parse_new_task(
@@ -259,9 +261,11 @@ def parse_new_task(
     default_max_attempts: int,
     max_depth: int,
     trace: tuple[str | None, str | None] = (None, None),
+    created_by: str = "",
 ) -> NewTask:
     """Validate a create body (SPEC §2); raises ValidationError naming the field.
-    ``trace`` is the request's checked ``(traceparent, tracestate)``."""
+    ``trace`` is the request's checked ``(traceparent, tracestate)``; ``created_by`` the
+    creating token's ``sub``."""
     body = require_object(body)
     command = check_command(body.get("command"), "command") if "command" in body else None
     if command is None:
@@ -298,6 +302,7 @@ def parse_new_task(
         idempotency_key=get_str(body, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LEN),
         trace_parent=trace[0],
         trace_state=trace[1] if trace[0] else None,
+        created_by=created_by,
     )
 
 

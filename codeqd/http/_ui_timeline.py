@@ -1,10 +1,10 @@
 """A task's timeline for the dashboard, behind one function: ``task_timeline``.
 
-Today the store keeps no event list per task, so the timeline is *reconstructed* from
-what the task record holds (created, the latest claim, the last error, the result, the
-callback's progress, cancel); intermediate claims, heartbeats and earlier nacks are
-not known. When the store keeps a bounded event list per task (issue 18), this
-function reads it instead and its callers do not change.
+The store keeps each task's last 50 events, written by the scripts in the same atomic
+step as each transition (``Store.task_events``); the timeline renders them. A task
+written before the store kept events has none: its timeline is then *reconstructed*
+from what the task record holds (created, the latest claim, the last error, the
+result, the callback's progress, cancel), and the page says so.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from codeqd.domain.events import EVENTS_MAX, TaskEvent
 from codeqd.domain.task import rfc3339
 from codeqd.store import Meta, Store
 
@@ -27,18 +28,90 @@ class TimelineEvent:
 class Timeline:
     events: list[TimelineEvent]
     reconstructed: bool  # True: derived from the task record, not a recorded history
+    #: True: the task has more events than the store keeps; the oldest were dropped.
+    truncated: bool = False
 
 
 def _at(ms: Any) -> str | None:
     return rfc3339(ms) if isinstance(ms, int | float) and ms > 0 else None
 
 
+_RETRIES = {
+    "nacked": "nacked",
+    "abandoned": "abandoned",
+    "released": "released (claim not delivered)",
+    "expired": "lease expired",
+}
+
+
+def _retry_detail(ev: TaskEvent) -> str:
+    f = ev.fields
+    text = _RETRIES[ev.kind]
+    if f.get("worker"):
+        text += f" (worker {f['worker']}, lease {f.get('leaseId') or '?'})"
+    if f.get("reason") and ev.kind in ("nacked", "abandoned"):
+        text += f": {f['reason']}"
+    delay = f.get("delayMs")
+    if delay == -1:
+        return text + "; attempts exhausted"
+    if isinstance(delay, int) and delay > 0:
+        return text + f"; claimable again at {_at(ev.at + delay)}"
+    return text + "; claimable again now"
+
+
+def _recorded(ev: TaskEvent) -> list[TimelineEvent]:
+    """One recorded event as the page shows it (a retry that dead-lettered is two)."""
+    f, at = ev.fields, _at(ev.at)
+    if ev.kind == "created":
+        return [TimelineEvent(at, "created", f"task created by {f.get('by') or '?'}")]
+    if ev.kind == "claimed":
+        who = f.get("worker") or "?"
+        detail = f"attempt {f.get('attempt')} by worker {who}, lease {f.get('leaseId')}"
+        return [TimelineEvent(at, "claimed", detail)]
+    if ev.kind == "heartbeat":
+        n = f.get("count", 1)
+        detail = f"{n} heartbeat(s), the last at {_at(f.get('lastAt'))}"
+        return [TimelineEvent(at, "heartbeat", detail)]
+    if ev.kind in _RETRIES:
+        out = [TimelineEvent(at, ev.kind, _retry_detail(ev))]
+        if ev.dead_lettered:
+            out.append(TimelineEvent(at, "dead_lettered", "dead-lettered: MAX_ATTEMPTS"))
+        return out
+    if ev.kind == "result":
+        detail = f"worker reported {f.get('status')}"
+        if f.get("error"):
+            detail += f": {f['error']}"
+        return [TimelineEvent(at, "result", detail)]
+    if ev.kind in ("cancelled", "replayed"):
+        return [TimelineEvent(at, ev.kind, f"{ev.kind} by {f.get('by') or '?'}")]
+    if ev.kind == "promoted":
+        return [TimelineEvent(at, "promoted", "delay over: ready to claim")]
+    if ev.kind == "callback":
+        status = f.get("httpStatus") or "no response"
+        detail = f"callback attempt {f.get('attempt')}: HTTP {status}, {f.get('outcome')}"
+        if f.get("error"):
+            detail += f": {f['error']}"
+        return [TimelineEvent(at, "callback", detail)]
+    return [TimelineEvent(at, ev.kind, "")]
+
+
 async def task_timeline(
     store: Store, tenant: str, meta: Meta, result: dict[str, Any] | None
 ) -> Timeline:
-    """The task's events, oldest first. ``store`` and ``tenant`` are where the recorded
-    event list will be read from; unused while the timeline is reconstructed."""
-    del store, tenant
+    """The task's events, oldest first: the recorded ones, or (a task written before
+    the store kept events) those its record implies."""
+    recorded = await store.task_events(tenant, str(meta.get("id", "")))
+    # Only ``created`` (from the record) while the record says more happened: a task
+    # written before the store kept events.
+    legacy = len(recorded) <= 1 and (meta.get("attempts") or meta.get("status") != "PENDING")
+    if not recorded or legacy:
+        return reconstruct(meta, result)
+    events = [t for ev in recorded for t in _recorded(ev)]
+    return Timeline(events, reconstructed=False, truncated=len(recorded) > EVENTS_MAX)
+
+
+def reconstruct(meta: Meta, result: dict[str, Any] | None) -> Timeline:
+    """The timeline a task record implies (no recorded events)."""
     events = [TimelineEvent(_at(meta.get("createdAt")), "created", "task created")]
     attempts = int(meta.get("attempts") or 0)
     status = meta.get("status")

@@ -89,7 +89,7 @@ def _dlq_selection(body: dict[str, object]) -> tuple[list[str] | None, int]:
 async def dlq_replay(principal: Principal, command: str) -> Response:
     ids, limit = _dlq_selection(require_object(await json_body()))
     replayed, missing = await app_context().store.dlq_replay(
-        principal.tenant, check_command(command), ids, limit
+        principal.tenant, check_command(command), ids, limit, by=principal.sub
     )
     return json_response({"replayed": len(replayed), "ids": replayed, "notFound": missing})
 

@@ -61,6 +61,7 @@ async def create_tasks(principal: Principal) -> Response:
                     default_max_attempts=ctx.config.tasks.default_max_attempts,
                     max_depth=ctx.config.limits.max_payload_depth,
                     trace=trace,
+                    created_by=principal.sub,
                 )
             )
         except CodeqError as e:

@@ -36,6 +36,7 @@ async def create_task(principal: Principal) -> Response:
         default_max_attempts=ctx.config.tasks.default_max_attempts,
         max_depth=ctx.config.limits.max_payload_depth,
         trace=trace_context(request.headers),
+        created_by=principal.sub,
     )
     meta, payload, _created = await ctx.store.create(principal.tenant, task)
     return json_response(task_to_wire(meta, payload), 202)
@@ -100,6 +101,6 @@ async def _wait_for_result(
 @requires("producer")
 async def cancel_task(principal: Principal, task_id: str) -> Response:
     ctx = app_context()
-    meta = await ctx.store.cancel(principal.tenant, task_id)
+    meta = await ctx.store.cancel(principal.tenant, task_id, by=principal.sub)
     _, payload = await ctx.store.get(principal.tenant, task_id)
     return json_response(task_to_wire(meta, payload))

@@ -30,7 +30,13 @@ from codeqd.domain.errors import (
     Unauthorized,
     ValidationError,
 )
-from codeqd.domain.task import check_command, rfc3339, synthesized_result, task_to_wire
+from codeqd.domain.task import (
+    MAX_IDEMPOTENCY_KEY_LEN,
+    check_command,
+    rfc3339,
+    synthesized_result,
+    task_to_wire,
+)
 from codeqd.http._request import PREFIX, app_context
 from codeqd.http._ui_session import (
     COOKIE,
@@ -40,6 +46,7 @@ from codeqd.http._ui_session import (
     read_dev_login_ticket,
 )
 from codeqd.http._ui_timeline import task_timeline
+from codeqd.store import QUEUE_STATES
 
 log = structlog.get_logger("codeqd.ui")
 
@@ -294,18 +301,28 @@ async def queue(session: Session, command: str) -> Response:
     store = app_context().store
     tenant = _required_tenant(session, request.args.get("tenant"))
     check_command(command)
-    raw = request.args.get("cursor", "0") or "0"
-    if not raw.isdigit() or len(raw) > 18:
-        raise ValidationError("cursor", "expected a non-negative integer")
-    cursor = int(raw)
     stats = await store.queue_stats(tenant, command)
-    dead, next_cursor = await store.dlq_page(tenant, command, PAGE_SIZE, cursor)
+    # One tab per state; without one, the DLQ when it holds tasks (what needs an
+    # operator), else the ready tasks.
+    state = request.args.get("state") or ("dlq" if stats.dlq else "ready")
+    if state not in QUEUE_STATES:
+        raise ValidationError("state", f"expected one of {', '.join(QUEUE_STATES)}")
+    cursor = request.args.get("cursor", "")
+    items, next_cursor = await store.queue_page(tenant, command, state, cursor, PAGE_SIZE)
+    rows = [
+        task_to_wire(i.meta, None)
+        | {"payloadText": _short(i.payload), "scoreAt": _score_at(state, i.score)}
+        for i in items
+    ]
     return await _render(
         "ui/queue.html",
         tenant=tenant,
         command=command,
         stats=stats,
-        dead=[task_to_wire(meta, None) | {"payloadText": _short(p)} for meta, p in dead],
+        state=state,
+        states=_STATE_TABS,
+        rows=rows,
+        dead=rows if state == "dlq" else [],
         cursor=cursor,
         next_cursor=next_cursor,
     )
@@ -332,6 +349,20 @@ async def workers(session: Session) -> Response:
     )
 
 
+#: (state, tab label, the stats field that counts it)
+_STATE_TABS = (
+    ("ready", "Ready", "ready"),
+    ("delayed", "Delayed", "delayed"),
+    ("in_progress", "In progress", "in_progress"),
+    ("dlq", "DLQ", "dlq"),
+)
+
+
+def _score_at(state: str, score: float) -> str | None:
+    """The time a row's index score is, for the states whose score is one."""
+    return rfc3339(int(score)) if state in ("delayed", "in_progress", "dlq") else None
+
+
 def _short(payload: str, limit: int = 120) -> str:
     return payload if len(payload) <= limit else payload[: limit - 1] + "…"
 
@@ -348,11 +379,18 @@ def _pretty(raw: str | bytes | None) -> str:
 @bp.get("/tasks")
 @page
 async def find_task(session: Session) -> Response:
-    """The search box: a task id → its page."""
+    """The search box: a task id, or a task's idempotency key (while the key's window
+    lasts, ``tasks.idempotency_ttl``) → the task's page."""
     tenant = _required_tenant(session, request.args.get("tenant"))
-    task_id = (request.args.get("id") or "").strip()
-    if not task_id:
-        raise ValidationError("id", "enter a task id")
+    wanted = (request.args.get("id") or "").strip()
+    if not wanted:
+        raise ValidationError("id", "enter a task id or an idempotency key")
+    if len(wanted) > MAX_IDEMPOTENCY_KEY_LEN:
+        raise ValidationError("id", f"at most {MAX_IDEMPOTENCY_KEY_LEN} characters")
+    store = app_context().store
+    task_id = await store.find_by_idempotency_key(tenant, wanted)
+    if task_id is None:
+        task_id = wanted  # a task id (the task page says when there is no such task)
     return redirect(url_for("ui.task", task_id=task_id, tenant=tenant), 303)  # type: ignore[return-value]
 
 
@@ -446,12 +484,12 @@ async def dlq_replay(session: Session, form: MultiDict[str, str], command: str) 
     if form.get("all") == "1":
         total = 0
         while total < REPLAY_ALL_MAX:
-            done, _ = await store.dlq_replay(tenant, command, None, _REPLAY_STEP)
+            done, _ = await store.dlq_replay(tenant, command, None, _REPLAY_STEP, by=session.sub)
             total += len(done)
             if not done:
                 break
     elif ids:
-        done, _ = await store.dlq_replay(tenant, command, ids, len(ids))
+        done, _ = await store.dlq_replay(tenant, command, ids, len(ids), by=session.sub)
         total = len(done)
     else:
         return _back("ui.queue", tenant, "nothing", command=command)
@@ -506,6 +544,6 @@ async def dlq_purge(session: Session, form: MultiDict[str, str], command: str) -
 @action
 async def cancel(session: Session, form: MultiDict[str, str], task_id: str) -> Response:
     tenant = _required_tenant(session, form.get("tenant"))
-    await app_context().store.cancel(tenant, task_id)
+    await app_context().store.cancel(tenant, task_id, by=session.sub)
     log.info("ui.cancel", sub=session.sub, tenant=tenant, task_id=task_id)
     return _back("ui.task", tenant, "cancelled", task_id=task_id)

@@ -24,13 +24,22 @@ from codeqd.store._hints import (
 )
 from codeqd.store._outbox import Outbox, OutboxEntry, Outcome
 from codeqd.store._ratelimit import Decision
-from codeqd.store._store import ClaimedTask, Meta, QueueStats, now_ms
+from codeqd.store._store import (
+    QUEUE_STATES,
+    ClaimedTask,
+    Meta,
+    QueueItem,
+    QueueState,
+    QueueStats,
+    now_ms,
+)
 from codeqd.store._streams import StreamRegistry
 from codeqd.store._subscriptions import Subscriptions, is_subscription_id, new_subscription_id
 from codeqd.store._wakeups import HUB_HINTS, WakeHub
 
 __all__ = [
     "HUB_HINTS",
+    "QUEUE_STATES",
     "ClaimedTask",
     "Created",
     "Decision",
@@ -40,6 +49,8 @@ __all__ = [
     "Outbox",
     "OutboxEntry",
     "Outcome",
+    "QueueItem",
+    "QueueState",
     "QueueStats",
     "QueueWork",
     "Report",

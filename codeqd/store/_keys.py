@@ -24,6 +24,11 @@ one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
     T:q:ten:cmd:ready  zset id by (9 - priority) * 1e14 + seq
     T:q:ten:cmd:dlq    zset id by dead-letter time
     T:idem:ten:key     string -> task id, expires after the idempotency window
+    T:ev:ten:id        list   the task's last 50 events (short JSON arrays), appended by
+                       each script that changes the task, in the same step; deleted with
+                       the task. The scripts build this name from T:task (``events_key``
+                       in lua/_lib.lua): a claim learns its tasks' ids only as it pops
+                       them, and the key shares the tag, so the slot, of T:task
 
 Pub/sub channels (no hash tag: a cluster broadcasts PUBLISH to every node):
 ``<prefix>:wake:<shard>`` carries ``N:ten|cmd`` when N tasks of a queue became
@@ -144,6 +149,10 @@ class ShardKeys:
 
     def dlq(self, ten: str, cmd: str) -> str:
         return f"{self.tag}:q:{ten}:{cmd}:dlq"
+
+    def events(self, ten: str, task_id: str) -> str:
+        """The task's event list (the same name ``events_key`` builds in lua/_lib.lua)."""
+        return f"{self.tag}:ev:{ten}:{task_id}"
 
     def idem(self, ten: str, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:40]

@@ -90,8 +90,10 @@ class Outbox:
         now_ms: int,
         retry_at_ms: int = 0,
         error: str = "",
+        http_status: int | None = None,
     ) -> bool:
-        """Record the attempt's outcome; False when a later attempt superseded it."""
+        """Record the attempt's outcome (and its HTTP status, None: no response, in the
+        task's ``callback`` event); False when a later attempt superseded it."""
         k = self.store.keys.shard(entry.shard)
         ten, _, task_id = split_member(entry.member)
         res = await self.store.run_script(
@@ -105,6 +107,7 @@ class Outbox:
                 error[:1000],
                 field(ten, task_id),
                 now_ms,
+                http_status or 0,
             ],
         )
         return res == "OK"  # type: ignore[no-any-return]

@@ -29,7 +29,9 @@ from codeqd.domain.errors import (
     CodeqError,
     StoreUnavailable,
     TaskNotFound,
+    ValidationError,
 )
+from codeqd.domain.events import TaskEvent, parse_event
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.records import new_meta, result_doc
 from codeqd.domain.states import refusal_error
@@ -62,6 +64,35 @@ def now_ms() -> int:
 class ClaimedTask:
     meta: Meta
     payload: str
+
+
+#: The states a queue's tasks are listed by (``Transitions.queue_page``).
+QueueState = Literal["ready", "delayed", "in_progress", "dlq"]
+QUEUE_STATES: tuple[QueueState, ...] = ("ready", "delayed", "in_progress", "dlq")
+#: Entries of a shard-wide index (delayed, leases) one page call looks at, at most.
+SCAN_BUDGET = 5000
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A task of a queue page, with its index score: the claim-order score (ready),
+    runAt (delayed), the lease's expiry (in progress) or the dead-letter time (dlq)."""
+
+    meta: Meta
+    payload: str
+    score: float
+
+
+def parse_page_cursor(cursor: str, shards: int) -> tuple[int, int] | None:
+    """``shard.rank`` (``''``: the first page) as numbers; None when malformed."""
+    if not cursor:
+        return 0, 0
+    shard, dot, rank = cursor.partition(".")
+    if not (dot and shard.isdigit() and rank.isdigit() and len(cursor) <= 24):
+        return None
+    if int(shard) >= shards:
+        return None
+    return int(shard), int(rank)
 
 
 @dataclass(frozen=True)
@@ -328,6 +359,44 @@ class Transitions:
         if meta_raw is None:
             raise TaskNotFound(task_id)
         return orjson.loads(meta_raw), payload or "{}", result
+
+    async def find_by_idempotency_key(self, tenant: str, key: str) -> str | None:
+        """The id of the tenant's task created with idempotency ``key``, or None. The
+        key is known for as long as it de-duplicates (``tasks.idempotency_ttl``), and only
+        while its task exists."""
+        ten = escape_tenant(tenant)
+        k = self.keys.shard(self.idempotency_shard(ten, key))
+        task_id: str | None = await self.command(self.client.get, k.idem(ten, key))
+        if task_id is None or not is_task_id(task_id):
+            return None
+        if not await self.command(self.client.hexists, k.task, field(ten, task_id)):
+            return None
+        return task_id
+
+    async def task_events(self, tenant: str, task_id: str) -> list[TaskEvent]:
+        """The task's events, oldest first: ``created`` (from the task record, which
+        holds it so that a task costs no list until its first claim), then the last
+        ``EVENTS_MAX`` recorded ones. An empty list for an unknown task; only
+        ``created`` for a task written before the store kept events (no ``createdBy``:
+        ``by`` is then '')."""
+        if not is_task_id(task_id):
+            return []
+        k = self.keys.shard(shard_of(task_id, self.shards))
+        ten = escape_tenant(tenant)
+        try:
+            with trio.fail_after(self._timeout):
+                async with self.client.pipeline(transaction=False) as pipe:
+                    meta_f = pipe.hget(k.task, field(ten, task_id))
+                    events_f = pipe.lrange(k.events(ten, task_id), 0, -1)
+                raw_meta, raw = await meta_f, await events_f
+            self._answered = trio.current_time()
+        except _UNAVAILABLE as e:
+            raise self._unavailable(e) from e
+        if raw_meta is None:
+            return []
+        meta = orjson.loads(raw_meta)
+        created = TaskEvent("created", int(meta["createdAt"]), {"by": meta.get("createdBy", "")})
+        return [created, *(ev for ev in map(parse_event, raw) if ev is not None)]
 
     async def artifact(self, tenant: str, task_id: str, name: str) -> bytes | None:
         """An inline artifact's content, by its stored name; None when there is none."""
@@ -741,7 +810,11 @@ class Transitions:
         if out[0] != "REQUEUED":
             raise refusal_error(out[0], task_id, out[1:])
 
-    async def cancel(self, tenant: str, task_id: str, *, now: int | None = None) -> Meta:
+    async def cancel(
+        self, tenant: str, task_id: str, *, now: int | None = None, by: str = ""
+    ) -> Meta:
+        """Cancel a task that is not terminal; ``by`` (a token's ``sub``) goes in its
+        ``cancelled`` event."""
         s, ten, meta = await self._lookup(tenant, task_id)
         k = self.keys.shard(s)
         cmd = meta["command"]
@@ -765,6 +838,7 @@ class Transitions:
                 now_ms() if now is None else now,
                 task_id,
                 self.keys.done_channel,
+                by,
             ],
         )
         if out[0] != "OK":
@@ -937,27 +1011,81 @@ class Transitions:
     async def dlq_page(
         self, tenant: str, command: str, limit: int, cursor: int
     ) -> tuple[list[tuple[Meta, str]], int | None]:
-        """Dead tasks oldest first; ``cursor`` is an offset across shards in order."""
+        """Dead tasks oldest first; ``cursor`` is an offset across shards in order (the
+        admin API's cursor; the dashboard pages with ``queue_page``)."""
         ten = escape_tenant(tenant)
         items: list[tuple[Meta, str]] = []
         offset = cursor
-        for k in self.keys.all():
+        for s, k in enumerate(self.keys.all()):
             size = await self.command(self.client.zcard, k.dlq(ten, command))
             if offset >= size:
                 offset -= size
                 continue
-            ids = await self.command(
-                self.client.zrange, k.dlq(ten, command), offset, offset + limit - len(items) - 1
+            page, _ = await self._index_page(
+                s, ten, command, "dlq", offset, limit - len(items), SCAN_BUDGET
             )
             offset = 0
-            for tid in ids:
-                try:
-                    items.append(await self.get(tenant, tid))
-                except TaskNotFound:
-                    continue
+            items.extend((i.meta, i.payload) for i in page)
             if len(items) >= limit:
                 return items, cursor + limit
         return items, None
+
+    async def queue_page(
+        self, tenant: str, command: str, state: QueueState, cursor: str, limit: int
+    ) -> tuple[list[QueueItem], str | None]:
+        """A page of the queue's tasks in ``state``, in its index's order: ready in claim
+        order (shard by shard), delayed by runAt, in progress by lease expiry, dlq by
+        dead-letter time (each within a shard; shards one after the other). ``cursor``
+        is ``''`` or a page's next cursor (``shard.rank``); ``ValidationError`` when it
+        is malformed. Never loads a whole queue: ready and dlq are per-queue indexes read
+        by rank; delayed and in progress come from shard-wide indexes walked at most
+        ``SCAN_BUDGET`` entries per call, so a page can come back short, with a cursor.
+        Returns the page and the next cursor (None after the last page)."""
+        at = parse_page_cursor(cursor, self.shards)
+        if at is None:
+            raise ValidationError("cursor", "expected a cursor given by the previous page")
+        s, rank = at
+        ten = escape_tenant(tenant)
+        items: list[QueueItem] = []
+        while s < self.shards and len(items) < limit:
+            page, nxt = await self._index_page(
+                s, ten, command, state, rank, limit - len(items), SCAN_BUDGET
+            )
+            items.extend(page)
+            if nxt < 0:
+                s, rank = s + 1, 0
+            elif len(items) < limit:  # the scan budget ran out: a short page
+                return items, f"{s}.{nxt}"
+            else:
+                rank = nxt
+        return items, (f"{s}.{rank}" if s < self.shards else None)
+
+    async def _index_page(
+        self, s: int, ten: str, command: str, state: QueueState, rank: int, limit: int, budget: int
+    ) -> tuple[list[QueueItem], int]:
+        """One ``index_page`` call on shard ``s`` and the tasks it names; the next rank
+        (-1: the shard's index is done)."""
+        k = self.keys.shard(s)
+        prefix = f"{ten}|{command}|"
+        index, prefix = {
+            "ready": (k.ready(ten, command), ""),
+            "dlq": (k.dlq(ten, command), ""),
+            "delayed": (k.delayed, prefix),
+            "in_progress": (k.leases, prefix),
+        }[state]
+        out = await self.run_script("index_page", [index], [prefix, rank, limit, budget])
+        ids, scores = out[1::2], out[2::2]
+        if not ids:
+            return [], int(out[0])
+        fields = [field(ten, tid) for tid in ids]
+        metas = await self.command(self.client.hmget, k.task, fields)
+        payloads = await self.command(self.client.hmget, k.payload, fields)
+        items = [
+            QueueItem(orjson.loads(m), p or "{}", float(sc))
+            for m, p, sc in zip(metas, payloads, scores, strict=True)
+            if m is not None
+        ]
+        return items, int(out[0])
 
     async def _dlq_select(
         self, ten: str, command: str, ids: list[str] | None, limit: int
@@ -991,8 +1119,10 @@ class Transitions:
         limit: int,
         *,
         now: int | None = None,
+        by: str = "",
     ) -> tuple[list[str], list[str]]:
-        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found)."""
+        """Replay chosen ids, or the oldest ``limit``; returns (replayed, not_found).
+        ``by`` (a token's ``sub``) goes in each task's ``replayed`` event."""
         ten = escape_tenant(tenant)
         by_shard, missing = await self._dlq_select(ten, command, ids, limit)
         replayed: list[str] = []
@@ -1014,6 +1144,7 @@ class Transitions:
                     qname(ten, command),
                     k.wake,
                     command,
+                    by,
                     *shard_ids,
                 ],
             )

@@ -193,7 +193,8 @@ async def test_task_page_shows_record_and_timeline_and_cancel_works(
     assert "&lt;b&gt;x&lt;/b&gt;" in page.text and "<b>x</b>" not in page.text  # escaped
     assert 'data-kind="created"' in page.text and 'data-kind="claimed"' in page.text
     assert f"by worker {claimed['workerId']}" in page.text
-    assert 'data-kind="retry"' in page.text and "smtp down" in page.text
+    assert 'data-kind="nacked"' in page.text and "smtp down" in page.text
+    assert "Reconstructed" not in page.text  # the recorded events
     csrf = await browser.csrf(f"/ui/tasks/{t['id']}?tenant=default")
     r = await browser.http.post(
         f"/ui/tasks/{t['id']}/cancel", data={"tenant": "default", "csrf": csrf}
@@ -381,3 +382,65 @@ async def test_a_stream_record_whose_daemon_died_expires(api: Api) -> None:
     assert [s["id"] for s in live] == ["live0001"]
     await registry.delete("default", "live0001")
     assert await registry.live("default") == ([], 0)
+
+
+async def test_search_finds_a_task_by_id_or_by_idempotency_key(api: Api, browser: Browser) -> None:
+    t = await api.create("email", {}, idempotencyKey="order-42/confirm")
+    await browser.login(api.admin)
+    for wanted in (t["id"], "order-42/confirm", "  order-42/confirm "):
+        r = await browser.http.get("/ui/tasks", params={"tenant": "default", "id": wanted})
+        assert r.status_code == 303, wanted
+        assert r.headers["location"].startswith(f"/ui/tasks/{t['id']}?"), wanted
+    # A tenant admin searches only their own tenant (the store keys by tenant too).
+    r = await browser.http.get("/ui/tasks", params={"tenant": "other", "id": "order-42/confirm"})
+    assert r.status_code == 403
+    r = await browser.http.get("/ui/tasks", params={"tenant": "default", "id": "no-such-key"})
+    page = await browser.http.get(r.headers["location"])
+    assert page.status_code == 404
+    r = await browser.http.get("/ui/tasks", params={"tenant": "default", "id": "k" * 300})
+    assert r.status_code == 400 and "id" in r.text
+
+
+async def test_store_finds_by_idempotency_key_while_the_task_exists(api: Api) -> None:
+    store = api.ctx.store
+    t = await api.create("email", {}, idempotencyKey="k-1")
+    assert await store.find_by_idempotency_key("default", "k-1") == t["id"]
+    assert await store.find_by_idempotency_key("other", "k-1") is None
+    assert await store.find_by_idempotency_key("default", "k-2") is None
+
+
+async def test_queue_page_lists_each_state_with_cursor_paging(api: Api, browser: Browser) -> None:
+    ready = [(await api.create("email", {"n": i}))["id"] for i in range(3)]
+    delayed = await api.create("email", {}, delaySeconds=600)
+    claimed = (await api.claim(commands=["email"])).json()
+    await browser.login(api.admin)
+    page = await browser.http.get("/ui/queues/email?tenant=default")  # no DLQ: ready
+    assert page.status_code == 200 and 'aria-current="page">Ready (2)' in page.text
+    for tid in ready[1:]:
+        assert f'href="/ui/tasks/{tid}?tenant=default"' in page.text
+    page = await browser.http.get("/ui/queues/email?tenant=default&state=delayed")
+    assert 'data-state="delayed"' in page.text and delayed["id"] in page.text
+    assert ready[1] not in page.text
+    page = await browser.http.get("/ui/queues/email?tenant=default&state=in_progress")
+    assert claimed["id"] in page.text and claimed["workerId"] in page.text
+    page = await browser.http.get("/ui/queues/email?tenant=default&state=dlq")
+    assert "The dead-letter queue is empty" in page.text
+    r = await browser.http.get("/ui/queues/email?tenant=default&state=nope")
+    assert r.status_code == 400 and "state" in r.text
+    r = await browser.http.get("/ui/queues/email?tenant=default&state=ready&cursor=zz")
+    assert r.status_code == 400 and "cursor" in r.text
+
+
+async def test_a_task_without_recorded_events_gets_a_reconstructed_timeline(
+    api: Api, browser: Browser
+) -> None:
+    """A task written before the store kept events: its record, without a list."""
+    t = await api.create("email", {})
+    claimed = (await api.claim(commands=["email"])).json()
+    store = api.ctx.store
+    for k in store.keys.all():
+        await store.client.delete([k.events("default", t["id"])])
+    await browser.login(api.admin)
+    page = await browser.http.get(f"/ui/tasks/{t['id']}?tenant=default")
+    assert "Reconstructed from the task record" in page.text
+    assert f"attempt 1 by worker {claimed['workerId']}" in page.text

@@ -22,3 +22,35 @@ local function reindex(idx, ready, paused, qname, cmd)
     redis.call('ZREM', idx, cmd)
   end
 end
+
+-- Each task keeps a list of its last EVENTS_MAX events (key <tag>:ev:<ten>:<id>, beside
+-- the task hash <tag>:task and so in its slot), appended by the script that makes the
+-- transition, in the same atomic step. An event is a short JSON array, kind and time
+-- first (codeqd/domain/events.py reads them). The list starts with a task's first
+-- claim (or cancel): 'created' is in the task record, so a pending task costs no list. The key is built here from the task
+-- hash's name because a claim learns its tasks' ids only as it pops them.
+local EVENTS_MAX = 50
+local function events_key(task_key, field)
+  local bar = string.find(field, '|', 1, true)
+  return string.sub(task_key, 1, -5) .. 'ev:' .. string.sub(field, 1, bar - 1) .. ':'
+    .. string.sub(field, bar + 1)
+end
+
+local function event(task_key, field, ev)
+  local key = events_key(task_key, field)
+  if redis.call('RPUSH', key, cjson.encode(ev)) > EVENTS_MAX then
+    redis.call('LTRIM', key, -EVENTS_MAX, -1)
+  end
+end
+
+-- Consecutive heartbeats are one event, updated in place: first, last time and count.
+local function heartbeat_event(task_key, field, now)
+  local key = events_key(task_key, field)
+  local last = redis.call('LINDEX', key, -1)
+  if last and string.sub(last, 1, 13) == '["heartbeat",' then
+    local ev = cjson.decode(last)
+    redis.call('LSET', key, -1, cjson.encode({'heartbeat', ev[2], now, ev[4] + 1}))
+  else
+    event(task_key, field, {'heartbeat', now, now, 1})
+  end
+end

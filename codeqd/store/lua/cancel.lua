@@ -2,7 +2,7 @@
 -- cancel: a producer or admin stops a task that is not yet terminal.
 -- KEYS: 1 task, 2 leases, 3 delayed, 4 counts, 5 ready(queue), 6 done, 7 outbox,
 --       8 tenant's claimable index, 9 paused
--- ARGV: 1 field, 2 member, 3 qname, 4 now, 5 id, 6 done channel
+-- ARGV: 1 field, 2 member, 3 qname, 4 now, 5 id, 6 done channel, 7 by (token sub)
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'NOT_FOUND'} end
 local meta = cjson.decode(raw)
@@ -24,6 +24,7 @@ meta.status = 'CANCELLED'
 meta.updatedAt = now
 raw = cjson.encode(meta)
 redis.call('HSET', KEYS[1], ARGV[1], raw)
+event(KEYS[1], ARGV[1], {'cancelled', now, ARGV[7] or ''})
 redis.call('ZADD', KEYS[6], now, ARGV[2])
 if meta.webhook then redis.call('ZADD', KEYS[7], now, ARGV[2]) end
 redis.call('PUBLISH', ARGV[6], ARGV[1])

@@ -78,6 +78,7 @@ while n < max and pops < budget and #heap > 0 do
       meta.error = nil
       raw = cjson.encode(meta)
       redis.call('HSET', KEYS[1], field, raw)
+      event(KEYS[1], field, {'claimed', now, ARGV[3], meta.leaseId, meta.attempts})
       redis.call('ZADD', KEYS[3], now + lease_ms, ten .. '|' .. cmd .. '|' .. id)
       redis.call('HINCRBY', KEYS[5], ten .. '|' .. cmd .. '|inprog', 1)
       n = n + 1

@@ -1,3 +1,4 @@
+--@lib
 -- cleanup: delete terminal tasks (and their payloads, results and inline artifacts)
 -- finished before a time.
 -- KEYS: 1 task, 2 payload, 3 result, 4 done, 5 artifacts
@@ -19,6 +20,7 @@ for i = 2, #ARGV do
     redis.call('HDEL', KEYS[1], field)
     redis.call('HDEL', KEYS[2], field)
     redis.call('HDEL', KEYS[3], field)
+    redis.call('DEL', events_key(KEYS[1], field))
     redis.call('ZREM', KEYS[4], member)
     deleted = deleted + 1
   end

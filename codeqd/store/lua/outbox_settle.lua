@@ -1,10 +1,11 @@
+--@lib
 -- outbox_settle: record the outcome of one callback attempt, if it is still the latest
 -- attempt (a sender whose lease expired and whose entry was claimed again is ignored).
 -- delivered/failed remove the entry; retry makes it due again at a later time. The task's
 -- webhookStatus, webhookAttempts and webhookError follow.
 -- KEYS: 1 outbox, 2 outbox attempts, 3 task
 -- ARGV: 1 member, 2 attempt, 3 outcome (delivered|retry|failed), 4 retry at ms, 5 error,
---       6 field, 7 now
+--       6 field, 7 now, 8 HTTP status of the attempt (0: no response)
 local member = ARGV[1]
 if tonumber(redis.call('HGET', KEYS[2], member) or '0') ~= tonumber(ARGV[2]) then
   return 'STALE'
@@ -27,5 +28,7 @@ if raw then
   meta.webhookUpdatedAt = tonumber(ARGV[7])
   if ARGV[5] ~= '' then meta.webhookError = ARGV[5] else meta.webhookError = nil end
   redis.call('HSET', KEYS[3], ARGV[6], cjson.encode(meta))
+  event(KEYS[3], ARGV[6], {'callback', tonumber(ARGV[7]), tonumber(ARGV[2]), tonumber(ARGV[8]) or 0,
+                           status, ARGV[5]})
 end
 return 'OK'

@@ -20,6 +20,7 @@ for i = 3, #ARGV do
       local meta = cjson.decode(raw)
       if meta.status == 'PENDING' then
         local seq = redis.call('INCR', KEYS[4])
+        event(KEYS[1], ten .. '|' .. id, {'promoted', now})
         redis.call('ZADD', KEYS[4 + 2 * j], (9 - (meta.priority or 0)) * 1e14 + seq, id)
         woken[qname] = (woken[qname] or 0) + 1
         readies[qname] = {KEYS[4 + 2 * j], KEYS[5 + 2 * j], cmd}

@@ -1,3 +1,4 @@
+--@lib
 -- purge: delete dead-lettered tasks of one queue for good (task, payload, result).
 -- KEYS: 1 task, 2 payload, 3 result, 4 dlq(queue)
 -- ARGV: 1 tenant, 2.. ids
@@ -10,6 +11,7 @@ for i = 2, #ARGV do
     redis.call('HDEL', KEYS[1], field)
     redis.call('HDEL', KEYS[2], field)
     redis.call('HDEL', KEYS[3], field)
+    redis.call('DEL', events_key(KEYS[1], field))
     purged[#purged + 1] = id
   else
     missing[#missing + 1] = id

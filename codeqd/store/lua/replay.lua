@@ -1,10 +1,10 @@
 --@lib
 -- replay: move dead-lettered tasks of one queue back to ready with fresh attempts.
 -- KEYS: 1 task, 2 dlq(queue), 3 ready(queue), 4 seq, 5 tenant's claimable index, 6 paused
--- ARGV: 1 now, 2 tenant, 3 qname, 4 wake channel, 5 command, 6.. ids
+-- ARGV: 1 now, 2 tenant, 3 qname, 4 wake channel, 5 command, 6 by (token sub), 7.. ids
 local now, ten = tonumber(ARGV[1]), ARGV[2]
 local replayed, missing = {}, {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local id = ARGV[i]
   local raw = redis.call('HGET', KEYS[1], ten .. '|' .. id)
   if redis.call('ZREM', KEYS[2], id) == 1 and raw then
@@ -15,6 +15,7 @@ for i = 6, #ARGV do
     meta.runAt = now
     meta.updatedAt = now
     redis.call('HSET', KEYS[1], ten .. '|' .. id, cjson.encode(meta))
+    event(KEYS[1], ten .. '|' .. id, {'replayed', now, ARGV[6]})
     local seq = redis.call('INCR', KEYS[4])
     redis.call('ZADD', KEYS[3], (9 - (meta.priority or 0)) * 1e14 + seq, id)
     replayed[#replayed + 1] = id

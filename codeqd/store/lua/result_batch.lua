@@ -41,6 +41,7 @@ while i <= #ARGV do
       end
       raw = cjson.encode(meta)
       redis.call('HSET', KEYS[1], field, raw)
+      event(KEYS[1], field, {'result', now, ARGV[i + 2], ARGV[i + 4]})
       redis.call('HSET', KEYS[2], field, ARGV[i + 3])
       redis.call('ZREM', KEYS[3], member)
       redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -1)

@@ -25,6 +25,13 @@ else
 end
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|inprog', -1)
+local kinds = {nack = 'nacked', abandon = 'abandoned', release = 'released', expire = 'expired'}
+-- The event: kind, time, the worker that held the lease, its lease, the reason, then the
+-- delay before the task is claimable again (ms; -1: dead-lettered).
+local function retry_event(delay_ms)
+  event(KEYS[1], ARGV[1], {kinds[mode], now, meta.workerId or '', meta.leaseId or '', ARGV[9],
+                           delay_ms})
+end
 meta.updatedAt = now
 if ARGV[9] ~= '' then meta.error = ARGV[9] end
 if mode == 'release' then meta.attempts = math.max(0, (meta.attempts or 1) - 1) end
@@ -32,6 +39,7 @@ if mode ~= 'abandon' and mode ~= 'release' and (meta.attempts or 0) >= (meta.max
   meta.status = 'FAILED'
   meta.error = 'MAX_ATTEMPTS'
   meta.deadLettered = true
+  retry_event(-1)
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))
   redis.call('ZADD', KEYS[6], now, ARGV[12])
   if meta.webhook then redis.call('ZADD', KEYS[8], now, ARGV[2]) end
@@ -40,6 +48,7 @@ if mode ~= 'abandon' and mode ~= 'release' and (meta.attempts or 0) >= (meta.max
 end
 meta.status = 'PENDING'
 local delay = tonumber(ARGV[8])
+retry_event(delay)
 if delay > 0 then
   meta.runAt = now + delay
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))

@@ -1,14 +1,12 @@
-"""The dashboard's timeline, reconstructed from a task record (until the store keeps a
-per-task event list): what each state of the record says happened."""
+"""The dashboard's timeline of a task written before the store kept events,
+reconstructed from its record: what each state of the record says happened."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from codeqd.http._ui_timeline import task_timeline
-from codeqd.store import Store
+from codeqd.http._ui_timeline import reconstruct
 
-NO_STORE = cast(Store, None)  # unused while the timeline is reconstructed
 T0 = 1_700_000_000_000
 
 
@@ -17,7 +15,7 @@ def _meta(**kw: Any) -> dict[str, Any]:
 
 
 async def _kinds(meta: dict[str, Any], result: dict[str, Any] | None = None) -> list[str]:
-    timeline = await task_timeline(NO_STORE, "default", meta, result)
+    timeline = reconstruct(meta, result)
     assert timeline.reconstructed
     return [e.kind for e in timeline.events]
 
@@ -28,7 +26,7 @@ async def test_new_task_is_only_created() -> None:
 
 async def test_retried_task_shows_its_last_claim_and_the_reason() -> None:
     meta = _meta(attempts=2, workerId="w1", claimedAt=T0 + 5, error="smtp down", runAt=T0 + 9)
-    timeline = await task_timeline(NO_STORE, "default", meta, None)
+    timeline = reconstruct(meta, None)
     assert [e.kind for e in timeline.events] == ["created", "claimed", "retry"]
     assert "attempt 2 by worker w1" in timeline.events[1].detail
     assert "1 earlier claim(s) not recorded" in timeline.events[1].detail

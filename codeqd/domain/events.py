@@ -1,0 +1,65 @@
+"""A task's recorded events (the store's bounded per-task list, issue 18).
+
+The store's scripts append each event, in the same atomic step as the transition, as a
+short JSON array: its kind, its time (ms since the epoch), then the fields of that kind,
+in the order ``FIELDS`` gives. ``parse_event`` turns one into a ``TaskEvent``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+#: Per kind, the names of the fields after (kind, time), as ``lua/*.lua`` write them.
+FIELDS: dict[str, tuple[str, ...]] = {
+    # The creating token's sub. Not in the list: the task record holds it
+    # (``createdBy``, ``createdAt``) and ``Store.task_events`` puts it first.
+    "created": ("by",),
+    "promoted": (),  # a delayed task became ready
+    "claimed": ("worker", "leaseId", "attempt"),
+    # Consecutive heartbeats are one event, updated in place.
+    "heartbeat": ("lastAt", "count"),
+    # nack, abandon, release (a claim that never reached its worker) and lease expiry:
+    # the lease holder, its lease, the reason, and the delay before the task can be
+    # claimed again (ms; -1: dead-lettered).
+    "nacked": ("worker", "leaseId", "reason", "delayMs"),
+    "abandoned": ("worker", "leaseId", "reason", "delayMs"),
+    "released": ("worker", "leaseId", "reason", "delayMs"),
+    "expired": ("worker", "leaseId", "reason", "delayMs"),
+    "result": ("status", "error"),
+    "cancelled": ("by",),
+    "replayed": ("by",),
+    # One result-callback attempt: its number, the HTTP status (0: no response), the
+    # callback's status after it (DELIVERED, RETRYING, FAILED) and the error.
+    "callback": ("attempt", "httpStatus", "outcome", "error"),
+}
+#: How many events a task keeps (the oldest are dropped): ``EVENTS_MAX`` in _lib.lua.
+EVENTS_MAX = 50
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    kind: str
+    at: int  # ms since the epoch
+    fields: dict[str, Any]
+
+    @property
+    def dead_lettered(self) -> bool:
+        return self.fields.get("delayMs") == -1
+
+
+def parse_event(raw: str | bytes) -> TaskEvent | None:
+    """One stored event; None for one this version cannot read (skipped, not fatal)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, list) or len(doc) < 2 or not isinstance(doc[0], str):
+        return None
+    kind, at = doc[0], doc[1]
+    if not isinstance(at, int | float):
+        return None
+    names = FIELDS.get(kind, ())
+    return TaskEvent(kind, int(at), dict(zip(names, doc[2:], strict=False)))

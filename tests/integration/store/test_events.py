@@ -1,0 +1,156 @@
+"""Each task's event list (issue 18): written by the scripts in the same atomic step as
+each transition, summarised heartbeats, capped at the last 50, deleted with the task."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from codeqd.domain.events import EVENTS_MAX
+from codeqd.domain.task import NewTask, parse_new_task
+from codeqd.store import Store
+from codeqd.store._keys import escape_tenant
+from codeqd.store._store import now_ms
+
+
+def new(command: str = "c", **fields: Any) -> NewTask:
+    return parse_new_task(
+        {"command": command, "payload": {"v": 1}, **fields},
+        now_ms=now_ms(),
+        default_max_attempts=3,
+        max_depth=32,
+        created_by="alice",
+    )
+
+
+def rows(events: list[Any]) -> list[tuple[Any, ...]]:
+    return [(e.kind, e.at, *e.fields.values()) for e in events]
+
+
+async def events_key_exists(store: Store, tenant: str, task_id: str) -> bool:
+    for k in store.keys.all():
+        if await store.client.exists([k.events(escape_tenant(tenant), task_id)]):
+            return True
+    return False
+
+
+async def test_lifecycle_writes_the_exact_event_list(store: Store) -> None:
+    t0 = now_ms() + 1_000  # after the tasks' runAt (now, when new() parses them)
+    meta, _, _ = await store.create("t", new(webhook="https://example.com/hook"), now=t0)
+    tid = meta["id"]
+    # A pending task has no list: its created event is in its record.
+    assert not await events_key_exists(store, "t", tid)
+    assert rows(await store.task_events("t", tid)) == [("created", t0, "alice")]
+    (c1,) = await store.claim("t", "w1", ["c"], 30, now=t0 + 10)
+    for i in range(3):
+        await store.heartbeat("t", tid, "w1", c1.meta["leaseId"], 30, now=t0 + 20 + 10 * i)
+    assert await store.nack("t", tid, "w1", c1.meta["leaseId"], 0, "smtp down", now=t0 + 50) == (
+        "requeued",
+        0,
+    )
+    (c2,) = await store.claim("t", "w2", ["c"], 30, now=t0 + 60)
+    await store.report("t", tid, "w2", c2.meta["leaseId"], "FAILED", None, "boom", [], now=t0 + 70)
+    entries, _ = await store.outbox.claim(t0 + 80, 10_000, 10)
+    (entry,) = [e for e in entries if e.task_id == tid]
+    assert await store.outbox.settle(
+        entry, "retry", now_ms=t0 + 90, retry_at_ms=t0 + 95, error="HTTP 503", http_status=503
+    )
+    (entry,) = [e for e in (await store.outbox.claim(t0 + 100, 10_000, 10))[0]]
+    assert await store.outbox.settle(entry, "delivered", now_ms=t0 + 110, http_status=200)
+
+    assert rows(await store.task_events("t", tid)) == [
+        ("created", t0, "alice"),
+        ("claimed", t0 + 10, "w1", c1.meta["leaseId"], 1),
+        ("heartbeat", t0 + 20, t0 + 40, 3),
+        ("nacked", t0 + 50, "w1", c1.meta["leaseId"], "smtp down", 0),
+        ("claimed", t0 + 60, "w2", c2.meta["leaseId"], 2),
+        ("result", t0 + 70, "FAILED", "boom"),
+        ("callback", t0 + 90, 1, 503, "RETRYING", "HTTP 503"),
+        ("callback", t0 + 110, 2, 200, "DELIVERED", ""),
+    ]
+    assert await store.task_events("other-tenant", tid) == []
+
+
+async def test_expiry_dead_letter_replay_cancel_and_promote(store: Store) -> None:
+    t0 = now_ms() + 1_000  # after the tasks' runAt (now, when new() parses them)
+    meta, _, _ = await store.create("t", new(maxAttempts=1), now=t0)
+    tid = meta["id"]
+    (c1,) = await store.claim("t", "w1", ["c"], 1, now=t0)
+    assert await store.reap_expired(t0 + 5_000) == 1
+    replayed, _ = await store.dlq_replay("t", "c", [tid], 1, now=t0 + 6_000, by="admin-1")
+    assert replayed == [tid]
+    await store.cancel("t", tid, now=t0 + 7_000, by="prod-1")
+    assert rows(await store.task_events("t", tid)) == [
+        ("created", t0, "alice"),
+        ("claimed", t0, "w1", c1.meta["leaseId"], 1),
+        ("expired", t0 + 5_000, "w1", c1.meta["leaseId"], "LEASE_EXPIRED", -1),
+        ("replayed", t0 + 6_000, "admin-1"),
+        ("cancelled", t0 + 7_000, "prod-1"),
+    ]
+    late, _, _ = await store.create("t", new(delaySeconds=60), now=t0)
+    assert await store.promote_due(t0 + 61_000 + 10_000) >= 1
+    assert [e.kind for e in await store.task_events("t", late["id"])] == ["created", "promoted"]
+
+
+async def test_the_list_keeps_the_last_fifty_and_heartbeats_stay_one_event(store: Store) -> None:
+    meta, _, _ = await store.create("t", new())
+    tid = meta["id"]
+    for _ in range(30):  # claim + abandon: 2 events a round, attempts given back
+        (c,) = await store.claim("t", "w", ["c"], 30)
+        for _ in range(5):
+            await store.heartbeat("t", tid, "w", c.meta["leaseId"], 30)
+        await store.abandon("t", tid, "w", c.meta["leaseId"])
+    events = await store.task_events("t", tid)
+    assert len(events) == 1 + EVENTS_MAX  # created (from the record), then the last 50
+    assert [e.kind for e in events[-3:]] == ["claimed", "heartbeat", "abandoned"]
+    assert events[-2].fields["count"] == 5
+    assert events[0].kind == "created" and events[0].fields["by"] == "alice"
+    assert events[1].kind == "heartbeat"  # 90 recorded, the oldest 40 dropped
+
+
+async def test_the_list_is_deleted_with_the_task(store: Store) -> None:
+    t0 = now_ms() + 1_000  # after the tasks' runAt (now, when new() parses them)
+    done, _, _ = await store.create("t", new(), now=t0)
+    (c,) = await store.claim("t", "w", ["c"], 30, now=t0)
+    await store.report("t", done["id"], "w", c.meta["leaseId"], "COMPLETED", {}, None, [], now=t0)
+    dead, _, _ = await store.create("t", new(maxAttempts=1), now=t0)
+    (c,) = await store.claim("t", "w", ["c"], 30, now=t0)
+    await store.nack("t", dead["id"], "w", c.meta["leaseId"], 0, "x", now=t0)
+    assert await events_key_exists(store, "t", done["id"])
+    assert await events_key_exists(store, "t", dead["id"])
+    assert await store.cleanup(t0 + 1, 100) == 1
+    assert not await events_key_exists(store, "t", done["id"])
+    purged, _ = await store.dlq_purge("t", "c", [dead["id"]], 1)
+    assert purged == [dead["id"]]
+    assert not await events_key_exists(store, "t", dead["id"])
+
+
+async def test_a_batch_create_records_each_creator(store: Store) -> None:
+    tasks = [new(), dataclasses.replace(new(), created_by="bob")]
+    created = await store.create_batch("t", tasks)
+    by = [(await store.task_events("t", m["id"]))[0].fields["by"] for m, _, _ in created]
+    assert by == ["alice", "bob"]
+
+
+async def test_the_event_is_written_inside_the_transitions_script(
+    store: Store, store_kind: str
+) -> None:
+    """No extra round trip: a claim is one EVALSHA, and the RPUSH it does is the
+    script's own (Redis counts commands a script calls in commandstats)."""
+    if store_kind != "redis":
+        return  # KVRocks' commandstats do not count a script's inner calls
+    await store.create("t", new())
+    before = await store.client.info("commandstats")
+    await store.claim("t", "w", ["c"], 30)
+    after = await store.client.info("commandstats")
+
+    def calls(info: dict[str, Any], cmd: str) -> int:
+        return int(info.get(f"cmdstat_{cmd}", {}).get("calls", 0))
+
+    diff = {
+        k.removeprefix("cmdstat_"): calls(after, k.removeprefix("cmdstat_"))
+        - calls(before, k.removeprefix("cmdstat_"))
+        for k in after
+    }
+    assert diff["evalsha"] == 1 and diff["rpush"] == 1
+    assert diff.get("lrange", 0) == 0
