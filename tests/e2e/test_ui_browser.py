@@ -193,6 +193,12 @@ def test_operator_flow_in_a_browser(daemon: Daemon, page: Page) -> None:
         == 404
     )
 
+    # Workers: no stream open here, so the page says so; checked for accessibility.
+    page.get_by_role("link", name="Workers").click()
+    expect(page.get_by_role("heading", name="Workers")).to_be_visible()
+    expect(page.locator("table.streams")).to_contain_text("No worker stream is open.")
+    assert not _axe(page), "workers"
+
 
 def test_live_counts_update_without_reload(daemon: Daemon, browser: Browser) -> None:
     daemon.stop()

@@ -361,11 +361,17 @@ async def test_workers_page_shows_open_streams_what_they_hold_and_subscriptions(
         assert f'href="/ui/tasks/{task["id"]}?tenant=default"' in holding[0]
         assert f'data-subscription="{sub_id}"' in text
         assert "hooks.example.com" in text
-        # The idle stream closed: its record is gone at once, not at its expiry.
-        text = await _workers_page(browser)
-        assert len(re.findall(r'<tr data-stream="', text)) == 1
-    text = await _workers_page(browser)
-    assert "No worker stream is open." in text
+        # The idle stream closed: its record goes as the daemon ends the stream, not at
+        # its expiry (two ping periods, 80 s).
+        await _until_streams_listed(browser, 1)
+    await _until_streams_listed(browser, 0)
+    assert "No worker stream is open." in await _workers_page(browser)
+
+
+async def _until_streams_listed(browser: Browser, n: int) -> None:
+    with trio.fail_after(5):
+        while len(re.findall(r'<tr data-stream="', await _workers_page(browser))) != n:
+            await trio.sleep(0.05)  # a bounded poll: the daemon ends the stream after us
 
 
 async def test_a_stream_record_whose_daemon_died_expires(api: Api) -> None:
