@@ -360,11 +360,12 @@ class _Stream:
 
     async def _registrar(self) -> None:
         """Keep this stream's record in the store's registry: at once, then after a
-        change (at most every ``_RECORD_GAP`` seconds) and at least every
-        ``ping_interval``. Advisory: a store error only delays it; the record expires
-        by itself if this process dies (TTL: two ping periods)."""
-        interval = float(self.cfg.ping_interval)
-        ttl_ms = int(2 * (interval + float(self.cfg.ping_timeout)) * 1000)
+        change (at most every ``_RECORD_GAP`` seconds) and at least once a ping period
+        (``ping_interval + ping_timeout``, so an idle stream costs one write per ping).
+        Advisory: a store error only delays it; the record expires by itself if this
+        process dies (TTL: two ping periods)."""
+        interval = float(self.cfg.ping_interval) + float(self.cfg.ping_timeout)
+        ttl_ms = int(2 * interval * 1000)
         tenant = self.principal.tenant
         while True:
             self.touched = trio.Event()
