@@ -31,6 +31,7 @@ from codeqd.store._store import (
     QueueItem,
     QueueState,
     QueueStats,
+    Rates,
     now_ms,
 )
 from codeqd.store._streams import StreamRegistry
@@ -53,6 +54,7 @@ __all__ = [
     "QueueState",
     "QueueStats",
     "QueueWork",
+    "Rates",
     "Report",
     "Resync",
     "Store",

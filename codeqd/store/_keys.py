@@ -29,6 +29,12 @@ one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
                        the task. The scripts build this name from T:task (``events_key``
                        in lua/_lib.lua): a claim learns its tasks' ids only as it pops
                        them, and the key shares the tag, so the slot, of T:task
+    T:rate:ten:minute  hash   c, d, f, x -> tasks the tenant created, completed, failed
+                       (a FAILED result) and dead-lettered on the shard in that minute
+                       (ms // 60000, by the script's clock), counted by the scripts that
+                       make those transitions, in the same step; expires 2 hours after its
+                       first count. Built from T:task like T:ev (``rate_key`` in
+                       lua/_lib.lua); the dashboard's rates read the last hour's
 
 Pub/sub channels (no hash tag: a cluster broadcasts PUBLISH to every node):
 ``<prefix>:wake:<shard>`` carries ``N:ten|cmd`` when N tasks of a queue became
@@ -153,6 +159,10 @@ class ShardKeys:
     def events(self, ten: str, task_id: str) -> str:
         """The task's event list (the same name ``events_key`` builds in lua/_lib.lua)."""
         return f"{self.tag}:ev:{ten}:{task_id}"
+
+    def rate(self, ten: str, minute: int) -> str:
+        """The tenant's counts of one minute (``ms // 60000``; ``rate_key`` in lua/_lib.lua)."""
+        return f"{self.tag}:rate:{ten}:{minute}"
 
     def idem(self, ten: str, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:40]

@@ -105,6 +105,31 @@ class QueueStats:
     paused: bool
 
 
+#: Most minutes ``Transitions.rates`` reads (the counters live 2 hours).
+RATES_MAX_MINUTES = 120
+#: The series of ``Rates``, in the order the rate scripts give them (fields c, d, f, x).
+RATE_SERIES = ("created", "completed", "failed", "deadLettered")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """A tenant's transitions per minute, summed over shards: ``start`` is the first
+    minute (ms since the epoch), each series one count per minute, oldest first, the
+    last the current (partial) minute."""
+
+    start: int
+    created: list[int]
+    completed: list[int]
+    failed: list[int]
+    dead_lettered: list[int]
+
+    def totals(self) -> dict[str, int]:
+        return dict(zip(RATE_SERIES, (sum(s) for s in self.series()), strict=True))
+
+    def series(self) -> tuple[list[int], list[int], list[int], list[int]]:
+        return self.created, self.completed, self.failed, self.dead_lettered
+
+
 def count_reported(reported: list[tuple[Meta, str]], now: int) -> None:
     """Metrics of workers' results: (task metadata, status) of one report or a batch."""
     metrics.inc_each(metrics.TASK_COMPLETED, ((meta["command"], st) for meta, st in reported))
@@ -970,6 +995,30 @@ class Transitions:
             QueueStats(c, t[0], t[1], t[2], t[3], t[4] > 0)
             for c, t in zip(commands, totals, strict=True)
         ]
+
+    async def rates(self, tenant: str, minutes: int = 60, *, now: int | None = None) -> Rates:
+        """The tenant's created / completed / failed / dead-lettered tasks per minute over
+        the last ``minutes`` (1..120, the current minute last; zero-filled), from the
+        per-minute counters the transition scripts keep: one read-only script per shard
+        (``minutes`` HMGETs). ``now`` (ms; default the store's clock) is for tests."""
+        if not 1 <= minutes <= RATES_MAX_MINUTES:
+            raise ValidationError("minutes", f"expected 1..{RATES_MAX_MINUTES}")
+        ten = escape_tenant(tenant)
+        last: int | None = None
+        sums = [[0] * minutes for _ in RATE_SERIES]
+        for k in self.keys.all():
+            out = await self.run_script("rates", [k.task], [ten, now or 0, minutes])
+            # Every shard of one store answers the same minute; a cluster's nodes may
+            # straddle a minute boundary: align on the first shard's.
+            shift = 0 if last is None else int(out[0]) - last
+            last = int(out[0]) if last is None else last
+            for i in range(minutes):
+                j = i + shift
+                if 0 <= j < minutes:
+                    for f in range(4):
+                        sums[f][i] += int(out[1 + 4 * j + f])
+        assert last is not None
+        return Rates((last - minutes + 1) * 60_000, *sums)
 
     async def queue_stats(self, tenant: str, command: str) -> QueueStats:
         return (await self._stats(escape_tenant(tenant), [command]))[0]

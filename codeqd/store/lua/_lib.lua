@@ -54,3 +54,22 @@ local function heartbeat_event(task_key, field, now)
     event(task_key, field, {'heartbeat', now, now, 1})
   end
 end
+
+-- The dashboard's rates: per tenant, shard and minute, a small hash (key
+-- <tag>:rate:<ten>:<minute>, minute = ms // 60000) of how many tasks were created (c),
+-- completed (d), failed by a result (f) and dead-lettered (x), counted by the script that
+-- makes the transition, in the same step, by the script's clock. The key expires
+-- RATE_TTL seconds after its first count in the minute (set when a field is created), so a
+-- tenant costs at most ~120 small hashes per shard. Like events_key, the name is built from
+-- the task hash's (same tag, same slot): some scripts learn the tenant only as they go.
+local RATE_TTL = 7200
+local function rate_key(task_key, ten, now)
+  return string.sub(task_key, 1, -5) .. 'rate:' .. ten .. ':'
+    .. string.format('%d', math.floor(now / 60000))
+end
+
+local function rate(task_key, ten, now, f, n)
+  if n <= 0 then return end
+  local key = rate_key(task_key, ten, now)
+  if redis.call('HINCRBY', key, f, n) == n then redis.call('EXPIRE', key, RATE_TTL) end
+end

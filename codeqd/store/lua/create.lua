@@ -31,4 +31,5 @@ else
   reindex(KEYS[10], KEYS[4], KEYS[11], ARGV[9], ARGV[10])
   redis.call('PUBLISH', ARGV[11], '1:' .. ARGV[9])
 end
+rate(KEYS[1], string.match(field, '^[^|]*'), now, 'c', 1)
 return {1}

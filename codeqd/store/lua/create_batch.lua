@@ -10,7 +10,7 @@
 -- Returns one entry per item: {1} created, or {0, meta, payload} of the task the
 -- idempotency key already names.
 local now, ten = tonumber(ARGV[1]), ARGV[3]
-local out, woken, readies = {}, {}, {}
+local out, woken, readies, created = {}, {}, {}, 0
 for i = 4, #ARGV, 9 do
   local id, cmd = ARGV[i], ARGV[i + 6]
   local field = ten .. '|' .. id
@@ -44,9 +44,11 @@ for i = 4, #ARGV, 9 do
       woken[qname] = (woken[qname] or 0) + 1
       readies[qname] = {ready, cmd}
     end
+    created = created + 1
     out[#out + 1] = {1}
   end
 end
+rate(KEYS[1], ten, now, 'c', created)
 for qname, q in pairs(readies) do reindex(KEYS[8], q[1], KEYS[9], qname, q[2]) end
 for qname, n in pairs(woken) do redis.call('PUBLISH', ARGV[2], n .. ':' .. qname) end
 return out

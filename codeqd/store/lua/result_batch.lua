@@ -7,7 +7,7 @@
 --       (name, content) pairs
 -- Returns one entry per item: {'OK', meta} or the refusal result.lua would give.
 local now, ten, worker = clock(ARGV[1]), ARGV[3], ARGV[4]
-local out, done = {}, {}
+local out, done, completed, failed = {}, {}, 0, 0
 local i = 5
 while i <= #ARGV do
   local id, lease = ARGV[i], ARGV[i + 1]
@@ -47,11 +47,14 @@ while i <= #ARGV do
       redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -1)
       redis.call('ZADD', KEYS[4], now, member)
       if meta.webhook then redis.call('ZADD', KEYS[6], now, member) end
+      if ARGV[i + 2] == 'COMPLETED' then completed = completed + 1 else failed = failed + 1 end
       done[#done + 1] = field
       out[#out + 1] = {'OK', raw}
     end
   end
   i = i + 6 + 2 * inline
 end
+rate(KEYS[1], ten, now, 'd', completed)
+rate(KEYS[1], ten, now, 'f', failed)
 if #done > 0 then redis.call('PUBLISH', ARGV[2], table.concat(done, '\n')) end
 return out
