@@ -37,7 +37,7 @@ from codeqd.domain.task import (
     synthesized_result,
     task_to_wire,
 )
-from codeqd.http._request import PREFIX, app_context
+from codeqd.http._request import PREFIX, app_context, error_response, json_response
 from codeqd.http._ui_session import (
     COOKIE,
     Session,
@@ -46,7 +46,7 @@ from codeqd.http._ui_session import (
     read_dev_login_ticket,
 )
 from codeqd.http._ui_timeline import task_timeline
-from codeqd.store import QUEUE_STATES
+from codeqd.store import QUEUE_STATES, RATE_SERIES, RATES_MAX_MINUTES
 
 log = structlog.get_logger("codeqd.ui")
 
@@ -65,6 +65,8 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 PAGE_SIZE = 50
+#: The overview's rates: the last hour, per minute.
+RATES_MINUTES = 60
 #: "Replay all" replays at most this many per click, in store calls of _REPLAY_STEP.
 REPLAY_ALL_MAX = 100_000
 _REPLAY_STEP = 1000
@@ -190,6 +192,8 @@ async def _security_headers(response: Response) -> Response:
 
 @bp.errorhandler(CodeqError)
 async def _error(err: CodeqError) -> Response:
+    if g.get("ui_json"):
+        return error_response(err)
     if isinstance(err, Unauthorized):
         g.ui_session = None
     response = await _render("ui/error.html", err.status, error=err)
@@ -290,8 +294,41 @@ async def overview(session: Session) -> Response:
     if cursor:
         check_command(cursor, "cursor")
     queues, next_cursor = await store.list_queues(tenant, PAGE_SIZE, cursor)
+    rates = await store.rates(tenant, RATES_MINUTES)
     return await _render(
-        "ui/overview.html", tenant=tenant, queues=queues, next_cursor=next_cursor, cursor=cursor
+        "ui/overview.html",
+        tenant=tenant,
+        queues=queues,
+        next_cursor=next_cursor,
+        cursor=cursor,
+        totals=rates.totals(),
+    )
+
+
+@bp.get("/rates")
+async def rates() -> Response:
+    """The overview chart's data (JSON): the tenant's tasks created, completed, failed
+    (by a result) and dead-lettered per minute, the last ``minutes`` (default 60, at
+    most 120) up to the current one, oldest first (``startMs`` is the first minute's
+    start). Session only (no redirect: a JSON 401); the tenancy rules of the pages."""
+    g.ui_json = True
+    session = _session()
+    if session is None:
+        raise Unauthorized("not logged in to the dashboard", code="ui_login_required")
+    g.ui_session = session
+    tenant = _required_tenant(session, request.args.get("tenant"))
+    raw = request.args.get("minutes", str(RATES_MINUTES))
+    if not raw.isdigit() or not 1 <= int(raw) <= RATES_MAX_MINUTES:
+        raise ValidationError("minutes", f"expected an integer in 1..{RATES_MAX_MINUTES}")
+    found = await app_context().store.rates(tenant, int(raw))
+    return json_response(
+        {
+            "tenant": tenant,
+            "startMs": found.start,
+            "stepSeconds": 60,
+            **dict(zip(RATE_SERIES, found.series(), strict=True)),
+            "totals": found.totals(),
+        }
     )
 
 

@@ -26,6 +26,8 @@ from codeqd.store._outbox import Outbox, OutboxEntry, Outcome
 from codeqd.store._ratelimit import Decision
 from codeqd.store._store import (
     QUEUE_STATES,
+    RATE_SERIES,
+    RATES_MAX_MINUTES,
     ClaimedTask,
     Meta,
     QueueItem,
@@ -41,6 +43,8 @@ from codeqd.store._wakeups import HUB_HINTS, WakeHub
 __all__ = [
     "HUB_HINTS",
     "QUEUE_STATES",
+    "RATES_MAX_MINUTES",
+    "RATE_SERIES",
     "ClaimedTask",
     "Created",
     "Decision",

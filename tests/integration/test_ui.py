@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
 from codeqd import config as cfgmod
+from codeqd.store import RATE_SERIES
 from tests.integration.conftest import Api, make_config, start_api
 
 
@@ -450,3 +452,69 @@ async def test_a_task_without_recorded_events_gets_a_reconstructed_timeline(
     page = await browser.http.get(f"/ui/tasks/{t['id']}?tenant=default")
     assert "Reconstructed from the task record" in page.text
     assert f"attempt 1 by worker {claimed['workerId']}" in page.text
+
+
+async def test_rates_count_the_tenants_transitions_per_minute(api: Api, browser: Browser) -> None:
+    store = api.ctx.store
+    ids = [(await api.create("rated", {"i": i}, maxAttempts=1))["id"] for i in range(6)]
+    other = api.token("producer", sub="p2", tenant="other")
+    await api.call("POST", "/tasks", other, {"command": "theirs", "payload": {}})
+    leases = {}
+    for i in range(len(ids)):
+        # The last two with a 1-second lease, which the reaper will find expired.
+        claimed = (await api.claim(commands=["rated"], leaseSeconds=300 if i < 4 else 1)).json()
+        leases[claimed["id"]] = claimed.get("leaseId")
+    assert set(leases) == set(ids)
+    for tid, status in zip(ids[:3], ["COMPLETED", "COMPLETED", "FAILED"], strict=True):
+        body: dict[str, Any] = {"status": status, "leaseId": leases[tid]}
+        body |= {"result": {"ok": 1}} if status == "COMPLETED" else {"error": "boom"}
+        r = await api.call("POST", f"/tasks/{tid}/result", api.worker, body)
+        assert r.status_code == 200, r.text
+    r = await api.call("POST", f"/tasks/{ids[3]}/nack", api.worker, {"leaseId": leases[ids[3]]})
+    assert r.status_code == 200 and r.json()["status"] == "dlq", r.text
+    # The last two leases run out: the reaper dead-letters them (maxAttempts 1).
+    with trio.fail_after(10):
+        while (await store.queue_stats("default", "rated")).dlq < 3:
+            await store.reap_expired()
+            await trio.sleep(0.05)  # a bounded poll: the store's clock runs the lease out
+
+    await browser.login(api.admin)
+    r = await browser.http.get("/ui/rates?tenant=default")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    body = r.json()
+    totals = {"created": 6, "completed": 2, "failed": 1, "deadLettered": 3}
+    assert body["totals"] == totals and body["stepSeconds"] == 60
+    rates = await store.rates("default")
+    assert body["startMs"] == rates.start
+    for name, series in zip(RATE_SERIES, rates.series(), strict=True):
+        assert body[name] == series and len(series) == 60
+        # All in the last minute or two (the test may straddle a minute boundary).
+        assert sum(series[-2:]) == totals[name] and not any(series[:-2])
+    page = await browser.http.get("/ui/?tenant=default")
+    assert 'data-rates-url="/ui/rates?tenant=default"' in page.text
+    caption = "Last hour: 6 created, 2 completed,\n  1 failed, 3 dead-lettered."
+    assert caption in page.text
+    assert (await browser.http.get("/ui/rates")).json()["totals"] == totals  # its own tenant
+
+    # A tenant admin may not read another tenant's rates: a JSON 403.
+    r = await browser.http.get("/ui/rates?tenant=other")
+    assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+    r = await browser.http.get("/ui/rates?tenant=default&minutes=121")
+    assert r.status_code == 400 and "minutes" in r.text
+    # An admin of every tenant reads each tenant's own counts.
+    root = Browser(api)
+    try:
+        await root.login(api.token("admin", sub="root", tenant="*"))
+        r = await root.http.get("/ui/rates?tenant=other&minutes=5")
+        assert r.json()["totals"] == {"created": 1, "completed": 0, "failed": 0, "deadLettered": 0}
+        assert len(r.json()["created"]) == 5
+        assert (await root.http.get("/ui/rates")).status_code == 400  # pick a tenant
+    finally:
+        await root.http.aclose()
+    # Without a session: a JSON 401, not the login page.
+    anonymous = httpx.AsyncClient(base_url=api.base)
+    try:
+        r = await anonymous.get("/ui/rates?tenant=default")
+        assert r.status_code == 401 and r.json()["code"] == "ui_login_required"
+    finally:
+        await anonymous.aclose()
