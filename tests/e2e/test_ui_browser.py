@@ -130,6 +130,13 @@ def test_operator_flow_in_a_browser(daemon: Daemon, page: Page) -> None:
 
     _login(page, daemon.base, api.admin)
     expect(page.get_by_role("heading", name="Queues")).to_be_visible()
+    # The rates chart (uPlot, under the page's CSP: the fixture fails on a CSP report)
+    # and its caption, the last hour's totals: 8 created, 3 of them dead-lettered.
+    expect(page.locator("figure.rates [data-chart] canvas")).to_be_visible()
+    expect(page.locator("figure.rates .uplot .u-legend")).to_contain_text("Dead-lettered")
+    expect(page.locator("[data-rates-caption]")).to_have_text(
+        "Last hour: 8 created, 0 completed, 0 failed, 3 dead-lettered."
+    )
     assert not _axe(page), "overview"
     listed = api.call("GET", "/admin/queues", api.admin)
     for q in listed:
@@ -214,5 +221,11 @@ def test_live_counts_update_without_reload(daemon: Daemon, browser: Browser) -> 
         expect(ready).to_have_text("1")
         api.call("POST", "/tasks", api.producer, {"command": "live", "payload": {}})
         expect(ready).to_have_text("2", timeout=5000)  # swapped in by ui.js's polling
+        # The chart's data is polled too: its caption counts the new task.
+        caption = page.locator("[data-rates-caption]")
+        expect(caption).to_contain_text(" created,")
+        before = int(caption.inner_text().split()[2])
+        api.call("POST", "/tasks", api.producer, {"command": "live", "payload": {}})
+        expect(caption).to_contain_text(f"Last hour: {before + 1} created,", timeout=5000)
     finally:
         context.close()

@@ -52,6 +52,9 @@ const RATE_SERIES = [
   ["deadLettered", "Dead-lettered", "#8250df"],
 ];
 const CHART_HEIGHT = 180;
+// Counts are whole: the y axis' ticks step by 1, 2, 5, 10, 20, 50...
+const WHOLE_STEPS = [1, 2, 5].flatMap((m) => [1, 10, 100, 1e3, 1e4, 1e5, 1e6].map((e) => m * e))
+  .sort((a, b) => a - b);
 
 function ratesText(totals) {
   return (
@@ -81,7 +84,7 @@ function rates() {
           width: width(),
           height: CHART_HEIGHT,
           scales: { x: { time: true }, y: { range: (_, min, max) => [0, Math.max(1, max)] } },
-          axes: [{}, { label: "tasks / minute" }],
+          axes: [{}, { label: "tasks / minute", incrs: WHOLE_STEPS }],
           series: [
             { label: "Minute" },
             ...RATE_SERIES.map(([, label, stroke]) => ({ label, stroke, width: 2 })),
