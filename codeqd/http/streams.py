@@ -37,6 +37,7 @@ import contextlib
 import itertools
 import math
 import os
+import random
 import secrets
 import socket
 from typing import Any
@@ -94,6 +95,7 @@ _HAND_BACK_SECONDS = 5.0
 #: The registry record: task ids it lists at most, and the shortest gap between updates.
 _RECORD_HELD = 20
 _RECORD_GAP = 5.0
+_RECORD_FIRST = 1.0
 _PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 _REFUSAL_READ_SECONDS = 0.25
 
@@ -248,10 +250,13 @@ class _Stream:
                 await websocket.send(orjson.dumps(batch if len(batch) > 1 else msg).decode())
 
     async def _pinger(self) -> None:
+        """Ping every ``ping_interval + ping_timeout``; the first after a random
+        ``[0.5, 1.5]`` intervals, so that streams opened together (a fleet restart)
+        are not all pinged in the same second ever after."""
         interval = float(self.cfg.ping_interval)
         timeout = float(self.cfg.ping_timeout)
+        await trio.sleep(interval * random.uniform(0.5, 1.5))
         while True:
-            await trio.sleep(interval)
             sent = trio.current_time()
             with trio.move_on_after(timeout):
                 await self._send({"type": "ping"})
@@ -260,6 +265,7 @@ class _Stream:
                 log.info("streams.ping_timeout", sub=self.principal.sub)
                 self.finish(CLOSE_PING_TIMEOUT, "no answer to ping")
                 return
+            await trio.sleep(interval)
 
     # ------------------------------------------------------------------ worker -> server
 
@@ -359,21 +365,23 @@ class _Stream:
         }
 
     async def _registrar(self) -> None:
-        """Keep this stream's record in the store's registry: at once, then after a
-        change (at most every ``_RECORD_GAP`` seconds) and at least once a ping period
-        (``ping_interval + ping_timeout``, so an idle stream costs one write per ping).
-        Advisory: a store error only delays it; the record expires by itself if this
-        process dies (TTL: two ping periods)."""
-        interval = float(self.cfg.ping_interval) + float(self.cfg.ping_timeout)
+        """Keep this stream's record in the store's registry: once its first ``ready``
+        is in (or after a second), then after a change (at most every
+        ``_RECORD_GAP`` seconds) and at least every two ping periods (an idle stream
+        costs one write per 80 s by default). Advisory: a store error only delays it;
+        the record expires by itself two refresh periods after its process died."""
+        interval = 2 * (float(self.cfg.ping_interval) + float(self.cfg.ping_timeout))
         ttl_ms = int(2 * interval * 1000)
         tenant = self.principal.tenant
+        with trio.move_on_after(_RECORD_FIRST):
+            await self.touched.wait()
         while True:
             self.touched = trio.Event()
             try:
                 await self.ctx.store.streams.put(tenant, self.id, self.record(), ttl_ms)
             except Exception as err:  # the store is away: the next round tries again
                 log.debug("streams.record_failed", stream=self.id, error=repr(err))
-            await trio.sleep(min(_RECORD_GAP, interval))
+            await trio.sleep(_RECORD_GAP)
             with trio.move_on_after(max(0.0, interval - _RECORD_GAP)):
                 await self.touched.wait()
 
