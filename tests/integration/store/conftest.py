@@ -8,7 +8,25 @@ under ``CODEQD_REQUIRE_KVROCKS=1``, as in CI) and the summary says so.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+
+from codeqd.domain.task import NewTask, parse_new_task
+from codeqd.store import now_ms
+
+
+def new_task(
+    command: str = "c", *, created_by: str = "", max_attempts: int = 3, **fields: Any
+) -> NewTask:
+    """A task to create, as the create route would parse it (payload ``{"v": 1}``)."""
+    return parse_new_task(
+        {"command": command, "payload": {"v": 1}, **fields},
+        now_ms=now_ms(),
+        default_max_attempts=max_attempts,
+        max_depth=32,
+        created_by=created_by,
+    )
 
 
 @pytest.fixture(params=["redis", "kvrocks"])

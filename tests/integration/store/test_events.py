@@ -4,23 +4,16 @@ each transition, summarised heartbeats, capped at the last 50, deleted with the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from codeqd.domain.events import EVENTS_MAX
-from codeqd.domain.task import NewTask, parse_new_task
 from codeqd.store import Store
 from codeqd.store._keys import escape_tenant
 from codeqd.store._store import now_ms
+from tests.integration.store.conftest import new_task
 
-
-def new(command: str = "c", **fields: Any) -> NewTask:
-    return parse_new_task(
-        {"command": command, "payload": {"v": 1}, **fields},
-        now_ms=now_ms(),
-        default_max_attempts=3,
-        max_depth=32,
-        created_by="alice",
-    )
+new = functools.partial(new_task, created_by="alice")
 
 
 def rows(events: list[Any]) -> list[tuple[Any, ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -9,19 +10,12 @@ import pytest
 
 from codeqd.domain.errors import ValidationError
 from codeqd.domain.ids import shard_of
-from codeqd.domain.task import NewTask, parse_new_task
 from codeqd.store import Store, connect
 from codeqd.store._store import now_ms
 from tests.integration.conftest import make_config
+from tests.integration.store.conftest import new_task
 
-
-def new(command: str = "c", **fields: Any) -> NewTask:
-    return parse_new_task(
-        {"command": command, "payload": {"v": 1}, **fields},
-        now_ms=now_ms(),
-        default_max_attempts=1,
-        max_depth=32,
-    )
+new = functools.partial(new_task, max_attempts=1)
 
 
 async def all_pages(store: Store, state: Any, limit: int) -> list[str]:

@@ -4,25 +4,17 @@ sums them over shards, oldest minute first, zero-filled."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 import pytest
 
 from codeqd.domain.errors import ValidationError
-from codeqd.domain.task import NewTask, parse_new_task
 from codeqd.store import Report, Store
 from codeqd.store._keys import escape_tenant
 from codeqd.store._store import now_ms
+from tests.integration.store.conftest import new_task
 
-
-def new(command: str = "c", **fields: Any) -> NewTask:
-    return parse_new_task(
-        {"command": command, "payload": {"v": 1}, **fields},
-        now_ms=now_ms(),
-        default_max_attempts=3,
-        max_depth=32,
-        created_by="alice",
-    )
+new = functools.partial(new_task, created_by="alice")
 
 
 async def test_each_transition_is_counted_in_its_minute(store: Store) -> None:

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import pytest
 import trio
 
 from codeqd.config import BackoffConfig, Duration
 from codeqd.domain.errors import InvalidState, LeaseLost, TaskNotFound
-from codeqd.domain.task import NewTask, parse_new_task
 from codeqd.store import Store
 from codeqd.store._store import now_ms
+from tests.integration.store.conftest import new_task
 
-
-def new(command: str = "c", **fields: Any) -> NewTask:
-    return parse_new_task(
-        {"command": command, "payload": {"v": 1}, **fields},
-        now_ms=now_ms(),
-        default_max_attempts=3,
-        max_depth=32,
-    )
+new = new_task
 
 
 async def test_fifty_concurrent_claimers_each_task_claimed_once(store: Store) -> None:
