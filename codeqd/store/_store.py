@@ -39,6 +39,7 @@ from codeqd.domain.task import NewTask
 from codeqd.store._conn import TCP, UnsupportedServer, cluster_nodes, server_problem
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
+from codeqd.store._lean import NoScript, lean_for
 
 if TYPE_CHECKING:
     from codeqd.store._hints import Wakeups
@@ -179,6 +180,13 @@ class Transitions:
         self.server = "unknown"
         #: Whether it is KVRocks (scripts then run inside MULTI/EXEC); None: not asked yet.
         self.kvrocks: bool | None = None
+        #: Script calls on one node go through the lean client (``_lean``).
+        self.lean = lean_for(
+            getattr(client, "connection_pool", None),
+            url,
+            config.store.max_connections,
+            float(config.store.connect_timeout),
+        )
 
     # ------------------------------------------------------------ plumbing
 
@@ -203,7 +211,9 @@ class Transitions:
                 if self.kvrocks is None:
                     await self.identify()
                 script = self._script(name)
-                if self.kvrocks:
+                if self.lean is not None:
+                    out = await self._lean_call(script, list(keys), list(args))
+                elif self.kvrocks:
                     out = await self._in_multi(script, list(keys), list(args))
                 elif isinstance(self.client, coredis.RedisCluster):
                     out = await self._evalsha(script, list(keys), list(args))
@@ -215,6 +225,16 @@ class Transitions:
             raise self._unavailable(e) from e
         finally:
             metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
+
+    async def _lean_call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA through the lean client (inside MULTI/EXEC on KVRocks); on NOSCRIPT,
+        SCRIPT LOAD and again."""
+        assert self.lean is not None
+        try:
+            return await self.lean.evalsha(script.sha, keys, args, multi=bool(self.kvrocks))
+        except NoScript:
+            await self.load_script(script.script)
+            return await self.lean.evalsha(script.sha, keys, args, multi=bool(self.kvrocks))
 
     async def _in_multi(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """``MULTI; EVALSHA; EXEC`` in one round trip (SCRIPT LOAD and again on NOSCRIPT)."""
@@ -287,6 +307,8 @@ class Transitions:
             if silent > 2 * self._timeout:
                 log.warning("store.reconnecting", silent_seconds=round(silent, 1))
                 self.client.connection_pool.disconnect()
+                if self.lean is not None:
+                    self.lean.disconnect()
                 self._answered = trio.current_time()
         return StoreUnavailable(f"the task store is unavailable ({type(e).__name__})")
 
