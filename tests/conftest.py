@@ -436,13 +436,15 @@ class Daemon:
         return True
 
 
-@pytest.fixture
-def daemon_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """``daemon_factory(config_dict)`` → a started Daemon; all stopped at teardown."""
+def daemons(
+    tmp_path_factory: pytest.TempPathFactory, base: dict[str, Any] | None = None
+) -> Iterator[Any]:
+    """The body of a ``daemon_factory`` fixture: ``make(config_dict)`` → a started
+    Daemon whose config is ``base`` merged with ``config_dict``; all closed after."""
     made: list[Daemon] = []
 
     def make(config: dict[str, Any] | None = None, start: bool = True) -> Daemon:
-        d = Daemon(tmp_path_factory.mktemp("codeqd"), config)
+        d = Daemon(tmp_path_factory.mktemp("codeqd"), merge(base or {}, config or {}))
         made.append(d)
         if start:
             d.start()
@@ -451,6 +453,12 @@ def daemon_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield make
     for d in made:
         d.close()
+
+
+@pytest.fixture
+def daemon_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """``daemon_factory(config_dict)`` → a started Daemon; all stopped at teardown."""
+    yield from daemons(tmp_path_factory)
 
 
 @pytest.fixture

@@ -415,12 +415,13 @@ class _Stream:
     async def _apply(self, msg: dict[str, Any]) -> dict[str, Any]:
         kind, ref, task_id = msg["type"], _ref(msg), msg["id"]
         op, scope, ends = _OPS[kind]
+        ours = lease = self.unfinished.get(task_id)  # the lease it was pushed with
         try:
             if scope not in self.principal.scopes:
                 raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
-            ours = self.unfinished.get(task_id)
             given = parse_lease_id(msg.get("leaseId"))
-            lease = ours if given is None else given
+            if given is not None:
+                lease = given
             body = await op(self.ctx, self.principal, task_id, msg, lease)
         except (NotFound, Conflict) as err:
             if lease == ours:  # refused with the lease we pushed: the task is not ours now
@@ -472,8 +473,6 @@ class _Stream:
                 with hub.claim_waiter(self.principal.tenant, commands) as waiter:
                     async with hub.check(math.inf):
                         tasks = await self._claim(commands, free, shards)
-                    if tasks:
-                        self.touched.set()
                     for task in tasks:
                         self.unfinished[task.meta["id"]] = task.meta.get("leaseId")
                         self.lease_ends[task.meta["id"]] = trio.current_time() + self.lease_seconds
@@ -487,6 +486,7 @@ class _Stream:
                         except (trio.ClosedResourceError, trio.BrokenResourceError):
                             pass
                     if tasks:
+                        self.touched.set()
                         shards = None
                         continue  # look again at once: there may be more
                     with trio.move_on_at(hub.wait_until(math.inf, fallback)):

@@ -67,9 +67,10 @@ CSP = (
 PAGE_SIZE = 50
 #: The overview's rates: the last hour, per minute.
 RATES_MINUTES = 60
-#: "Replay all" replays at most this many per click, in store calls of _REPLAY_STEP.
+#: "Replay all" replays at most this many per click; replay and purge of the oldest
+#: dead tasks go in store calls of _DLQ_STEP.
 REPLAY_ALL_MAX = 100_000
-_REPLAY_STEP = 1000
+_DLQ_STEP = 1000
 #: Messages a redirect may ask a page to show, by code: never text from the request.
 MESSAGES = {
     "paused": "Queue paused: it accepts tasks but hands none out.",
@@ -503,6 +504,20 @@ async def resume(session: Session, form: MultiDict[str, str], command: str) -> R
     return _back("ui.queue", tenant, "resumed", command=command)
 
 
+async def _oldest_in_steps(
+    step: Callable[[int], Awaitable[tuple[list[Any], Any]]], most: int
+) -> int:
+    """Apply ``step(n)`` (replay or purge the ``n`` oldest dead tasks) up to ``most``
+    tasks in all, ``_DLQ_STEP`` per store call, until the DLQ runs dry; how many."""
+    total = 0
+    while total < most:
+        done, _ = await step(min(_DLQ_STEP, most - total))
+        total += len(done)
+        if not done:
+            break
+    return total
+
+
 def _ids(form: MultiDict[str, str]) -> list[str]:
     ids = form.getlist("id")
     if len(ids) > 10_000:
@@ -519,12 +534,9 @@ async def dlq_replay(session: Session, form: MultiDict[str, str], command: str) 
     check_command(command)
     ids = _ids(form)
     if form.get("all") == "1":
-        total = 0
-        while total < REPLAY_ALL_MAX:
-            done, _ = await store.dlq_replay(tenant, command, None, _REPLAY_STEP, by=session.sub)
-            total += len(done)
-            if not done:
-                break
+        total = await _oldest_in_steps(
+            lambda n: store.dlq_replay(tenant, command, None, n, by=session.sub), REPLAY_ALL_MAX
+        )
     elif ids:
         done, _ = await store.dlq_replay(tenant, command, ids, len(ids), by=session.sub)
         total = len(done)
@@ -567,12 +579,7 @@ async def dlq_purge(session: Session, form: MultiDict[str, str], command: str) -
         done, _ = await store.dlq_purge(tenant, command, ids, len(ids))
         total = len(done)
     else:
-        total = 0
-        while total < count:
-            done, _ = await store.dlq_purge(tenant, command, None, min(1000, count - total))
-            total += len(done)
-            if not done:
-                break
+        total = await _oldest_in_steps(lambda n: store.dlq_purge(tenant, command, None, n), count)
     log.info("ui.dlq_purge", sub=session.sub, tenant=tenant, command=command, purged=total)
     return _back("ui.queue", tenant, "purged", command=command)
 

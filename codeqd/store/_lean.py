@@ -121,15 +121,11 @@ class LeanScripts:
             (reply,) = await self._roundtrip(call, 1)
         else:
             ok, queued, done = await self._roundtrip(pack("MULTI") + call + pack("EXEC"), 3)
-            for r in (ok, queued):
+            for r in (ok, queued, done):
                 if isinstance(r, hiredis.ReplyError):
                     raise _error(r)
             if not isinstance(done, list) or len(done) != 1:
-                raise (
-                    _error(done)
-                    if isinstance(done, hiredis.ReplyError)
-                    else cx.ResponseError(f"unexpected EXEC reply {done!r}")
-                )
+                raise cx.ResponseError(f"unexpected EXEC reply {done!r}")
             reply = done[0]
         if isinstance(reply, hiredis.ReplyError):
             raise _error(reply)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, merge, need_kvrocks
+from tests.conftest import Daemon, daemons, need_kvrocks
 from tests.e2e.test_daemon import (
     test_a_leftover_store_is_taken_over,
     test_full_lifecycle,
@@ -29,20 +29,7 @@ __all__ = [
 
 @pytest.fixture
 def daemon_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    binary = need_kvrocks()
-    made: list[Daemon] = []
-
-    def make(config: dict[str, Any] | None = None, start: bool = True) -> Daemon:
-        store = {"store": {"server_bin": binary}}
-        d = Daemon(tmp_path_factory.mktemp("codeqd-kvemb"), merge(store, config or {}))
-        made.append(d)
-        if start:
-            d.start()
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+    yield from daemons(tmp_path_factory, {"store": {"server_bin": need_kvrocks()}})
 
 
 def test_the_embedded_kvrocks_config(daemon_factory: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, merge
+from tests.conftest import daemons
 from tests.e2e.test_daemon import (
     test_delayed_task_is_promoted,
     test_full_lifecycle,
@@ -27,16 +27,4 @@ __all__ = [
 
 @pytest.fixture
 def daemon_factory(tmp_path_factory: pytest.TempPathFactory, kvrocks_url: str) -> Iterator[Any]:
-    made: list[Daemon] = []
-
-    def make(config: dict[str, Any] | None = None, start: bool = True) -> Daemon:
-        store = {"store": {"mode": "external", "url": kvrocks_url}}
-        d = Daemon(tmp_path_factory.mktemp("codeqd-kv"), merge(store, config or {}))
-        made.append(d)
-        if start:
-            d.start()
-        return d
-
-    yield make
-    for d in made:
-        d.close()
+    yield from daemons(tmp_path_factory, {"store": {"mode": "external", "url": kvrocks_url}})
