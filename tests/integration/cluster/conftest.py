@@ -24,7 +24,7 @@ from tests.integration.conftest import make_config
 SHARDS = 4
 
 
-def _free_cluster_port() -> int:
+def free_cluster_port() -> int:
     """A free port whose cluster-bus port (+10000) is free too."""
     for _ in range(100):
         port = free_port()
@@ -55,7 +55,7 @@ class RedisClusterServers:
 
     def __init__(self, workdir: Path, nodes: int = 3) -> None:
         self.workdir = workdir
-        self.ports = [_free_cluster_port() for _ in range(nodes)]
+        self.ports = [free_cluster_port() for _ in range(nodes)]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property

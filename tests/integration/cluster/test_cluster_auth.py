@@ -15,7 +15,7 @@ import trio
 
 from codeqd.store import Store, connect
 from codeqd.store._hints import QueueWork, Resync
-from tests.conftest import free_port
+from tests.integration.cluster.conftest import free_cluster_port
 from tests.integration.conftest import make_config
 from tests.integration.store.test_transitions import new
 
@@ -36,7 +36,7 @@ def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed; run `make install`")
-    port = free_port()
+    port = free_cluster_port()  # its cluster-bus port (+10000) must be free too
     workdir = tmp_path_factory.mktemp("authcluster")
     proc = subprocess.Popen(
         [
