@@ -95,7 +95,7 @@ async def serve(
         nursery.start_soon(ctx.hub.run, inbox)
         if not wakeups.running:  # the supervisor's process starts it for every actor
             await nursery.start(wakeups.run)
-        # Group commit of single creates and results: ingress -> the store's writer.
+        # Group commit of single creates, claims and results: ingress -> the store's writer.
         await nursery.start(ctx.store.writer.run)
         async with trio.open_nursery() as server:
             binds = await server.start(

@@ -33,7 +33,7 @@ class Store(Transitions):
     """One connection pool to the store: every transition (``Transitions``), and
     ``outbox``, ``subscriptions``, ``streams`` (open worker streams, for the
     dashboard), ``wakeups`` (the process's listener: transitions
-    post their hints to it too) and ``writer`` (group commit of creates and results
+    post their hints to it too) and ``writer`` (group commit of creates, claims and results
     while it runs)."""
 
     def __init__(self, config: Config, client: Any, url: str) -> None:

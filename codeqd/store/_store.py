@@ -160,7 +160,7 @@ class Transitions:
     face, ``Store`` (``_face.py``), adds the store's other parts to it."""
 
     #: Set by ``Store``: the process's wake-up listener (transitions post their
-    #: hints to it) and its group-commit writer (``create``/``report`` use it while
+    #: hints to it) and its group-commit writer (``create``/``claim``/``report`` use it while
     #: it runs).
     wakeups: Wakeups
     writer: Writer
@@ -557,10 +557,15 @@ class Transitions:
         shards: Collection[int] | None = None,
         *,
         now: int | None = None,
+        workers: Sequence[str] | None = None,
     ) -> list[ClaimedTask]:
         """Lease up to ``max_tasks`` tasks of ``commands`` (None: any command of the
         tenant); visits ``shards`` (default: every shard, starting at a rotating one so
         that none is starved).
+
+        While the writer runs, concurrent single-task claims share one script call
+        (group commit; the writer calls back here with ``workers``: one worker per
+        task, in order, the i-th task claimed leased to the i-th of them).
 
         Every script call is bounded whatever the data (``store.script_items`` tasks,
         ``store.claim_queues`` queues), so a large claim is several short calls between
@@ -569,6 +574,10 @@ class Transitions:
         given back) before the error propagates, so no lease is held for a response
         that was never sent.
         """
+        if now is None and workers is None and max_tasks == 1 and self.writer.running:
+            return await self.writer.claim(tenant, worker_id, commands, lease_seconds, shards)
+        if workers is not None:
+            max_tasks = len(workers)
         ten = escape_tenant(tenant)
         if commands is not None and not commands:
             return []
@@ -587,7 +596,14 @@ class Transitions:
                         break
                     want = min(max_tasks - len(out), self.config.store.script_items)
                     got = await self._claim_call(
-                        s, ten, worker_id, queues, lease_seconds, want, now
+                        s,
+                        ten,
+                        worker_id,
+                        queues,
+                        lease_seconds,
+                        want,
+                        now,
+                        workers[len(out) : len(out) + want] if workers else (),
                     )
                     out += got
                     # Fewer than asked: the queues looked at are dry. With every listed
@@ -630,6 +646,7 @@ class Transitions:
         lease_seconds: int,
         want: int,
         now: int | None,
+        workers: Sequence[str] = (),
     ) -> list[ClaimedTask]:
         k = self.keys.shard(s)
         raw = await self.run_script(
@@ -651,6 +668,7 @@ class Transitions:
                 ten,
                 want,
                 *queues,
+                *workers,
             ],
         )
         return [ClaimedTask(orjson.loads(raw[j]), raw[j + 1]) for j in range(0, len(raw), 2)]
@@ -663,14 +681,15 @@ class Transitions:
         ten = escape_tenant(tenant)
         for t in tasks:
             s = shard_of(t.meta["id"], self.shards)
+            worker = str(t.meta.get("workerId") or worker_id)  # a group's tasks: each its own
             try:
                 await self._retry(
-                    s, ten, t.meta, "release", worker_id, t.meta.get("leaseId", ""), 0, ""
+                    s, ten, t.meta, "release", worker, t.meta.get("leaseId", ""), 0, ""
                 )
             except CodeqError as e:
                 log.warning("task.release_failed", task_id=t.meta["id"], error=e.message)
             else:
-                log.info("task.released", task_id=t.meta["id"], worker_id=worker_id)
+                log.info("task.released", task_id=t.meta["id"], worker_id=worker)
 
     async def heartbeat(
         self,

@@ -1,5 +1,6 @@
-"""Group commit: single-task creates and results that arrive together become one
-batch script call per (tenant, shard) — and per worker, for results.
+"""Group commit: single-task creates, claims and results that arrive together become
+one batch script call per (tenant, shard) — per worker, for results; per (commands,
+lease, shards), for claims, the n-th task claimed leased to the n-th claimer.
 
 Route handlers call ``Store.create`` / ``Store.report`` as before; while the
 process's writer runs (``serve`` starts it beside the HTTP server), those put their
@@ -15,11 +16,15 @@ next accumulates: the busier the ingress, the larger the groups.
 
 Cancellation: a caller that stops waiting (its client went away) does not
 withdraw its request; like any store call, it may or may not have been applied.
+A claim is the exception, as it is for a claim made directly: a claimer that stops
+waiting holds no lease it never saw — whoever finds the claimed task without its
+claimer (the caller, if its answer came first; the writer, if it answers a claimer
+that left) releases it, attempt given back, before anything else runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +37,7 @@ from codeqd.domain.ids import is_task_id, shard_of
 from codeqd.domain.task import NewTask
 from codeqd.store._batch import Created, Report
 from codeqd.store._keys import escape_tenant
-from codeqd.store._store import Meta
+from codeqd.store._store import ClaimedTask, Meta
 
 if TYPE_CHECKING:
     from codeqd.store._face import Store
@@ -55,6 +60,16 @@ class _Request:
 @dataclass(eq=False)
 class _Create(_Request):
     task: NewTask | None = None
+
+
+@dataclass(eq=False)
+class _Claim(_Request):
+    worker: str = ""
+    commands: Sequence[str] | None = None
+    lease_seconds: int = 0
+    shards: frozenset[int] | None = None
+    #: The caller stopped waiting: whoever holds its answer releases the task.
+    left: bool = False
 
 
 @dataclass(eq=False)
@@ -81,6 +96,31 @@ class Writer:
     async def create(self, tenant: str, task: NewTask) -> Created:
         req = _Create(tenant, task=task)
         return await self._submit(req)  # type: ignore[no-any-return]
+
+    async def claim(
+        self,
+        tenant: str,
+        worker: str,
+        commands: Sequence[str] | None,
+        lease_seconds: int,
+        shards: Collection[int] | None,
+    ) -> list[ClaimedTask]:
+        """One task at most, claimed in a group with whoever claims the same now."""
+        req = _Claim(
+            tenant,
+            worker=worker,
+            commands=commands,
+            lease_seconds=lease_seconds,
+            shards=None if shards is None else frozenset(shards),
+        )
+        try:
+            return await self._submit(req)  # type: ignore[no-any-return]
+        except BaseException:
+            req.left = True
+            if req.done.is_set() and req.outcome:  # answered, then cancelled: not seen
+                with trio.CancelScope(shield=True):
+                    await self.store.release(tenant, worker, req.outcome)
+            raise
 
     async def report(
         self,
@@ -157,6 +197,10 @@ class Writer:
                         rotating[ten] = store._pick_shard()
                     s = rotating[ten]
                 parts.setdefault(("create", req.tenant, s), []).append(req)
+            elif isinstance(req, _Claim):
+                cmds = None if req.commands is None else tuple(sorted(req.commands))
+                key = ("claim", req.tenant, cmds, req.lease_seconds, req.shards)
+                parts.setdefault(key, []).append(req)
             elif isinstance(req, _Result):
                 assert req.report is not None
                 task_id = req.report.task_id
@@ -179,6 +223,8 @@ class Writer:
                 created = await self.store.create_batch(key[1], tasks, shard=key[2])
                 for req, out in zip(reqs, created, strict=True):
                     req.answer(out)
+            elif key[0] == "claim":
+                await self._claim_part(reqs)
             else:
                 reports = [r.report for r in reqs if isinstance(r, _Result) and r.report]
                 results = await self.store.report_batch(key[1], key[2], reports)
@@ -198,3 +244,26 @@ class Writer:
             for req in reqs:
                 if not req.done.is_set():
                     req.answer(error=err)
+
+    async def _claim_part(self, reqs: list[_Request]) -> None:
+        claims = [r for r in reqs if isinstance(r, _Claim)]
+        first = claims[0]
+        workers = [r.worker for r in claims]
+        tasks = await self.store.claim(
+            first.tenant,
+            first.worker,
+            first.commands,
+            first.lease_seconds,
+            len(claims),
+            first.shards,
+            workers=workers,
+        )
+        left: list[ClaimedTask] = []
+        for i, req in enumerate(claims):
+            mine = tasks[i : i + 1]
+            if req.left:  # its caller is gone: nobody will see this task
+                left += mine
+            req.answer(mine)
+        if left:
+            with trio.CancelScope(shield=True):
+                await self.store.release(first.tenant, first.worker, left)

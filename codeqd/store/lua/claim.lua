@@ -7,7 +7,9 @@
 -- KEYS: 1 task, 2 payload, 3 leases, 4 paused, 5 counts, 6 tenant's claimable index,
 --       7.. ready zset per command
 -- ARGV: 1 now (0: the store's clock), 2 lease ms, 3 worker, 4 lease id base, 5 tenant,
---       6 max count, 7.. commands (ARGV[i] is the command of KEYS[i])
+--       6 max count, 7..#KEYS commands (ARGV[i] is the command of KEYS[i]),
+--       then optionally one worker per task (a group commit of several workers' claims:
+--       the n-th task claimed goes to the n-th of them; without them, all to ARGV[3])
 local now, lease_ms, max = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local ten = ARGV[5]
 
@@ -70,7 +72,8 @@ while n < max and pops < budget and #heap > 0 do
     if meta.status == 'PENDING' then
       meta.status = 'IN_PROGRESS'
       meta.attempts = (meta.attempts or 0) + 1
-      meta.workerId = ARGV[3]
+      local worker = ARGV[#KEYS + 1 + n] or ARGV[3]
+      meta.workerId = worker
       meta.leaseId = ARGV[4] .. '-' .. n
       meta.leaseUntil = now + lease_ms
       meta.updatedAt = now
@@ -78,7 +81,7 @@ while n < max and pops < budget and #heap > 0 do
       meta.error = nil
       raw = cjson.encode(meta)
       redis.call('HSET', KEYS[1], field, raw)
-      event(KEYS[1], field, {'claimed', now, ARGV[3], meta.leaseId, meta.attempts})
+      event(KEYS[1], field, {'claimed', now, worker, meta.leaseId, meta.attempts})
       redis.call('ZADD', KEYS[3], now + lease_ms, ten .. '|' .. cmd .. '|' .. id)
       redis.call('HINCRBY', KEYS[5], ten .. '|' .. cmd .. '|inprog', 1)
       n = n + 1
