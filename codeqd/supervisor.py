@@ -148,6 +148,7 @@ class Supervisor:
                 await root.start(self._supervise, STORE)
                 # The process's one wake-up listener, feeding every actor's inbox.
                 await root.start(client.wakeups.run)
+                root.start_soon(metrics.flush_every)  # the actors' tallies -> prometheus
                 await client.init_keyspace()
                 await self._run_services(ctx)
                 root.cancel_scope.cancel()  # stops the store actor and the listener

@@ -140,8 +140,8 @@ def create_app(ctx: Context) -> QuartTrio:
         rule = request.url_rule.rule if request.url_rule else "unmatched"
         tracing.name_request(request.method, rule)
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.HTTP_DURATION.labels(request.method, rule, str(response.status_code)).observe(
-            elapsed
+        metrics.observe(
+            metrics.HTTP_DURATION, elapsed, request.method, rule, str(response.status_code)
         )
         if rule not in ("/healthz", "/readyz", "/metrics"):
             log.info(

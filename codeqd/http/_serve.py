@@ -11,6 +11,7 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import serve as hypercorn_serve
 
+from codeqd import metrics
 from codeqd.context import Context
 from codeqd.domain.task import MAX_WAIT_SECONDS
 from codeqd.http._app import create_app
@@ -93,6 +94,7 @@ async def serve(
         wakeups = ctx.store.wakeups
         inbox = wakeups.inbox("ingress", HUB_HINTS, size=4096)
         nursery.start_soon(ctx.hub.run, inbox)
+        nursery.start_soon(metrics.flush_every)  # this process's tallies -> prometheus
         if not wakeups.running:  # the supervisor's process starts it for every actor
             await nursery.start(wakeups.run)
         # Group commit of single creates, claims and results: ingress -> the store's writer.

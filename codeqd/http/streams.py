@@ -530,9 +530,6 @@ class _Stream:
         log.info("streams.handed_back", sub=p.sub, tasks=handed)
 
 
-_COUNTERS: dict[tuple[str, str], Any] = {}
-
-
 def _remote() -> str:
     addr = websocket.remote_addr
     return str(addr) if addr else ""
@@ -540,10 +537,7 @@ def _remote() -> str:
 
 def _count(direction: str, kind: str) -> None:
     """``codeqd_stream_messages_total``, its children looked up once (kinds are few)."""
-    counter = _COUNTERS.get((direction, kind))
-    if counter is None:
-        counter = _COUNTERS[direction, kind] = metrics.STREAM_MESSAGES.labels(direction, kind)
-    counter.inc()
+    metrics.add(metrics.STREAM_MESSAGES, direction, kind)
 
 
 _KNOWN = frozenset({"ready", "result", "nack", "heartbeat", "abandon", "ping", "pong", "hello"})

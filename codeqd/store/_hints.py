@@ -89,8 +89,8 @@ class Inbox:
         self.local = local
         self._send, self._receive = trio.open_memory_channel[Hint](size)
         self._overflowed = False
-        self._depth = metrics.INBOX_DEPTH.labels(actor)
         self._dropped = metrics.INBOX_DROPPED.labels(actor)
+        metrics.track_depth(actor, self)
         self.connected = False
 
     def offer(self, hint: Hint) -> bool:
@@ -104,7 +104,6 @@ class Inbox:
             return False
         except trio.ClosedResourceError:
             return False
-        self._depth.set(self._receive.statistics().current_buffer_used)
         return True
 
     async def get(self) -> Hint:
@@ -114,9 +113,7 @@ class Inbox:
         if self._overflowed:
             self._overflowed = False
             return Resync(self.connected)
-        hint = await self._receive.receive()
-        self._depth.set(self._receive.statistics().current_buffer_used)
-        return hint
+        return await self._receive.receive()
 
     def drain(self) -> list[Hint]:
         """Every hint waiting now, without blocking (a coalesced wake-up)."""
@@ -129,7 +126,6 @@ class Inbox:
                 out.append(self._receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-        self._depth.set(self._receive.statistics().current_buffer_used)
         return out
 
     def pending(self) -> int:

@@ -136,7 +136,7 @@ def count_reported(reported: list[tuple[Meta, str]], now: int) -> None:
     metrics.inc_each(metrics.TASK_COMPLETED, ((meta["command"], st) for meta, st in reported))
     for meta, _ in reported:
         if "claimedAt" in meta:
-            metrics.PROCESSING_LATENCY.observe(max(0, now - meta["claimedAt"]) / 1000)
+            metrics.observe(metrics.PROCESSING_LATENCY, max(0, now - meta["claimedAt"]) / 1000)
 
 
 _LUA = resources.files("codeqd.store").joinpath("lua")
@@ -224,7 +224,7 @@ class Transitions:
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
         finally:
-            metrics.STORE_DURATION.labels(name).observe(time.perf_counter() - started)
+            metrics.observe(metrics.STORE_DURATION, time.perf_counter() - started, name)
 
     async def _lean_call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA through the lean client (inside MULTI/EXEC on KVRocks); on NOSCRIPT,
@@ -524,7 +524,7 @@ class Transitions:
         )
         if out[0] == 0:
             return orjson.loads(out[1]), out[2] or "{}", False
-        metrics.TASK_CREATED.labels(task.command).inc()
+        metrics.add(metrics.TASK_CREATED, task.command)
         if task.run_at_ms <= now:
             self.wakeups.post(QueueWork(ten, task.command, 1, s))
         return meta, task.payload.decode(), True
@@ -817,9 +817,9 @@ class Transitions:
             ],
         )
         if mode == "expire" and out[0] in ("REQUEUED", "DEAD"):
-            metrics.LEASE_EXPIRED.labels(cmd).inc()
+            metrics.add(metrics.LEASE_EXPIRED, cmd)
         if out[0] == "DEAD":
-            metrics.TASK_COMPLETED.labels(cmd, "FAILED").inc()
+            metrics.add(metrics.TASK_COMPLETED, cmd, "FAILED")
             self.wakeups.post(TaskDone(ten, task_id))
         elif out[0] == "REQUEUED" and out[1] == "0":
             self.wakeups.post(QueueWork(ten, cmd, 1, s))
@@ -909,7 +909,7 @@ class Transitions:
         )
         if out[0] != "OK":
             raise refusal_error(out[0], task_id, out[1:])
-        metrics.TASK_COMPLETED.labels(cmd, "CANCELLED").inc()
+        metrics.add(metrics.TASK_COMPLETED, cmd, "CANCELLED")
         self.wakeups.post(TaskDone(ten, task_id))
         return orjson.loads(out[1])  # type: ignore[no-any-return]
 

@@ -106,12 +106,12 @@ class WakeHub:
                 operation=operation,
             )
         self._waiting += 1
-        metrics.LONG_POLL_WAITERS.inc()
+        metrics.add(metrics.LONG_POLL_WAITERS)
         try:
             yield
         finally:
             self._waiting -= 1
-            metrics.LONG_POLL_WAITERS.dec()
+            metrics.add(metrics.LONG_POLL_WAITERS, amount=-1)
 
     @asynccontextmanager
     async def check(self, deadline: float) -> AsyncIterator[bool]:

@@ -86,10 +86,14 @@ class Writer:
         self.max_group = store.config.store.script_items
         self._in, self._out = trio.open_memory_channel[_Request](self.max_group * 4)
         self.running = False
-        self._depth = metrics.INBOX_DEPTH.labels("writer")
+        metrics.track_depth("writer", self)
         #: Groups written and requests in them (for tests and the bench).
         self.groups = 0
         self.requests = 0
+
+    def pending(self) -> int:
+        """Requests waiting for the writer (``codeq_actor_inbox_depth{actor="writer"}``)."""
+        return int(self._out.statistics().current_buffer_used)
 
     # ------------------------------------------------------------ callers
 
@@ -145,7 +149,6 @@ class Writer:
             await self._in.send(req)
         except trio.ClosedResourceError:
             raise StoreUnavailable("the store writer has stopped") from None
-        self._depth.set(self._out.statistics().current_buffer_used)
         await req.done.wait()
         if req.error is not None:
             raise req.error
@@ -166,7 +169,6 @@ class Writer:
                         group.append(self._out.receive_nowait())
                     except trio.WouldBlock:
                         break
-                self._depth.set(self._out.statistics().current_buffer_used)
                 await self._write(group)
         finally:
             self.running = False

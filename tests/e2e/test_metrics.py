@@ -24,6 +24,10 @@ def value(m: dict[Any, float], name: str, **labels: str) -> float:
     return m.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+_CREATE = "/v1/codeq/tasks"
+_HTTP_COUNT = "codeq_http_request_duration_seconds_count"
+
+
 async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
     d: Daemon = daemon_factory(
         {"actors": {"ingress": {"processes": 2}, "metrics": {"interval": "100ms"}}}
@@ -63,9 +67,13 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
                     value(m, "codeq_queue_depth", command="m1", queue="ready") == 2
                     and value(m, "codeq_queue_depth", command="m2", queue="ready") == 1
                     and value(m, "codeq_subscriptions_active", command="m1") == 1
+                    # Each process hands its counts over within metrics.FLUSH_SECONDS.
+                    and value(m, _HTTP_COUNT, method="POST", route=_CREATE, status="202") == 7
+                    and value(m, "codeq_task_completed_total", command="m2", status="CANCELLED")
+                    == 1
                 ):
                     break
-                await trio.sleep(0.05)  # polls: depths are sampled by the metrics actor
+                await trio.sleep(0.05)  # polls: depths are sampled, counts flushed each second
     assert value(m, "codeq_task_created_total", command="m1") == 5
     assert value(m, "codeq_task_created_total", command="m2") == 2
     assert value(m, "codeq_task_claimed_total", command="m1") == 3
