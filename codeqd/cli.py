@@ -40,8 +40,9 @@ def _prepare_metrics_dir(state_dir: Path) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import trio
 
-    from codeqd import logsetup
+    from codeqd import logsetup, runtime
 
+    runtime.tune()
     config = _load_config(args)
     _prepare_metrics_dir(config.state_path)
     from codeqd import supervisor

@@ -18,7 +18,7 @@ import structlog
 import trio
 
 from codeqd import config as cfgmod
-from codeqd import logsetup, tracing
+from codeqd import logsetup, runtime, tracing
 from codeqd.auth import Authenticator
 from codeqd.context import Context
 from codeqd.http import serve
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--config")
     args = p.parse_args(argv)
+    runtime.tune()
     config = cfgmod.load(args.config)
     logsetup.configure(config.log)
     structlog.contextvars.bind_contextvars(ingress=args.index)
