@@ -130,12 +130,16 @@ class Dispatcher:
         return max(0.0, timeout)
 
     async def _wake(self) -> None:
-        """Until a hint arrives (coalesced) or a sender frees up while all were busy."""
+        """Until a hint that the outbox may have work arrives (coalesced: a queued
+        callback, or a resync) or a sender frees up while all were busy. A task done
+        without a callback is no reason to look."""
         async with trio.open_nursery() as nursery:
 
             async def hint() -> None:
-                await self.inbox.get()
-                self.inbox.drain()
+                while True:
+                    hints = [await self.inbox.get(), *self.inbox.drain()]
+                    if any(not isinstance(h, TaskDone) or h.callback for h in hints):
+                        break
                 nursery.cancel_scope.cancel()
 
             async def freed() -> None:

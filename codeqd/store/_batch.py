@@ -191,7 +191,7 @@ async def report_batch(
                 meta = orjson.loads(reply[1])
                 reported.append((meta, reports[i].status))
                 out[i] = (meta, doc)
-                store.wakeups.post(TaskDone(ten, reports[i].task_id))
+                store.wakeups.post(TaskDone(ten, reports[i].task_id, bool(meta.get("webhook"))))
             else:
                 out[i] = refusal_error(reply[0], reports[i].task_id, reply[1:])
         count_reported(reported, now)

@@ -51,8 +51,11 @@ class QueueWork:
 
 @dataclass(frozen=True, slots=True)
 class TaskDone:
+    """A task became terminal; ``callback``: its result callback is in the outbox."""
+
     tenant: str
     task_id: str
+    callback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +194,10 @@ class Wakeups:
         """The hints one pub/sub message carries."""
         if channel == self._done_channel:
             out: list[Hint] = []
-            for line in data.split("\n"):
-                ten, _, task_id = line.partition("|")
-                out.append(TaskDone(ten, task_id))
+            for line in data.split("\n"):  # "tenant|id", "tenant|id|cb": callback queued
+                ten, _, rest = line.partition("|")
+                task_id, _, flag = rest.partition("|")
+                out.append(TaskDone(ten, task_id, flag == "cb"))
             return out
         if channel == self._subs_channel:
             return [SubscriptionsChanged(data)]

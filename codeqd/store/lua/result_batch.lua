@@ -1,6 +1,7 @@
 --@lib
 -- result_batch: many results of one worker on one shard, each as result.lua would, with one
--- done wake-up (one "tenant|id" line per task that became terminal) for the whole batch.
+-- done wake-up (one "tenant|id" line per task that became terminal, "tenant|id|cb" when
+-- it queued a result callback) for the whole batch.
 -- KEYS: 1 task, 2 result, 3 leases, 4 done, 5 counts, 6 outbox, 7 artifacts
 -- ARGV: 1 now (0: the store's clock), 2 done channel, 3 tenant, 4 worker, then per item: id, lease id ('' = not
 --       sent), status, result json, error ('' = none), n, and n inline artifact
@@ -48,7 +49,7 @@ while i <= #ARGV do
       redis.call('ZADD', KEYS[4], now, member)
       if meta.webhook then redis.call('ZADD', KEYS[6], now, member) end
       if ARGV[i + 2] == 'COMPLETED' then completed = completed + 1 else failed = failed + 1 end
-      done[#done + 1] = field
+      done[#done + 1] = meta.webhook and (field .. '|cb') or field
       out[#out + 1] = {'OK', raw}
     end
   end

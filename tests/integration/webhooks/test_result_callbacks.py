@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
+import trio.testing
+from prometheus_client import REGISTRY
 
-from codeqd import webhooks
+from codeqd import metrics, webhooks
 from codeqd._version import __version__
 from codeqd.context import Context
 from codeqd.store import connect
@@ -254,3 +256,39 @@ async def test_the_callback_carries_the_trace_context_of_the_create(
     # Tracing off: the stored context as it was sent.
     assert (got[task["id"]]["traceparent"], got[task["id"]]["tracestate"]) == (parent, "a=1,b=2")
     assert "traceparent" not in got[untraced["id"]] and "tracestate" not in got[untraced["id"]]
+
+
+def outbox_looks() -> float:
+    """Outbox claims so far in this process (the store-call histogram's count)."""
+    metrics.flush()
+    sample = REGISTRY.get_sample_value(
+        "codeq_store_call_duration_seconds_count", {"script": "outbox_claim"}
+    )
+    return sample or 0.0
+
+
+async def test_only_a_queued_callback_wakes_the_dispatcher(api: Api, nursery: trio.Nursery) -> None:
+    receiver = await Receiver(200).start(nursery)
+    start = outbox_looks()
+    await start_dispatcher(nursery, api.ctx, interval=60.0)  # no idle look in this test
+    with trio.fail_after(5):  # its first look (the first round with a sender ready)
+        while outbox_looks() < start + 1:
+            await trio.sleep(0.01)
+    # Quiet: nothing runs for 50 ms, so no store call is in flight (a reply takes < 1 ms).
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    before = outbox_looks()
+    for _ in range(5):  # five tasks done without a callback: no reason to look
+        await api.create("plain", {})
+        t = (await api.claim(commands=["plain"])).json()
+        body = {"status": "COMPLETED", "result": {}, "leaseId": t["leaseId"]}
+        r = await api.call("POST", f"/tasks/{t['id']}/result", api.worker, body)
+        assert r.status_code == 200
+    await api.call("DELETE", f"/tasks/{(await api.create('plain', {}))['id']}", api.producer)
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    assert outbox_looks() == before
+    # A task done with a callback wakes it at once (its idle look is 60 s away).
+    task = await finish(api, receiver.url)
+    with trio.fail_after(5):
+        (req,) = await receiver.wait_for(1)
+    assert req.json()["taskId"] == task["id"]
+    assert outbox_looks() > before

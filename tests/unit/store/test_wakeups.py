@@ -85,6 +85,11 @@ def test_messages_decode_to_hints_naming_their_shard() -> None:
     assert w.decode("codeq:wake:2", "3:t|q") == [QueueWork("t", "q", 3, 2)]
     assert w.decode("codeq:wake", "1:t|q") == [QueueWork("t", "q", 1, None)]  # any shard
     assert w.decode("codeq:done", "t|a\nt|b") == [TaskDone("t", "a"), TaskDone("t", "b")]
+    # "|cb": the task's result callback is in the outbox.
+    assert w.decode("codeq:done", "t|a|cb\nt|b") == [
+        TaskDone("t", "a", callback=True),
+        TaskDone("t", "b", callback=False),
+    ]
     assert w.decode("codeq:subs", "t") == [SubscriptionsChanged("t")]
 
 
