@@ -137,7 +137,11 @@ def get_commands(body: dict[str, Any]) -> list[str] | None:
     return list(dict.fromkeys(check_command(v, "commands") for v in value))
 
 
-_LONG_NUMBER = re.compile(rb"\d{20}")
+# A run of 20 digits, found as twenty zeros once every digit is a zero: two passes in C
+# (translate, then find), ~15x faster than the regex \d{20}, which retries at every digit
+# (195 us for a 15 KB batch body, about 2 % of the batch endpoints' CPU).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS = b"0" * 20
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
@@ -169,7 +173,7 @@ def refuse_inexact_integers(data: str | bytes) -> None:
     body with a run of 20 digits is parsed again by the standard library, which sees
     integer literals as such."""
     raw = data.encode() if isinstance(data, str) else data
-    if not _LONG_NUMBER.search(raw):
+    if _TWENTY_DIGITS not in raw.translate(_DIGITS_TO_ZERO):
         return
     try:
         where = _inexact_path(json.loads(raw, parse_int=_int_literal))

