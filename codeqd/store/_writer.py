@@ -146,7 +146,10 @@ class Writer:
         """Queue ``req`` (waiting for room: backpressure by the channel) and wait for
         its answer. Cancellation: see the module docstring."""
         try:
-            await self._in.send(req)
+            try:
+                self._in.send_nowait(req)  # room: no scheduling round before the wait
+            except trio.WouldBlock:
+                await self._in.send(req)
         except trio.ClosedResourceError:
             raise StoreUnavailable("the store writer has stopped") from None
         await req.done.wait()
@@ -209,9 +212,13 @@ class Writer:
                 s = shard_of(task_id, store.shards) if is_task_id(task_id) else -1
                 parts.setdefault(("result", req.tenant, req.worker, s), []).append(req)
         try:
-            async with trio.open_nursery() as nursery:
+            if len(parts) == 1:  # the common case: no task to start, no nursery
                 for key, reqs in parts.items():
-                    nursery.start_soon(self._write_part, key, reqs)
+                    await self._write_part(key, reqs)
+            else:
+                async with trio.open_nursery() as nursery:
+                    for key, reqs in parts.items():
+                        nursery.start_soon(self._write_part, key, reqs)
         finally:  # cancelled mid-group: nobody is left waiting for ever
             for req in group:
                 if not req.done.is_set():
