@@ -9,14 +9,17 @@ raised as the ``CodeqError`` the HTTP route renders.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from codeqd.auth import Principal
 from codeqd.context import Context
 from codeqd.domain.artifacts import to_store
+from codeqd.domain.errors import CodeqError
 from codeqd.domain.report import parse_report
 from codeqd.domain.task import MAX_REASON_LEN, get_int, get_str, rfc3339
 from codeqd.http._request import PREFIX
+from codeqd.store import Report
 
 
 async def heartbeat(
@@ -71,3 +74,30 @@ async def result(
         inline=inline,
     )
     return doc
+
+
+async def results(
+    ctx: Context,
+    principal: Principal,
+    items: Sequence[tuple[str, dict[str, Any], str | None]],
+) -> list[dict[str, Any] | CodeqError]:
+    """``result`` for each of ``items`` (task id, body, lease id), all in one store step
+    per shard: per item the answer's body, or its refusal. A frame of a worker stream's
+    results comes this way (the items of one frame share a script call, as a batch does)."""
+    out: list[dict[str, Any] | CodeqError | None] = [None] * len(items)
+    reports: list[Report] = []
+    where: list[int] = []
+    for i, (task_id, body, lease_id) in enumerate(items):
+        try:
+            status, res, error, artifacts = parse_report(body, ctx.config.limits.artifact_bytes)
+            wire, inline = to_store(task_id, PREFIX, artifacts)
+        except CodeqError as err:
+            out[i] = err
+            continue
+        reports.append(Report(task_id, lease_id, status, res, error, wire, inline))
+        where.append(i)
+    if reports:
+        applied = await ctx.store.report_batch(principal.tenant, principal.sub, reports)
+        for i, outcome in zip(where, applied, strict=True):
+            out[i] = outcome if isinstance(outcome, CodeqError) else outcome[1]
+    return [o for o in out if o is not None]

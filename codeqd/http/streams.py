@@ -304,7 +304,12 @@ class _Stream:
             elif kind in _OPS:
                 if not isinstance(task_id, str) or not task_id:
                     raise ValidationError("id", "expected the task id (a string)")
-                await self.req_send.send(msg)
+                # Queued without a yield while there is room, so that the executors
+                # find a frame's requests together (its results: one batch).
+                try:
+                    self.req_send.send_nowait(msg)
+                except trio.WouldBlock:
+                    await self.req_send.send(msg)
             elif kind == "hello":
                 raise BadRequest("already authenticated", code="already_authenticated")
             else:
@@ -397,13 +402,27 @@ class _Stream:
         self.changed = trio.Event()
 
     async def _executors(self) -> None:
-        """Each request in a task of its own, at most ``_EXECUTORS`` at once (so that a
-        frame of results shares one group commit); none while the stream is idle."""
+        """Run what was read, at most ``_EXECUTORS`` tasks at once; none while the stream
+        is idle. The results waiting together (a frame of them) go as one batch, in one
+        task and one store step per shard; any other request runs in a task of its own
+        (so that concurrent ones share a group commit)."""
         slots = trio.Semaphore(_EXECUTORS)
         async with self.req_recv, trio.open_nursery() as nursery:
             async for msg in self.req_recv:
-                await slots.acquire()
-                nursery.start_soon(self._execute, msg, slots)
+                waiting = [msg]
+                while len(waiting) < _REQUESTS:
+                    try:
+                        waiting.append(self.req_recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                results = [m for m in waiting if m["type"] == "result"]
+                if len(results) > 1:
+                    await slots.acquire()
+                    nursery.start_soon(self._execute_results, results, slots)
+                    waiting = [m for m in waiting if m["type"] != "result"]
+                for m in waiting:
+                    await slots.acquire()
+                    nursery.start_soon(self._execute, m, slots)
         self.out_send.close()  # everything read is answered: the writer may end
 
     async def _execute(self, msg: dict[str, Any], slots: trio.Semaphore) -> None:
@@ -412,23 +431,69 @@ class _Stream:
         finally:
             slots.release()
 
-    async def _apply(self, msg: dict[str, Any]) -> dict[str, Any]:
-        kind, ref, task_id = msg["type"], _ref(msg), msg["id"]
-        op, scope, ends = _OPS[kind]
-        ours = lease = self.unfinished.get(task_id)  # the lease it was pushed with
+    async def _execute_results(self, msgs: list[dict[str, Any]], slots: trio.Semaphore) -> None:
         try:
-            if scope not in self.principal.scopes:
-                raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
-            given = parse_lease_id(msg.get("leaseId"))
-            if given is not None:
-                lease = given
-            body = await op(self.ctx, self.principal, task_id, msg, lease)
-        except (NotFound, Conflict) as err:
+            leases: list[tuple[str | None, str | None]] = []
+            items: list[tuple[str, dict[str, Any], str | None]] = []
+            refused: dict[int, CodeqError] = {}
+            for i, msg in enumerate(msgs):
+                try:
+                    ours, lease = self._lease(msg, "codeq:result")
+                except CodeqError as err:
+                    refused[i] = err
+                    ours = lease = None
+                leases.append((ours, lease))
+                if i not in refused:
+                    items.append((msg["id"], msg, lease))
+            try:
+                done = iter(await ops.results(self.ctx, self.principal, items))
+            except CodeqError as err:  # the store step failed: every item hears it
+                done = iter([err] * len(items))
+            for i, msg in enumerate(msgs):
+                outcome = refused.get(i) or next(done)
+                ours, lease = leases[i]
+                await self._send(self._answer(msg, ours, lease, outcome, ends=True))
+        finally:
+            slots.release()
+
+    def _lease(self, msg: dict[str, Any], scope: str) -> tuple[str | None, str | None]:
+        """The lease the task was pushed with, and the one to present (the message's
+        ``leaseId`` if it names one); refuses a token without ``scope``."""
+        ours = lease = self.unfinished.get(msg["id"])
+        if scope not in self.principal.scopes:
+            raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
+        given = parse_lease_id(msg.get("leaseId"))
+        return ours, given if given is not None else lease
+
+    async def _apply(self, msg: dict[str, Any]) -> dict[str, Any]:
+        op, scope, ends = _OPS[msg["type"]]
+        ours = lease = self.unfinished.get(msg["id"])
+        outcome: dict[str, Any] | CodeqError
+        try:
+            ours, lease = self._lease(msg, scope)
+            outcome = await op(self.ctx, self.principal, msg["id"], msg, lease)
+        except CodeqError as err:
+            outcome = err
+        return self._answer(msg, ours, lease, outcome, ends=ends)
+
+    def _answer(
+        self,
+        msg: dict[str, Any],
+        ours: str | None,
+        lease: str | None,
+        outcome: dict[str, Any] | CodeqError,
+        *,
+        ends: bool,
+    ) -> dict[str, Any]:
+        """The ack or error for ``msg``, freeing its slot when the task is no longer ours."""
+        ref, task_id = _ref(msg), msg["id"]
+        if isinstance(outcome, (NotFound, Conflict)):
             if lease == ours:  # refused with the lease we pushed: the task is not ours now
                 self._free(task_id)
-            return _error(ref, task_id, err)
-        except CodeqError as err:
-            return _error(ref, task_id, err)
+            return _error(ref, task_id, outcome)
+        if isinstance(outcome, CodeqError):
+            return _error(ref, task_id, outcome)
+        body = outcome
         if ends:
             self._free(task_id)
         elif task_id in self.unfinished:  # a heartbeat: the lease runs this much longer

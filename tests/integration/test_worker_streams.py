@@ -13,7 +13,9 @@ import jwt
 import orjson
 import pytest
 import trio
+from prometheus_client import REGISTRY
 
+from codeqd import metrics
 from codeqd_client._ws import Closed, HandshakeRefused, WebSocket
 from tests.integration.conftest import Api, make_config, start_api
 
@@ -390,6 +392,71 @@ async def test_frames_carry_arrays_both_ways(api: Api) -> None:
     for task_id in ids[:2]:
         assert await status_of(api, task_id) == "COMPLETED"
     await wait_status(api, ids[2], "PENDING")  # handed back when the stream closed
+
+
+async def create_many(api: Api, command: str, n: int) -> list[dict[str, Any]]:
+    body = {"tasks": [{"command": command, "payload": {"i": i}} for i in range(n)]}
+    r = await api.call("POST", "/tasks/batch", api.producer, body)
+    assert r.status_code in (200, 202), r.text
+    return r.json()["tasks"]  # type: ignore[no-any-return]
+
+
+def result_batch_calls() -> float:
+    """``result_batch.lua`` calls so far in this process (the store-call histogram)."""
+    metrics.flush()
+    sample = REGISTRY.get_sample_value(
+        "codeq_store_call_duration_seconds_count", {"script": "result_batch"}
+    )
+    return sample or 0.0
+
+
+async def test_a_frame_of_results_is_one_store_step_and_each_hears_its_own(api: Api) -> None:
+    n = 20
+    ids = [t["id"] for t in (await create_many(api, "frame", n))]
+    async with open_stream(api) as s:
+        await s.ready(n, frames=True, commands=["frame"])
+        tasks: list[dict[str, Any]] = []
+        while len(tasks) < n:
+            frame = await _frame(s)
+            tasks += [m["task"] for m in (frame if isinstance(frame, list) else [frame])]
+        assert sorted(t["id"] for t in tasks) == sorted(ids)
+        before = result_batch_calls()
+        results: list[Any] = [
+            {"type": "result", "id": t["id"], "leaseId": t["leaseId"], "ref": i,
+             "status": "COMPLETED", "result": {"i": i}}
+            for i, t in enumerate(tasks[:-2])
+        ]  # fmt: skip
+        # Refused alone, in the same frame: a bad status, and a task this worker lost.
+        results.append({"type": "result", "id": tasks[-2]["id"], "ref": "bad", "status": "X"})
+        results.append(
+            {"type": "result", "id": tasks[-1]["id"], "ref": "stale", "leaseId": "L-stale",
+             "status": "COMPLETED", "result": {}}
+        )  # fmt: skip
+        await s.send(results)
+        answers: dict[Any, dict[str, Any]] = {}
+        while len(answers) < n:
+            frame = await _frame(s)
+            for m in frame if isinstance(frame, list) else [frame]:
+                assert m["type"] in ("ack", "error"), m
+                answers[m["ref"]] = m
+        for i, t in enumerate(tasks[:-2]):
+            a = answers[i]
+            assert a["status"] == 200 and a["id"] == t["id"], a
+            assert a["body"]["taskId"] == t["id"] and a["body"]["result"] == {"i": i}, a
+        assert answers["bad"]["status"] == 400 and answers["bad"]["id"] == tasks[-2]["id"]
+        assert answers["stale"]["status"] == 409 and answers["stale"]["id"] == tasks[-1]["id"]
+        # The valid ones went to the store together: one result_batch call (one shard).
+        assert result_batch_calls() - before == 1
+        # Their slots are free again: new tasks are pushed to this stream.
+        more = [t["id"] for t in (await create_many(api, "frame", n - 2))]
+        pushed: list[str] = []
+        while len(pushed) < n - 2:
+            frame = await _frame(s)
+            pushed += [m["task"]["id"] for m in (frame if isinstance(frame, list) else [frame])]
+        assert sorted(pushed) == sorted(more)
+    for task_id in ids:
+        if task_id not in (tasks[-2]["id"], tasks[-1]["id"]):
+            assert await status_of(api, task_id) == "COMPLETED"
 
 
 async def test_a_frame_of_more_than_1000_messages_is_refused_whole(api: Api) -> None:
