@@ -19,7 +19,7 @@ import trio.testing
 from codeqd.auth import Authenticator
 from codeqd.context import Context
 from codeqd.http import serve
-from codeqd.store import WakeHub, connect
+from codeqd.store import Store, WakeHub, connect
 from tests.integration.conftest import Api, make_config
 from tests.integration.store.conftest import new_task
 
@@ -180,40 +180,37 @@ async def test_group_commit_of_claims_leases_each_task_to_its_own_claimer(api: A
 
 
 async def test_a_claimer_that_stops_waiting_in_a_group_holds_no_lease(
-    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+    nursery: trio.Nursery, store: Store
 ) -> None:
-    config = make_config(tmp_path)
-    async with connect(config, redis_url) as store:
-        await store.init_keyspace()
-        await nursery.start(store.writer.run)
-        meta, _, _ = await store.create("default", new_task("left"))
-        claimed: list[object] = []
-        requests = store.writer.requests
+    await nursery.start(store.writer.run)
+    meta, _, _ = await store.create("default", new_task("left"))
+    claimed: list[object] = []
+    requests = store.writer.requests
 
-        async def claimer(cancel_scope: trio.CancelScope) -> None:
-            with cancel_scope:
-                claimed.append(await store.claim("default", "gone", ["left"], 30))
+    async def claimer(cancel_scope: trio.CancelScope) -> None:
+        with cancel_scope:
+            claimed.append(await store.claim("default", "gone", ["left"], 30))
 
-        scope = trio.CancelScope()
-        async with trio.open_nursery() as n:
-            n.start_soon(claimer, scope)
-            # The claim is with the writer (queued or in flight): its caller now leaves.
-            await trio.testing.wait_all_tasks_blocked()
-            scope.cancel()
-        assert claimed == []  # the caller never saw a task...
-        assert store.writer.requests == requests + 1  # ...though the writer claimed it,
-        with trio.fail_after(5):  # so the writer hands it back, attempt given back
-            while True:
-                events = await store.task_events("default", meta["id"])
-                kinds = [(e.kind, e.fields.get("worker")) for e in events]
-                if ("released", "gone") in kinds:
-                    break
-                await trio.sleep(0.01)
-        assert kinds[-2:] == [("claimed", "gone"), ("released", "gone")]
-        now, _ = await store.get("default", meta["id"])
-        assert now["status"] == "PENDING" and now["attempts"] == 0
-        again = await store.claim("default", "next", ["left"], 30)
-        assert [t.meta["id"] for t in again] == [meta["id"]]
+    scope = trio.CancelScope()
+    async with trio.open_nursery() as n:
+        n.start_soon(claimer, scope)
+        # The claim is with the writer (queued or in flight): its caller now leaves.
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()
+    assert claimed == []  # the caller never saw a task...
+    assert store.writer.requests == requests + 1  # ...though the writer claimed it,
+    with trio.fail_after(5):  # so the writer hands it back, attempt given back
+        while True:
+            events = await store.task_events("default", meta["id"])
+            kinds = [(e.kind, e.fields.get("worker")) for e in events]
+            if ("released", "gone") in kinds:
+                break
+            await trio.sleep(0.01)
+    assert kinds[-2:] == [("claimed", "gone"), ("released", "gone")]
+    now, _ = await store.get("default", meta["id"])
+    assert now["status"] == "PENDING" and now["attempts"] == 0
+    again = await store.claim("default", "next", ["left"], 30)
+    assert [t.meta["id"] for t in again] == [meta["id"]]
 
 
 async def test_shutdown_drains_the_server_before_the_writer(
