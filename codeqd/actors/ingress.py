@@ -2,15 +2,17 @@
 
 With ``processes = 1`` it serves in this process. With N > 1 (or ``"auto"``, the
 default: one per usable CPU, at most ``AUTO_MAX``) this actor binds the listening
-socket itself and runs N child processes (``codeqd.actors._ingress_child``) that
-inherit it and serve on it; each child has its own store pool and wake-up listener,
-so a long-poll in one child is woken by a create handled in another (store pub/sub).
+sockets itself (one per child, see ``_listen``) and runs N child processes
+(``codeqd.actors._ingress_child``) that inherit them and serve on them; each child
+has its own store pool and wake-up listener, so a long-poll in one child is woken by a
+create handled in another (store pub/sub).
 A child that dies is restarted; on shutdown every child gets SIGTERM and drains.
 Started reports the bound addresses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -89,35 +91,57 @@ async def run(
         await _run_children(ctx, cfg, process_count(cfg), task_status)
 
 
-def _listen(bind: str, backlog: int) -> tuple[socket.socket, str]:
+def _listen(bind: str, backlog: int, count: int = 1) -> tuple[list[socket.socket], str]:
+    """The listening sockets for ``count`` processes, and the address they serve.
+
+    TCP: one socket per process, all bound to the same address with ``SO_REUSEPORT``,
+    so that the kernel spreads new connections evenly over the processes. With one
+    shared socket the process that wakes first takes a whole burst of connections (a
+    client pool opening 32 keep-alive connections at once could all land in one process
+    while the other idled). A socket outlives its process's restarts here, so
+    connections sent to it meanwhile wait in its backlog, none refused.
+    A unix socket: one, shared (``SO_REUSEPORT`` does not apply)."""
     if bind.startswith("unix:"):
         path = bind[len("unix:") :]
         Path(path).unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
-        address = f"unix:{path}"
-    else:
-        host, _, port = bind.rpartition(":")
-        host = host.strip("[]")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, int(port)))
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
-        address = f"http://{shown}:{sock.getsockname()[1]}"
-    sock.listen(backlog)
-    sock.set_inheritable(True)
-    return sock, address
+        sock.listen(backlog)
+        sock.set_inheritable(True)
+        return [sock], f"unix:{path}"
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if count > 1:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            # Port 0: the first socket's port, for the others too.
+            sock.bind((host, socks[0].getsockname()[1] if len(socks) > 1 else int(port)))
+            sock.listen(backlog)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    return socks, f"http://{shown}:{socks[0].getsockname()[1]}"
 
 
 async def _run_children(
     ctx: Context, cfg: IngressConfig, count: int, task_status: trio.TaskStatus[list[str]]
 ) -> None:
-    sock, address = _listen(cfg.bind, cfg.backlog)
-    with sock:
+    socks, address = _listen(cfg.bind, cfg.backlog, count)
+    with contextlib.ExitStack() as held:
+        for sock in socks:
+            held.enter_context(sock)
         async with trio.open_nursery() as nursery:
             for i in range(count):
-                await nursery.start(_child, ctx, i, sock.fileno())
+                await nursery.start(_child, ctx, i, socks[i % len(socks)].fileno())
             log.info("ingress.children_ready", processes=count, address=address)
             task_status.started([address])
 

@@ -1,11 +1,13 @@
-"""How many ingress processes ``processes = "auto"`` (the default) starts."""
+"""How many ingress processes ``processes = "auto"`` (the default) starts, and the
+sockets they serve on (real sockets on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
-from codeqd.actors.ingress import AUTO_MAX, process_count, usable_cpus
+from codeqd.actors.ingress import AUTO_MAX, _listen, process_count, usable_cpus
 from codeqd.config import IngressConfig
 
 
@@ -56,3 +58,39 @@ def test_no_quota_or_no_cgroup_v2_leaves_the_affinity(tmp_path: Path) -> None:
     proc.write_text("0::/system.slice/codeqd.service\n")
     (root / "system.slice" / "codeqd.service" / "cpu.max").write_text("garbage")
     assert usable_cpus(proc, root) == cpus
+
+
+def test_each_process_gets_its_own_socket_and_connections_spread_over_them() -> None:
+    socks, address = _listen("127.0.0.1:0", 128, 3)
+    try:
+        port = socks[0].getsockname()[1]
+        assert address == f"http://127.0.0.1:{port}"
+        assert [s.getsockname()[1] for s in socks] == [port] * 3
+        for s in socks:
+            s.setblocking(False)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+        accepted = [0, 0, 0]
+        for i, s in enumerate(socks):
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except BlockingIOError:
+                    break
+                conn.close()
+                accepted[i] += 1
+        for c in clients:
+            c.close()
+        # Every connection reached one socket, and each socket got some of them (the
+        # kernel hashes them over the group: all 60 on one has odds of ~1e-10).
+        assert sum(accepted) == 60 and all(accepted), accepted
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_unix_socket_is_one_shared_socket(tmp_path: Path) -> None:
+    socks, address = _listen(f"unix:{tmp_path}/codeqd.sock", 16, 3)
+    try:
+        assert len(socks) == 1 and address == f"unix:{tmp_path}/codeqd.sock"
+    finally:
+        socks[0].close()
