@@ -98,7 +98,9 @@ SUBSCRIPTIONS_ACTIVE = Gauge(
     multiprocess_mode="mostrecent",
 )
 LONG_POLL_WAITERS = Gauge(
-    "codeq_long_poll_waiters", "Requests waiting in a long-poll", multiprocess_mode="livesum"
+    "codeq_long_poll_waiters",
+    "Long-polling requests waiting for a wake-up (between their looks at the store)",
+    multiprocess_mode="livesum",
 )
 STREAMS_OPEN = Gauge(
     "codeq_worker_streams_open", "Worker streams open", multiprocess_mode="livesum"

@@ -81,7 +81,7 @@ async def _claim(principal: Principal, body: dict[str, Any], max_tasks: int) -> 
                     return tasks
                 if trio.current_time() >= deadline:
                     return tasks
-                with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)):
+                with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)), ctx.hub.blocked():
                     await waiter.event.wait()
                 # A wake-up names the shard that got work: look only there next time.
                 shards = waiter.shards_to_check()

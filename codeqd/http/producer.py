@@ -93,7 +93,10 @@ async def _wait_for_result(
                     or ctx.shutting_down.is_set()
                 ):
                     return found
-                with trio.move_on_at(ctx.hub.wait_until(deadline, float(ingress.poll_fallback))):
+                with (
+                    trio.move_on_at(ctx.hub.wait_until(deadline, float(ingress.poll_fallback))),
+                    ctx.hub.blocked(),
+                ):
                     await waiter.event.wait()
 
 

@@ -106,11 +106,20 @@ class WakeHub:
                 operation=operation,
             )
         self._waiting += 1
-        metrics.add(metrics.LONG_POLL_WAITERS)
         try:
             yield
         finally:
             self._waiting -= 1
+
+    @contextmanager
+    def blocked(self) -> Iterator[None]:
+        """A parked request between its looks, waiting for a wake-up: counted in
+        ``codeq_long_poll_waiters`` (so the gauge says how many wait, not how many are
+        looking at the store)."""
+        metrics.add(metrics.LONG_POLL_WAITERS)
+        try:
+            yield
+        finally:
             metrics.add(metrics.LONG_POLL_WAITERS, amount=-1)
 
     @asynccontextmanager

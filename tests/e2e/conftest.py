@@ -45,29 +45,20 @@ class Client(ApiCalls):
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
         )
 
-    async def claim_looks(self) -> float:
-        """Claim-script calls so far: a long-poll makes one per shard on its first look."""
-        return await self._metric("codeq_store_call_duration_seconds_count", script="claim")
-
-    async def wait_parked(self, n: int, looks_before: float, timeout: float = 10) -> None:
-        """Until ``n`` long-polls are parked: registered (the ``codeq_long_poll_waiters``
-        gauge) and past their first, empty look at the queues (``n`` more claim-script
-        calls than ``looks_before``, read before the long-polls started). A waiter
-        registers before it looks, so a task created after this reaches it only by a
-        wake-up, or by the poll fallback, which the wake-up tests set far beyond their
-        bounds."""
-        parked = looks = 0.0
+    async def wait_parked(self, n: int, timeout: float = 10) -> None:
+        """Until ``n`` long-polls are parked: past their first, empty look at the queues
+        and waiting for a wake-up (the ``codeq_long_poll_waiters`` gauge counts exactly
+        those). A waiter registers before it looks, so a task created after this
+        reaches it only by a wake-up, or by the poll fallback, which the wake-up tests
+        set far beyond their bounds."""
+        parked = 0.0
         with trio.move_on_after(timeout):
             while True:
                 parked = await self._metric("codeq_long_poll_waiters")
-                looks = await self.claim_looks() - looks_before
-                if parked >= n and looks >= n:
+                if parked >= n:
                     return
                 await trio.sleep(0.01)
-        raise AssertionError(
-            f"{n} long-polls not parked within {timeout} s: {parked:g} registered, "
-            f"{looks:g} claim-script calls (script 'claim') since they started"
-        )
+        raise AssertionError(f"{n} long-polls not parked within {timeout} s: {parked:g} waiting")
 
     async def get(self, task_id: str) -> Any:
         r = await self.call("GET", f"/tasks/{task_id}", self.producer)

@@ -102,9 +102,8 @@ async def test_long_poll_is_woken_by_a_create_not_by_polling(daemon_factory: Any
             answered.set()
 
         async with trio.open_nursery() as nursery:
-            looks = await c.claim_looks()
             nursery.start_soon(waiter)
-            await c.wait_parked(1, looks)  # the claim looked, found nothing, and waits
+            await c.wait_parked(1)  # the claim looked, found nothing, and waits
             created = await c.create("wake", {"n": 1})
             # Far below both the 30 s wait and the 60 s fallback: only a wake-up ends it.
             with trio.fail_after(5):
@@ -122,9 +121,8 @@ async def test_sigterm_answers_long_polls_and_exits_clean(daemon: Daemon, client
         results.append(r.status_code)
 
     async with trio.open_nursery() as nursery:
-        looks = await client.claim_looks()
         nursery.start_soon(long_poll)
-        await client.wait_parked(1, looks)  # the stop must find the long-poll waiting
+        await client.wait_parked(1)  # the stop must find the long-poll waiting
         daemon.signal(signal.SIGTERM)
     assert results == [204]
     assert daemon.proc is not None
@@ -249,10 +247,9 @@ async def test_multi_process_ingress_wakes_across_processes(daemon_factory: Any)
                 all_answered.set()
 
         async with trio.open_nursery() as nursery:
-            looks = await c.claim_looks()
             for _ in range(6):
                 nursery.start_soon(waiter)
-            await c.wait_parked(6, looks)  # every claim looked, found nothing, and waits
+            await c.wait_parked(6)  # every claim looked, found nothing, and waits
             created = {(await c.create("spread", {"i": i}))["id"] for i in range(6)}
             # Far below both the 30 s wait and the 60 s fallback: only wake-ups end them.
             with trio.fail_after(10):
