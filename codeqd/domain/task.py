@@ -45,15 +45,26 @@ def _utc_ms(ms: int) -> str:
     return f"{_utc_second(ms // 1000)}.{ms % 1000:03d}Z"
 
 
+_RENDERED: dict[int | float, str] = {}
+
+
 def rfc3339(ms: int | float | None) -> str | None:
     # Cached per millisecond (and per second below that): rendering tasks (4 times each)
     # was the top self-time frame of the batch endpoints in the profile; the tasks of a
-    # batch share their timestamps, made by one script call.
+    # batch share their timestamps, made by one script call. A plain dict in front (a
+    # hit is one lookup: ~0.16 us against ~0.86 us through the clamping and lru_cache),
+    # emptied when it holds more than 8,192 times.
     if ms is None:
         return None
-    # Clamped, so that rendering never fails on what is stored (validation keeps times
-    # in range at the door; this keeps a bad record from answering 500 for ever).
-    return _utc_ms(min(max(int(ms), 0), _MAX_RENDERABLE_MS))
+    out = _RENDERED.get(ms)
+    if out is None:
+        # Clamped, so that rendering never fails on what is stored (validation keeps
+        # times in range at the door; this keeps a bad record from answering 500 for ever).
+        out = _utc_ms(min(max(int(ms), 0), _MAX_RENDERABLE_MS))
+        if len(_RENDERED) >= 8192:
+            _RENDERED.clear()
+        _RENDERED[ms] = out
+    return out
 
 
 def parse_rfc3339(value: str, field: str) -> int:
