@@ -143,6 +143,12 @@ def add(metric: Counter | Gauge, *labels: str, amount: float = 1) -> None:
     _added[key] = _added.get(key, 0) + amount
 
 
+#: Observations one histogram child keeps between flushes; past it they are handed
+#: over at once (a process that never flushes, e.g. a one-shot CLI command or a test
+#: without ``serve``, still holds a bounded number).
+_MAX_PENDING = 10_000
+
+
 def observe(metric: Histogram, value: float, *labels: str) -> None:
     """``metric.labels(*labels).observe(value)``, at the next ``flush``."""
     key = (metric, labels)
@@ -151,6 +157,9 @@ def observe(metric: Histogram, value: float, *labels: str) -> None:
         _observed[key] = [value]
     else:
         values.append(value)
+        if len(values) >= _MAX_PENDING:
+            del _observed[key]
+            _observe_all(_child(metric, labels), values)
 
 
 def inc_each(counter: Counter, labels: Iterable[tuple[str, ...]]) -> None:

@@ -58,3 +58,13 @@ def test_inbox_depth_is_the_sum_of_the_actors_inboxes_at_flush() -> None:
     a.n = 1
     metrics.flush()
     assert metrics.INBOX_DEPTH.labels("test-actor")._value.get() == 1
+
+
+def test_observations_are_handed_over_when_many_wait_without_a_flush() -> None:
+    registry = CollectorRegistry()
+    h = Histogram("many", "many", buckets=BUCKETS, registry=registry)
+    metrics.flush()
+    for _ in range(metrics._MAX_PENDING):
+        metrics.observe(h, 0.5)
+    assert samples(registry)[("many_count", ())] == metrics._MAX_PENDING  # no flush needed
+    assert not any(key[0] is h for key in metrics._observed)
