@@ -50,10 +50,25 @@ class NoScript(Exception):
     """The store does not have the script (NOSCRIPT): load it and call again."""
 
 
+class StoreBusy(cx.ConnectionError):
+    """The store refused the call without running it, for a while (loading its data
+    after a restart, busy with a long script, refusing writes): the caller answers 503,
+    as for a lost connection, never 500."""
+
+
+#: Error codes of a reply by which the store says "not now" (the call did not run).
+NOT_NOW = frozenset(
+    {"LOADING", "BUSY", "MASTERDOWN", "MISCONF", "READONLY", "TRYAGAIN", "CLUSTERDOWN"}
+)
+
+
 def _error(reply: hiredis.ReplyError) -> Exception:
     text = str(reply)
-    if text.startswith("NOSCRIPT"):
+    code = text.split(" ", 1)[0]
+    if code == "NOSCRIPT":
         return NoScript(text)
+    if code in NOT_NOW:
+        return StoreBusy(text)
     return cx.ResponseError(text)
 
 

@@ -39,7 +39,7 @@ from codeqd.domain.task import NewTask
 from codeqd.store._conn import TCP, UnsupportedServer, cluster_nodes, server_problem
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
-from codeqd.store._lean import NoScript, lean_for
+from codeqd.store._lean import NOT_NOW, NoScript, lean_for
 
 if TYPE_CHECKING:
     from codeqd.store._hints import Wakeups
@@ -55,6 +55,14 @@ _UNAVAILABLE = (
     trio.TooSlowError,
     TimeoutError,
 )
+
+
+def not_now(e: cx.ResponseError) -> bool:
+    """Whether the store said "not now" with ``e``: loading its data after a restart,
+    busy with a script, refusing writes. The call did not run, so the caller hears
+    503 as for a lost connection (coredis reads these as a plain ``ResponseError``; the
+    lean client raises ``StoreBusy``, a connection error, for them)."""
+    return str(e).split(" ", 1)[0] in NOT_NOW
 
 
 def now_ms() -> int:
@@ -223,6 +231,10 @@ class Transitions:
             return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
+        except cx.ResponseError as e:
+            if not_now(e):
+                raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
+            raise  # anything else is a bug: as it is
         finally:
             metrics.observe(metrics.STORE_DURATION, time.perf_counter() - started, name)
 
@@ -294,6 +306,10 @@ class Transitions:
             return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
+        except cx.ResponseError as e:
+            if not_now(e):
+                raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
+            raise  # anything else is a bug: as it is
 
     def _unavailable(self, e: BaseException) -> StoreUnavailable:
         """The error for a call the store did not answer. A reply that never came may
@@ -439,6 +455,10 @@ class Transitions:
             self._answered = trio.current_time()
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
+        except cx.ResponseError as e:
+            if not_now(e):
+                raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
+            raise  # anything else is a bug: as it is
         if raw_meta is None:
             return []
         meta = orjson.loads(raw_meta)
@@ -466,6 +486,10 @@ class Transitions:
             return out
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
+        except cx.ResponseError as e:
+            if not_now(e):
+                raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
+            raise  # anything else is a bug: as it is
 
     # ------------------------------------------------------------ transitions
 

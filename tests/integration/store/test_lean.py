@@ -4,12 +4,14 @@ script errors and credentials behave as through coredis."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import coredis.exceptions as cx
 import pytest
 import trio
 
+from codeqd.domain.errors import StoreUnavailable
 from codeqd.store import Store, connect
 from tests.conftest import RedisServer
 from tests.integration.conftest import make_config
@@ -103,3 +105,30 @@ async def test_a_store_restart_costs_no_failed_call(tmp_path: Path) -> None:
             assert (await store.queue_stats("t", "c")).ready == 0
     finally:
         server.stop()
+
+
+async def test_a_store_that_says_not_now_is_unavailable_not_an_error(store: Store) -> None:
+    """A reply like BUSY (a long script runs) or LOADING (the store reads its data after
+    a restart) means the call did not run: 503, as for a lost connection, never 500."""
+    await store.identify()
+    if store.kvrocks:
+        pytest.skip("KVRocks makes other calls wait for a running script, it never says BUSY")
+    assert store.lean is not None
+    await store.client.config_set({"busy-reply-threshold": 20})  # ms; default 5 s
+    try:
+        slow = await store.client.script_load(SLOW)
+        async with trio.open_nursery() as n:
+            # One connection runs a 1 s script; past 20 ms the store answers BUSY.
+            n.start_soon(lambda: store.lean.evalsha(slow, [], [1_000_000, "slow"], multi=False))
+            with trio.fail_after(5):
+                while True:  # calls that reach the store before the script starts succeed
+                    try:
+                        await store.queue_stats("t", "c")
+                    except StoreUnavailable as err:
+                        assert "BUSY" in str(err.__cause__), err.__cause__
+                        break
+    finally:
+        with contextlib.suppress(cx.ResponseError):  # NOTBUSY: the script has ended
+            await store.client.script_kill()
+        await store.client.config_set({"busy-reply-threshold": 5000})
+    await store.queue_stats("t", "c")  # and all is well again
