@@ -13,7 +13,7 @@ from codeqd.auth import Principal
 from codeqd.domain.errors import Forbidden, ValidationError
 from codeqd.domain.task import MAX_WAIT_SECONDS, get_commands, get_int, get_wait
 from codeqd.http._request import app_context
-from codeqd.store import ClaimedTask
+from codeqd.store import ClaimedTask, Waiter
 
 
 def parse_lease_id(value: Any) -> str | None:
@@ -71,19 +71,33 @@ async def _claim(principal: Principal, body: dict[str, Any], max_tasks: int) -> 
     deadline = trio.current_time() + wait
     fallback = float(ingress.poll_fallback)
     shards: set[int] | None = None  # the first look and fallback polls visit every shard
+    woken: Waiter | None = None  # the waiter whose last wait a wake-up ended
     with ctx.hub.parked(ingress.max_waiters, "claim"):
         while True:
             # Register before looking, so a wake-up between the look and the wait is kept.
             with ctx.hub.claim_waiter(principal.tenant, commands) as waiter:
                 async with ctx.hub.check(deadline) as slot:
                     tasks = await attempt(shards) if slot else []
-                if not slot or tasks or ctx.shutting_down.is_set():
-                    return tasks
-                if trio.current_time() >= deadline:
-                    return tasks
-                with trio.move_on_at(ctx.hub.wait_until(deadline, fallback)), ctx.hub.blocked():
-                    await waiter.event.wait()
-                # A wake-up names the shard that got work: look only there next time.
-                shards = waiter.shards_to_check()
+                done = (
+                    not slot
+                    or bool(tasks)
+                    or ctx.shutting_down.is_set()
+                    or trio.current_time() >= deadline
+                )
+                if not done:
+                    with (
+                        trio.move_on_at(ctx.hub.wait_until(deadline, fallback)),
+                        ctx.hub.blocked(),
+                    ):
+                        await waiter.event.wait()
+                    # A wake-up names the shard that got work: look only there next time.
+                    shards = waiter.shards_to_check()
+            if done:
+                if not slot and woken is not None:
+                    # Woken, but its deadline came before a slot to look: the next
+                    # waiter gets the wake-up (this one's own waiter is gone by now).
+                    ctx.hub.pass_on(woken)
+                return tasks
+            woken = waiter if waiter.event.is_set() else None
             if ctx.shutting_down.is_set():
                 return []

@@ -38,7 +38,7 @@ from codeqd.store._store import (
 )
 from codeqd.store._streams import StreamRegistry
 from codeqd.store._subscriptions import Subscriptions, is_subscription_id, new_subscription_id
-from codeqd.store._wakeups import HUB_HINTS, WakeHub
+from codeqd.store._wakeups import HUB_HINTS, Waiter, WakeHub
 
 __all__ = [
     "HUB_HINTS",
@@ -66,6 +66,7 @@ __all__ = [
     "Subscriptions",
     "SubscriptionsChanged",
     "TaskDone",
+    "Waiter",
     "WakeHub",
     "Wakeups",
     "connect",

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import trio
+import trio.testing
 
 from tests.integration.auth.conftest import serving
 from tests.integration.conftest import make_config
@@ -128,3 +129,44 @@ async def test_result_waits_count_against_the_same_limit(
             while not got:
                 await trio.sleep(0.01)
         assert got == [200]  # the parked wait was woken by the result
+
+
+async def test_a_wake_up_its_waiter_cannot_use_goes_to_the_next_waiter(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    """The oldest waiters are woken first, and they are also the nearest to their
+    deadlines. If a deadline comes before the waiter gets a slot to look, the wake-up
+    passes to the next waiter instead of ending with it (the task would wait for the
+    next look)."""
+    config = make_config(tmp_path, actors={"ingress": {"bind": "127.0.0.1:0"}})
+    async with serving(nursery, config, redis_url) as api:
+        hub = api.ctx.hub
+        got: dict[str, int] = {}
+
+        async def claim(name: str, wait: int) -> None:
+            r = await api.claim(commands=["passed"], waitSeconds=wait)
+            got[name] = r.status_code
+
+        # Two old waiters: each create's wake-up comes twice (this process's own hint and
+        # the store's pub/sub message), and each wakes the oldest idle waiter.
+        for n, (name, wait) in enumerate([("old1", 1), ("old2", 1), ("young", 30)], 1):
+            nursery.start_soon(claim, name, wait)
+            with trio.fail_after(5):
+                while hub.waiting < n:
+                    await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # all three looked once and wait
+        # Every look-up slot taken: the woken old ones cannot look before their deadline.
+        holders = [object() for _ in range(int(hub.checks.total_tokens))]
+        for h in holders:
+            hub.checks.acquire_on_behalf_of_nowait(h)
+        await api.create("passed", {})
+        with trio.fail_after(5):
+            while not {"old1", "old2"} <= set(got):
+                await trio.sleep(0.01)
+        assert got == {"old1": 204, "old2": 204}
+        for h in holders:
+            hub.checks.release_on_behalf_of(h)
+        with trio.fail_after(5):  # far below "young"'s 30 s: only the passed wake-up ends it
+            while "young" not in got:
+                await trio.sleep(0.01)
+        assert got["young"] == 200
