@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
@@ -215,7 +216,7 @@ class Transitions:
         script see its own earlier writes (the batch is indexed)."""
         started = time.perf_counter()
         try:
-            with trio.fail_after(self._timeout):
+            with self._call():
                 if self.kvrocks is None:
                     await self.identify()
                 script = self._script(name)
@@ -227,14 +228,7 @@ class Transitions:
                     out = await self._evalsha(script, list(keys), list(args))
                 else:
                     out = await script(keys=list(keys), args=list(args))
-            self._answered = trio.current_time()
             return out
-        except _UNAVAILABLE as e:
-            raise self._unavailable(e) from e
-        except cx.ResponseError as e:
-            if not_now(e):
-                raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
-            raise  # anything else is a bug: as it is
         finally:
             metrics.observe(metrics.STORE_DURATION, time.perf_counter() - started, name)
 
@@ -299,17 +293,25 @@ class Transitions:
         self.kvrocks = "kvrocks_version" in info
 
     async def command(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._call():
+            return await coro_fn(*args, **kwargs)
+
+    @contextmanager
+    def _call(self) -> Iterator[None]:
+        """One store call: bounded by ``store.command_timeout``; no answer, or an answer
+        by which the store says "not now" (``not_now``), is ``StoreUnavailable`` (503);
+        any other error reply is a bug and stays as it is. An answer marks the store as
+        answering (see ``_unavailable``)."""
         try:
             with trio.fail_after(self._timeout):
-                out = await coro_fn(*args, **kwargs)
-            self._answered = trio.current_time()
-            return out
+                yield
         except _UNAVAILABLE as e:
             raise self._unavailable(e) from e
         except cx.ResponseError as e:
             if not_now(e):
                 raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
-            raise  # anything else is a bug: as it is
+            raise
+        self._answered = trio.current_time()
 
     def _unavailable(self, e: BaseException) -> StoreUnavailable:
         """The error for a call the store did not answer. A reply that never came may
@@ -446,19 +448,11 @@ class Transitions:
             return []
         k = self.keys.shard(shard_of(task_id, self.shards))
         ten = escape_tenant(tenant)
-        try:
-            with trio.fail_after(self._timeout):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    meta_f = pipe.hget(k.task, field(ten, task_id))
-                    events_f = pipe.lrange(k.events(ten, task_id), 0, -1)
-                raw_meta, raw = await meta_f, await events_f
-            self._answered = trio.current_time()
-        except _UNAVAILABLE as e:
-            raise self._unavailable(e) from e
-        except cx.ResponseError as e:
-            if not_now(e):
-                raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
-            raise  # anything else is a bug: as it is
+        with self._call():
+            async with self.client.pipeline(transaction=False) as pipe:
+                meta_f = pipe.hget(k.task, field(ten, task_id))
+                events_f = pipe.lrange(k.events(ten, task_id), 0, -1)
+            raw_meta, raw = await meta_f, await events_f
         if raw_meta is None:
             return []
         meta = orjson.loads(raw_meta)
@@ -477,19 +471,10 @@ class Transitions:
         return raw
 
     async def _multi_hget(self, pairs: list[tuple[str, str]]) -> list[str | None]:
-        try:
-            with trio.fail_after(self._timeout):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    futures = [pipe.hget(key, f) for key, f in pairs]
-                out = [await fut for fut in futures]
-            self._answered = trio.current_time()
-            return out
-        except _UNAVAILABLE as e:
-            raise self._unavailable(e) from e
-        except cx.ResponseError as e:
-            if not_now(e):
-                raise StoreUnavailable(f"the task store is unavailable ({str(e)[:60]})") from e
-            raise  # anything else is a bug: as it is
+        with self._call():
+            async with self.client.pipeline(transaction=False) as pipe:
+                futures = [pipe.hget(key, f) for key, f in pairs]
+            return [await fut for fut in futures]
 
     # ------------------------------------------------------------ transitions
 
