@@ -13,15 +13,14 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
-from codeqd.domain.artifacts import to_store
 from codeqd.domain.errors import CodeqError, ValidationError
-from codeqd.domain.report import parse_report
 from codeqd.domain.task import NewTask, get_int, parse_new_task, require_object, task_to_wire
 from codeqd.domain.tracecontext import trace_context
+from codeqd.http import _worker_ops as ops
 from codeqd.http._claiming import claim_tasks, parse_lease_id
 from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import charge, requires
-from codeqd.store import Report, now_ms
+from codeqd.store import now_ms
 
 bp = Blueprint("batch", __name__, url_prefix=PREFIX)
 
@@ -93,34 +92,28 @@ async def claim_batch(principal: Principal) -> Response:
     return json_response({"tasks": [task_to_wire(t.meta, t.payload) for t in tasks]})
 
 
-def _report(item: Any) -> Report:
+def _result_item(item: Any) -> tuple[str, dict[str, Any], str | None]:
+    """One element of ``results``: (task id, the element as the body, lease id)."""
     item = require_object(item, "a result")
     task_id = item.get("taskId")
     if not isinstance(task_id, str) or not task_id:
         raise ValidationError("taskId", "expected the task id as a string")
-    artifact_bytes = app_context().config.limits.artifact_bytes
-    status, result, error, artifacts = parse_report(item, artifact_bytes)
-    wire, inline = to_store(task_id, PREFIX, artifacts)
-    lease_id = parse_lease_id(item.get("leaseId"))
-    return Report(task_id, lease_id, status, result, error, wire, inline)
+    return task_id, item, parse_lease_id(item.get("leaseId"))
 
 
 @bp.post("/tasks/batch/results")
 @requires("worker", "codeq:result")
 async def submit_results(principal: Principal) -> Response:
     items = _items(await json_body(allow_empty=False), "results")
-    parsed: list[Report | CodeqError] = []
+    parsed: list[tuple[str, dict[str, Any], str | None] | CodeqError] = []
     for item in items:
         try:
-            parsed.append(_report(item))
+            parsed.append(_result_item(item))
         except CodeqError as e:
             parsed.append(e)
-    valid = [p for p in parsed if isinstance(p, Report)]
-    applied = iter(
-        await app_context().store.report_batch(principal.tenant, principal.sub, valid)
-        if valid
-        else []
-    )
+    valid = [p for p in parsed if not isinstance(p, CodeqError)]
+    # The same step as a worker stream's frame of results (one store call per shard).
+    applied = iter(await ops.results(app_context(), principal, valid) if valid else [])
     out = []
     for item, p in zip(items, parsed, strict=True):
         outcome = p if isinstance(p, CodeqError) else next(applied)
@@ -128,5 +121,5 @@ async def submit_results(principal: Principal) -> Response:
             task_id = item.get("taskId") if isinstance(item, dict) else None
             out.append(_item_error(outcome, taskId=task_id if isinstance(task_id, str) else None))
         else:
-            out.append(outcome[1])
+            out.append(outcome)
     return json_response({"results": out})

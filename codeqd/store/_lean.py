@@ -50,25 +50,12 @@ class NoScript(Exception):
     """The store does not have the script (NOSCRIPT): load it and call again."""
 
 
-class StoreBusy(cx.ConnectionError):
-    """The store refused the call without running it, for a while (loading its data
-    after a restart, busy with a long script, refusing writes): the caller answers 503,
-    as for a lost connection, never 500."""
-
-
-#: Error codes of a reply by which the store says "not now" (the call did not run).
-NOT_NOW = frozenset(
-    {"LOADING", "BUSY", "MASTERDOWN", "MISCONF", "READONLY", "TRYAGAIN", "CLUSTERDOWN"}
-)
-
-
 def _error(reply: hiredis.ReplyError) -> Exception:
+    """An error reply as coredis would raise it (a "not now" such as ``LOADING`` or
+    ``BUSY`` included: the store's ``_call`` makes those 503), or ``NoScript``."""
     text = str(reply)
-    code = text.split(" ", 1)[0]
-    if code == "NOSCRIPT":
+    if text.startswith("NOSCRIPT"):
         return NoScript(text)
-    if code in NOT_NOW:
-        return StoreBusy(text)
     return cx.ResponseError(text)
 
 

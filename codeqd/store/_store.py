@@ -40,7 +40,7 @@ from codeqd.domain.task import NewTask
 from codeqd.store._conn import TCP, UnsupportedServer, cluster_nodes, server_problem
 from codeqd.store._hints import QueueWork, TaskDone
 from codeqd.store._keys import Keys, escape_tenant, field, member, qname, split_member
-from codeqd.store._lean import NOT_NOW, NoScript, lean_for
+from codeqd.store._lean import NoScript, lean_for
 
 if TYPE_CHECKING:
     from codeqd.store._hints import Wakeups
@@ -58,11 +58,17 @@ _UNAVAILABLE = (
 )
 
 
+#: Error codes of a reply by which the store says "not now" (the call did not run).
+NOT_NOW = frozenset(
+    {"LOADING", "BUSY", "MASTERDOWN", "MISCONF", "READONLY", "TRYAGAIN", "CLUSTERDOWN"}
+)
+
+
 def not_now(e: cx.ResponseError) -> bool:
     """Whether the store said "not now" with ``e``: loading its data after a restart,
     busy with a script, refusing writes. The call did not run, so the caller hears
-    503 as for a lost connection (coredis reads these as a plain ``ResponseError``; the
-    lean client raises ``StoreBusy``, a connection error, for them)."""
+    503 as for a lost connection (coredis and the lean client both raise these as a
+    plain ``ResponseError``; ``Transitions._call`` maps them)."""
     return str(e).split(" ", 1)[0] in NOT_NOW
 
 
