@@ -197,6 +197,7 @@ class IngressConfig:
     request_timeout: Duration = Duration(60)
     poll_fallback: Duration = Duration(5)
     h2c: bool = False
+    fast_routes: bool = True
 
     def validate(self) -> None:
         if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}|unix:.+", self.bind):

@@ -24,7 +24,7 @@ from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing.exceptions import WebsocketMismatch
 
-from codeqd import metrics, tracing
+from codeqd import tracing
 from codeqd.context import Context
 from codeqd.domain.errors import BadRequest, CodeqError
 from codeqd.http import (
@@ -38,8 +38,15 @@ from codeqd.http import (
     ui,
     worker,
 )
-from codeqd.http._errors import HeadersTooLarge, PayloadTooLarge
-from codeqd.http._request import error_response, json_response, request_id
+from codeqd.http._errors import PayloadTooLarge
+from codeqd.http._fast import fast_routes
+from codeqd.http._request import (
+    error_response,
+    headers_size,
+    json_response,
+    record_request,
+    request_id,
+)
 
 log = structlog.get_logger("codeqd.http")
 
@@ -96,10 +103,15 @@ def create_app(ctx: Context) -> QuartTrio:
     app = QuartTrio("codeqd")
     app.asgi_http_class = _Connection
     if ctx.config.tracing.enabled:
-        # A server span per request, and a child span per store step of its route.
-        app.asgi_app = tracing.asgi_middleware(app.asgi_app)  # type: ignore[method-assign,assignment]
+        # A child span per store step of a route (the server spans: below).
         ctx = dataclasses.replace(ctx, store=tracing.traced_store(ctx.store))
     app.codeqd = ctx  # type: ignore[attr-defined]
+    if ctx.config.actors.ingress.fast_routes:
+        # Create, claim and result straight from ASGI (``_fast``).
+        app.asgi_app = fast_routes(app.asgi_app, ctx)  # type: ignore[method-assign,assignment]
+    if ctx.config.tracing.enabled:
+        # A server span per request, the fast routes' too.
+        app.asgi_app = tracing.asgi_middleware(app.asgi_app)  # type: ignore[method-assign,assignment]
     app.config["MAX_CONTENT_LENGTH"] = ctx.config.limits.body_bytes
     # A body that stops arriving gets 408 (json_body); hypercorn's read timeout is only a
     # backstop (see hypercorn_config).
@@ -126,34 +138,22 @@ def create_app(ctx: Context) -> QuartTrio:
         g.started = time.perf_counter()
         g.principal = None
         g.task_id = request.view_args.get("task_id") if request.view_args else None
-        # hypercorn bounds only headers still arriving; this bounds complete ones too.
-        size = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
-        if size > header_limit:
-            raise HeadersTooLarge(f"request headers larger than {header_limit} bytes")
+        headers_size(request.headers.items(), header_limit)
 
     @app.after_request
     async def _finish(response: Response) -> Response:
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if not g.get("body_read"):
             await _drain_or_close(response)
-        principal = g.get("principal")
-        rule = request.url_rule.rule if request.url_rule else "unmatched"
-        tracing.name_request(request.method, rule)
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.observe(
-            metrics.HTTP_DURATION, elapsed, request.method, rule, str(response.status_code)
+        record_request(
+            request.method,
+            request.url_rule.rule if request.url_rule else "unmatched",
+            response.status_code,
+            g.get("started", time.perf_counter()),
+            g.get("request_id"),
+            g.get("principal"),
+            g.get("task_id"),
         )
-        if rule not in ("/healthz", "/readyz", "/metrics"):
-            log.info(
-                "http.request",
-                method=request.method,
-                route=rule,
-                status=response.status_code,
-                duration_ms=round(elapsed * 1000, 2),
-                request_id=g.get("request_id"),
-                tenant=principal.tenant if principal else None,
-                task_id=g.get("task_id"),
-            )
         return response
 
     @app.before_websocket

@@ -4,15 +4,17 @@ with its long-poll (``waitSeconds``) on the wake-up hub."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from typing import Any
 
 import trio
 
 from codeqd import tracing
 from codeqd.auth import Principal
-from codeqd.domain.errors import Forbidden, ValidationError
+from codeqd.context import Context
+from codeqd.domain.errors import Forbidden, RateLimited, ValidationError
 from codeqd.domain.task import MAX_WAIT_SECONDS, get_commands, get_int, get_wait
-from codeqd.http._request import app_context
 from codeqd.store import ClaimedTask, Waiter
 
 
@@ -39,19 +41,36 @@ def claim_commands(principal: Principal, body: dict[str, Any]) -> list[str] | No
     return requested
 
 
+Watch = Callable[[], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def _unwatched() -> AsyncIterator[None]:
+    yield
+
+
 async def claim_tasks(
-    principal: Principal, body: dict[str, Any], max_tasks: int
+    ctx: Context,
+    principal: Principal,
+    body: dict[str, Any],
+    max_tasks: int,
+    watch: Watch | None = None,
 ) -> list[ClaimedTask]:
     """Claim up to ``max_tasks``, holding the request up to ``waitSeconds`` for work;
-    each task claimed gets a span in the trace it was created in."""
-    tasks = await _claim(principal, body, max_tasks)
+    each task claimed gets a span in the trace it was created in.
+
+    A claim that finds work at once never parks. One that parks does so inside
+    ``watch()``, which may end the wait early by cancelling it (the client went
+    away); the claim then returns no task."""
+    tasks = await _claim(ctx, principal, body, max_tasks, watch or _unwatched)
     for task in tasks:
         tracing.task_claimed(task.meta, principal.sub)
     return tasks
 
 
-async def _claim(principal: Principal, body: dict[str, Any], max_tasks: int) -> list[ClaimedTask]:
-    ctx = app_context()
+async def _claim(
+    ctx: Context, principal: Principal, body: dict[str, Any], max_tasks: int, watch: Watch
+) -> list[ClaimedTask]:
     cfg = ctx.config
     commands = claim_commands(principal, body)
     lease = get_int(
@@ -67,37 +86,76 @@ async def _claim(principal: Principal, body: dict[str, Any], max_tasks: int) -> 
 
     if wait == 0 or ctx.shutting_down.is_set():
         return await attempt()
-    ingress = ctx.actor_config("ingress")
     deadline = trio.current_time() + wait
-    fallback = float(ingress.poll_fallback)
+    ingress = ctx.actor_config("ingress")
+    # Register before looking, so a wake-up between the look and the wait is kept.
+    registration = ExitStack()
+    waiter = registration.enter_context(ctx.hub.claim_waiter(principal.tenant, commands))
+    with registration:
+        tasks = await attempt()  # a claim that finds work at once never parks
+        if tasks or ctx.shutting_down.is_set():
+            return tasks
+        first = (registration.pop_all(), waiter)
+    async with watch():
+        try:
+            with ctx.hub.parked(ingress.max_waiters, "claim"):  # 429 past the cap
+                return await _park(ctx, principal, commands, deadline, attempt, first)
+        except RateLimited:
+            first[0].close()
+            if waiter.event.is_set():
+                ctx.hub.pass_on(waiter)  # a wake-up it got goes to the next waiter
+            raise
+        finally:
+            first[0].close()  # deregistered, whatever happened
+    return []  # the watch ended the wait
+
+
+async def _park(
+    ctx: Context,
+    principal: Principal,
+    commands: list[str] | None,
+    deadline: float,
+    attempt: Callable[[set[int] | None], Awaitable[list[ClaimedTask]]],
+    first: tuple[ExitStack, Waiter],
+) -> list[ClaimedTask]:
+    """Wait on the wake-up hub for work until ``deadline``, looking again when woken.
+    ``first`` is the waiter registered before the claim's first look (and that look
+    found nothing): its wait comes first, without another look."""
+    fallback = float(ctx.actor_config("ingress").poll_fallback)
     shards: set[int] | None = None  # the first look and fallback polls visit every shard
     woken: Waiter | None = None  # the waiter whose last wait a wake-up ended
-    with ctx.hub.parked(ingress.max_waiters, "claim"):
-        while True:
-            # Register before looking, so a wake-up between the look and the wait is kept.
-            with ctx.hub.claim_waiter(principal.tenant, commands) as waiter:
+    registration, waiter = first
+    looked = True
+    while True:
+        with registration:
+            if looked:
+                slot, tasks = True, []
+            else:
                 async with ctx.hub.check(deadline) as slot:
                     tasks = await attempt(shards) if slot else []
-                done = (
-                    not slot
-                    or bool(tasks)
-                    or ctx.shutting_down.is_set()
-                    or trio.current_time() >= deadline
-                )
-                if not done:
-                    with (
-                        trio.move_on_at(ctx.hub.wait_until(deadline, fallback)),
-                        ctx.hub.blocked(),
-                    ):
-                        await waiter.event.wait()
-                    # A wake-up names the shard that got work: look only there next time.
-                    shards = waiter.shards_to_check()
-            if done:
-                if not slot and woken is not None:
-                    # Woken, but its deadline came before a slot to look: the next
-                    # waiter gets the wake-up (this one's own waiter is gone by now).
-                    ctx.hub.pass_on(woken)
-                return tasks
-            woken = waiter if waiter.event.is_set() else None
-            if ctx.shutting_down.is_set():
-                return []
+            done = (
+                not slot
+                or bool(tasks)
+                or ctx.shutting_down.is_set()
+                or trio.current_time() >= deadline
+            )
+            if not done:
+                with (
+                    trio.move_on_at(ctx.hub.wait_until(deadline, fallback)),
+                    ctx.hub.blocked(),
+                ):
+                    await waiter.event.wait()
+                # A wake-up names the shard that got work: look only there next time.
+                shards = waiter.shards_to_check()
+        if done:
+            if not slot and woken is not None:
+                # Woken, but its deadline came before a slot to look: the next
+                # waiter gets the wake-up (this one's own waiter is gone by now).
+                ctx.hub.pass_on(woken)
+            return tasks
+        woken = waiter if waiter.event.is_set() else None
+        if ctx.shutting_down.is_set():
+            return []
+        registration = ExitStack()
+        waiter = registration.enter_context(ctx.hub.claim_waiter(principal.tenant, commands))
+        looked = False

@@ -47,7 +47,7 @@ def _item_error(err: CodeqError, **extra: Any) -> dict[str, Any]:
 async def create_tasks(principal: Principal) -> Response:
     ctx = app_context()
     items = _items(await json_body(allow_empty=False), "tasks")
-    await charge(principal, "create", len(items))  # one token per task, as POST /tasks
+    await charge(ctx, principal, "create", len(items))  # one token per task, as POST /tasks
     now = now_ms()
     trace = trace_context(request.headers)  # every task of the batch joins the trace
     parsed: list[NewTask | CodeqError] = []
@@ -87,8 +87,8 @@ async def claim_batch(principal: Principal) -> Response:
     assert max_tasks is not None
     # Charged up front for maxTasks: the claim cannot be refused once it has leased
     # tasks, and a refund of what was not found would cost a second store round trip.
-    await charge(principal, "claim", max_tasks)
-    tasks = await claim_tasks(principal, body, max_tasks)
+    await charge(app_context(), principal, "claim", max_tasks)
+    tasks = await claim_tasks(app_context(), principal, body, max_tasks)
     return json_response({"tasks": [task_to_wire(t.meta, t.payload) for t in tasks]})
 
 

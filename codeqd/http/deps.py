@@ -10,6 +10,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from quart import g, request
 
 from codeqd.auth import ALL_TENANTS, Principal
+from codeqd.context import Context
 from codeqd.domain.errors import Forbidden, RateLimited, ValidationError
 from codeqd.http._request import app_context
 from codeqd.metrics import RATELIMIT_REJECTED
@@ -49,13 +50,14 @@ def _admin_tenant(principal: Principal, all_tenants: bool) -> Principal:
     return principal
 
 
-async def charge(identity: Principal | str, rate: RateOperation, cost: int = 1) -> None:
+async def charge(
+    ctx: Context, identity: Principal | str, rate: RateOperation, cost: int = 1
+) -> None:
     """Take ``cost`` tokens (one per item of the request) from the caller's ``rate``
     bucket, or raise 429. Buckets belong to the verified caller (tenant, sub, role;
     ``Principal.identity_hash``), whichever of its tokens it uses. A cost above the
     bucket's burst is let through once the bucket is full and leaves it in debt
     (``lua/rate_limit.lua``): large batches wait, they are never refused for ever."""
-    ctx = app_context()
     cfg = ctx.config.ratelimit
     if not cfg.enabled:
         return
@@ -72,6 +74,40 @@ async def charge(identity: Principal | str, rate: RateOperation, cost: int = 1) 
             scope=scope,
             operation=operation,
         )
+
+
+async def authorize(
+    ctx: Context,
+    authorization: str | None,
+    audience: Audience,
+    scope: str | None = None,
+    *,
+    rate: RateOperation | None = None,
+    all_tenants: bool = False,
+    seen: Callable[[Principal], None] | None = None,
+) -> Principal:
+    """The caller ``authorization`` (the header) names, allowed for ``audience`` and
+    ``scope`` and charged to ``rate``: what :func:`requires` checks before a route runs.
+    ``seen`` learns the principal as soon as the token is verified (for the request
+    log), even when a later check refuses it."""
+    role: Literal["producer", "worker", "any"] = "producer" if audience == "admin" else audience
+    principal: Principal = await ctx.auth.authenticate(authorization, role)
+    if seen is not None:
+        seen(principal)
+    identity = principal.identity_hash  # the token's own tenant, before ?tenant=
+    if audience == "admin":
+        if not principal.is_admin:
+            raise Forbidden("this route needs an admin token (role ADMIN)")
+        principal = _admin_tenant(principal, all_tenants)
+        if seen is not None:
+            seen(principal)
+    elif principal.tenant == ALL_TENANTS:
+        raise Forbidden("tenant '*' is only valid on /admin routes")
+    if scope is not None and scope not in principal.scopes:
+        raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
+    if rate is not None:
+        await charge(ctx, identity, rate)
+    return principal
 
 
 def requires(
@@ -95,25 +131,18 @@ def requires(
     def decorate(fn: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
         @wraps(fn)
         async def route(*args: Any, **kwargs: Any) -> R:
-            auth = app_context().auth
-            role: Literal["producer", "worker", "any"] = (
-                "producer" if audience == "admin" else audience
+            def seen(principal: Principal) -> None:
+                g.principal = principal
+
+            principal = await authorize(
+                app_context(),
+                request.headers.get("Authorization"),
+                audience,
+                scope,
+                rate=rate,
+                all_tenants=all_tenants,
+                seen=seen,
             )
-            principal: Principal = await auth.authenticate(
-                request.headers.get("Authorization"), role
-            )
-            g.principal = principal
-            identity = principal.identity_hash  # the token's own tenant, before ?tenant=
-            if audience == "admin":
-                if not principal.is_admin:
-                    raise Forbidden("this route needs an admin token (role ADMIN)")
-                principal = g.principal = _admin_tenant(principal, all_tenants)
-            elif principal.tenant == ALL_TENANTS:
-                raise Forbidden("tenant '*' is only valid on /admin routes")
-            if scope is not None and scope not in principal.scopes:
-                raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
-            if rate is not None:
-                await charge(identity, rate)
             return await fn(principal, *args, **kwargs)
 
         return route

@@ -8,6 +8,7 @@ import trio
 from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
+from codeqd.context import Context
 from codeqd.domain.errors import NotFound
 from codeqd.domain.states import TERMINAL
 from codeqd.domain.task import (
@@ -29,17 +30,23 @@ bp = Blueprint("producer", __name__, url_prefix=PREFIX)
 @bp.post("/tasks")
 @requires("producer", rate="create")
 async def create_task(principal: Principal) -> Response:
-    ctx = app_context()
+    body = await json_body(allow_empty=False)
+    return json_response(await create(app_context(), principal, body, request.headers), 202)
+
+
+async def create(ctx: Context, principal: Principal, body: Any, headers: Any) -> dict[str, Any]:
+    """What ``POST /tasks`` does with its JSON body: the created task as the wire has it.
+    ``headers`` (anything with a case-insensitive ``get``) may carry a trace context."""
     task = parse_new_task(
-        await json_body(allow_empty=False),
+        body,
         now_ms=now_ms(),
         default_max_attempts=ctx.config.tasks.default_max_attempts,
         max_depth=ctx.config.limits.max_payload_depth,
-        trace=trace_context(request.headers),
+        trace=trace_context(headers),
         created_by=principal.sub,
     )
     meta, payload, _created = await ctx.store.create(principal.tenant, task)
-    return json_response(task_to_wire(meta, payload), 202)
+    return task_to_wire(meta, payload)
 
 
 @bp.get("/tasks/<task_id>")

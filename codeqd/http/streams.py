@@ -564,7 +564,7 @@ class _Stream:
         p = self.principal
         try:
             if self.ctx.config.ratelimit.enabled:
-                await charge(p, "claim")
+                await charge(self.ctx, p, "claim")
             return await self.ctx.store.claim(
                 p.tenant, p.sub, commands, self.lease_seconds, free, shards
             )

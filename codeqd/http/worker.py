@@ -8,11 +8,12 @@ import orjson
 from quart import Blueprint, Response, request
 
 from codeqd.auth import Principal
+from codeqd.context import Context
 from codeqd.domain.artifacts import download_headers, is_stored_name
 from codeqd.domain.errors import BadRequest, NotFound
 from codeqd.domain.task import require_object, task_to_wire
 from codeqd.http import _worker_ops as ops
-from codeqd.http._claiming import claim_tasks, parse_lease_id
+from codeqd.http._claiming import Watch, claim_tasks, parse_lease_id
 from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
 
@@ -26,11 +27,22 @@ def _lease_id(body: dict[str, Any]) -> str | None:
 @bp.post("/tasks/claim")
 @requires("worker", "codeq:claim", rate="claim")
 async def claim(principal: Principal) -> Response:
-    body = require_object(await json_body())
-    tasks = await claim_tasks(principal, body, 1)
-    if not tasks:
-        return Response(b"", status=204)
-    return json_response(task_to_wire(tasks[0].meta, tasks[0].payload))
+    task = await claim_one(app_context(), principal, await json_body())
+    if task is None:
+        empty = Response(b"", status=204)
+        del empty.headers["Content-Type"]  # no body, so no type (as codeQ answers)
+        return empty
+    return json_response(task)
+
+
+async def claim_one(
+    ctx: Context, principal: Principal, body: Any, watch: Watch | None = None
+) -> dict[str, Any] | None:
+    """What ``POST /tasks/claim`` does with its JSON body: the claimed task as the wire
+    has it, or None (204) when none came within ``waitSeconds`` (see ``claim_tasks``
+    for ``watch``)."""
+    tasks = await claim_tasks(ctx, principal, require_object(body), 1, watch)
+    return task_to_wire(tasks[0].meta, tasks[0].payload) if tasks else None
 
 
 @bp.post("/tasks/<task_id>/heartbeat")
@@ -62,9 +74,20 @@ async def nack(principal: Principal, task_id: str) -> Response:
 @requires("worker", "codeq:result")
 async def submit_result(principal: Principal, task_id: str) -> Response:
     body = await json_body(allow_empty=False)
+    return json_response(
+        await result(app_context(), principal, task_id, body, request.headers.get("X-Lease-Id"))
+    )
+
+
+async def result(
+    ctx: Context, principal: Principal, task_id: str, body: Any, lease_header: str | None
+) -> dict[str, Any]:
+    """What ``POST /tasks/{id}/result`` does with its JSON body; the lease id comes from
+    the body's ``leaseId`` or else the ``X-Lease-Id`` header."""
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
-    return json_response(await ops.result(app_context(), principal, task_id, body, _lease_id(body)))
+    lease_id = parse_lease_id(body.get("leaseId", lease_header))
+    return await ops.result(ctx, principal, task_id, body, lease_id)
 
 
 @bp.get("/tasks/<task_id>/artifacts/<name>")

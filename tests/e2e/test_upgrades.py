@@ -87,3 +87,28 @@ def test_a_prior_knowledge_http2_preface_is_not_served_as_http2(daemon: Daemon) 
 def test_h2c_can_be_turned_on(daemon_factory: Any) -> None:
     d = daemon_factory({"actors": {"ingress": {"h2c": True}}})
     assert _h2c_upgrade(d).startswith(b"HTTP/1.1 101")
+
+
+def test_the_single_task_routes_over_http2(daemon_factory: Any) -> None:
+    """Create, claim and result (answered straight from ASGI, ``codeqd/http/_fast.py``)
+    over prior-knowledge HTTP/2, where a request's headers and body come in frames."""
+    d = daemon_factory({"actors": {"ingress": {"h2c": True}}})
+    with httpx.Client(base_url=f"{d.base}/v1/codeq", http1=False, http2=True, timeout=10) as c:
+        producer = {"Authorization": f"Bearer {d.token('producer')}"}
+        worker = {"Authorization": f"Bearer {d.token('worker')}"}
+        r = c.post("/tasks", json={"command": "h2", "payload": {"n": 1}}, headers=producer)
+        assert (r.http_version, r.status_code) == ("HTTP/2", 202), r.text
+        r = c.post("/tasks/claim", json={"commands": ["h2"], "waitSeconds": 1}, headers=worker)
+        assert r.status_code == 200 and r.json()["payload"] == {"n": 1}, r.text
+        task = r.json()
+        r = c.post(f"/tasks/{task['id']}/result", json={"status": "MAYBE"}, headers=worker)
+        assert r.status_code == 400 and r.json()["code"] == "validation_error", r.text
+        r = c.post(
+            f"/tasks/{task['id']}/result",
+            json={"status": "COMPLETED", "result": {"ok": True}, "leaseId": task["leaseId"]},
+            headers=worker,
+        )
+        assert r.status_code == 200, r.text
+        r = c.post("/tasks/claim", json={"commands": ["h2"], "waitSeconds": 1}, headers=worker)
+        assert r.status_code == 204, r.text
+    _no_traceback(d)

@@ -111,12 +111,13 @@ async def test_result_waits_count_against_the_same_limit(
         with trio.fail_after(5):
             while api.ctx.hub.waiting < 1:
                 await trio.sleep(0.01)
-        r = await api.claim(commands=["job"], waitSeconds=1)
+        r = await api.claim(commands=["no-work"], waitSeconds=1)  # it would park
         assert r.status_code == 429, r.text
         assert r.json()["operation"] == "claim"
         r = await api.call("GET", f"/tasks/{task['id']}/result?waitSeconds=1", api.producer)
         assert r.status_code == 429 and r.json()["operation"] == "result", r.text
-        claimed = await api.claim(commands=["job"])  # no wait: not capped
+        # A long-poll that finds work at once never parks: the cap does not refuse it.
+        claimed = await api.claim(commands=["job"], waitSeconds=1)
         assert claimed.status_code == 200, claimed.text
         r = await api.call(
             "POST",
