@@ -96,18 +96,18 @@ async def _claim(
         if tasks or ctx.shutting_down.is_set():
             return tasks
         first = (registration.pop_all(), waiter)
-    async with watch():
-        try:
+    try:
+        async with watch():
             with ctx.hub.parked(ingress.max_waiters, "claim"):  # 429 past the cap
                 return await _park(ctx, principal, commands, deadline, attempt, first)
-        except RateLimited:
-            first[0].close()
-            if waiter.event.is_set():
-                ctx.hub.pass_on(waiter)  # a wake-up it got goes to the next waiter
-            raise
-        finally:
-            first[0].close()  # deregistered, whatever happened
-    return []  # the watch ended the wait
+        return []  # the watch ended the wait
+    except RateLimited:
+        first[0].close()
+        if waiter.event.is_set():
+            ctx.hub.pass_on(waiter)  # a wake-up it got goes to the next waiter
+        raise
+    finally:
+        first[0].close()  # deregistered, whatever happened
 
 
 async def _park(

@@ -93,6 +93,12 @@ class WakeHub:
         """Requests parked in the hub right now (claims and result waits)."""
         return self._waiting
 
+    @property
+    def registered(self) -> int:
+        """Waiters registered for wake-ups right now: parked requests, and claims between
+        their registration and their first look."""
+        return len({w for table in (self._claim, self._done) for b in table.values() for w in b})
+
     @contextmanager
     def parked(self, limit: int, operation: str) -> Iterator[None]:
         """Count one long-polling request for as long as it waits; 429 (``RateLimited``)

@@ -295,6 +295,7 @@ async def test_a_client_that_goes_away_ends_its_long_poll(
         with trio.fail_after(10):
             while hub.waiting:
                 await trio.sleep(0.01)
+        assert hub.registered == 0
         # ...and a task created now goes to a worker that is still there.
         created = await api.create("gone")
         r = await api.claim(commands=["gone"])

@@ -171,3 +171,36 @@ async def test_a_wake_up_its_waiter_cannot_use_goes_to_the_next_waiter(
             while "young" not in got:
                 await trio.sleep(0.01)
         assert got["young"] == 200
+
+
+async def test_no_waiter_outlives_its_claim(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    """A long-poll claim registers for wake-ups before its first look; whichever way it
+    ends (work at once, its wait running out, refused at the cap, served after parking)
+    its waiter is gone: a stale one would take wake-ups meant for others."""
+    config = make_config(tmp_path, actors={"ingress": {"bind": "127.0.0.1:0", "max_waiters": 1}})
+    async with serving(nursery, config, redis_url) as api:
+        hub = api.ctx.hub
+        assert (await api.claim(commands=["w"], waitSeconds=1)).status_code == 204
+        assert hub.registered == 0
+        await api.create("w", {})
+        assert (await api.claim(commands=["w"], waitSeconds=1)).status_code == 200
+        assert hub.registered == 0
+        got: list[int] = []
+
+        async def park() -> None:
+            got.append((await api.claim(commands=["w"], waitSeconds=20)).status_code)
+
+        nursery.start_soon(park)
+        with trio.fail_after(5):
+            while hub.waiting < 1:
+                await trio.sleep(0.01)
+        assert (await api.claim(commands=["w"], waitSeconds=1)).status_code == 429
+        assert hub.registered == 1  # the parked claim's own
+        await api.create("w", {})
+        with trio.fail_after(5):
+            while not got:
+                await trio.sleep(0.01)
+        assert got == [200]
+        assert hub.registered == 0
