@@ -1,7 +1,7 @@
 """The hot path's store client: script calls (EVALSHA, and MULTI/EVALSHA/EXEC on
-KVRocks) over plain trio streams, replies parsed by hiredis, on one node (Redis or
-KVRocks; TCP or a unix socket). coredis stays for everything else: clusters, TLS,
-loading scripts, reads, pub/sub.
+KVRocks) and the background actors' polls, over plain trio streams, replies parsed by
+hiredis, on one node (Redis or KVRocks; TCP or a unix socket). coredis stays for
+everything else: clusters, TLS, loading scripts, other reads, pub/sub.
 
 Why: coredis spends ~300 µs of client CPU per EVALSHA under trio (its command
 wrappers, retry policy, telemetry checks, response callbacks), this ~40 µs
@@ -134,6 +134,14 @@ class LeanScripts:
             if not isinstance(done, list) or len(done) != 1:
                 raise cx.ResponseError(f"unexpected EXEC reply {done!r}")
             reply = done[0]
+        if isinstance(reply, hiredis.ReplyError):
+            raise _error(reply)
+        return reply
+
+    async def command(self, *args: Any) -> Any:
+        """One plain command's reply (the background actors' polls, run every fraction
+        of a second whether or not there is work); raises as ``evalsha`` does."""
+        (reply,) = await self._roundtrip(pack(*args), 1)
         if isinstance(reply, hiredis.ReplyError):
             raise _error(reply)
         return reply
