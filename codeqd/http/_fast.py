@@ -161,8 +161,8 @@ class _Exchange:
         """The whole body within ``limits.body_bytes`` and ``request_timeout``."""
         self.body_read = True
         limit = self.ctx.config.limits.body_bytes
-        length = self.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
+        length = self._length()
+        if length is not None and length > limit:
             raise body_too_large(self.ctx)
         chunks: list[bytes] = []
         size = 0
@@ -180,14 +180,19 @@ class _Exchange:
                     return b"".join(chunks)
         raise body_too_slow(self.ctx)
 
+    def _length(self) -> int | None:
+        """The declared Content-Length (the HTTP parser has checked its form)."""
+        value = self.headers.get("content-length")
+        return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
     async def _drain(self) -> bool:
         """After an answer given before the body was read: read a small body so the
         connection can carry the next request; False when it must close instead."""
-        length = self.headers.get("content-length")
+        length = self._length()
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        if not chunked and (length is None or length == "0"):
+        if not chunked and not length:
             return True
-        if length is None or not length.isdigit() or int(length) > _DRAIN_LIMIT:
+        if length is None or length > _DRAIN_LIMIT:
             return False
         try:
             await self._body()
