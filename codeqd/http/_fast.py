@@ -1,10 +1,11 @@
-"""The three requests every worker and producer makes, served without Quart.
+"""The requests every worker and producer makes per task, served without Quart.
 
-``POST /tasks``, ``POST /tasks/claim`` and ``POST /tasks/{id}/result`` are the
+``POST /tasks``, ``POST /tasks/claim`` and a worker's reports on a task it holds
+(``POST /tasks/{id}/result``, ``/heartbeat``, ``/nack``, ``/abandon``) are the
 single-task path every codeQ client lives on. Quart's request, response and context
-machinery costs about as much daemon CPU as codeqd's own work on them, so these three
-are answered here, straight from ASGI, by the same functions the Quart routes call
-(``producer.create``, ``worker.claim_one``, ``worker.result``) after the same checks
+machinery costs about as much daemon CPU as codeqd's own work on them, so these are
+answered here, straight from ASGI, by the same functions the Quart routes call
+(``producer.create``, ``worker.claim_one``, ``worker.task_op``) after the same checks
 (``deps.authorize``, ``_request.headers_size`` and ``parse_json_body``, the body limits)
 and with the same record (``_request.record_request``). Any other request, and these
 with ``actors.ingress.fast_routes = false``, goes to the Quart app unchanged.
@@ -59,7 +60,6 @@ ASGIApp = Callable[..., Awaitable[None]]
 _DRAIN_LIMIT = 64 * 1024
 _TASKS = f"{PREFIX}/tasks"
 _CLAIM = f"{PREFIX}/tasks/claim"
-_RESULT_RULE = f"{PREFIX}/tasks/<task_id>/result"
 _JSON = (b"content-type", b"application/json")
 
 
@@ -93,7 +93,7 @@ class _Exchange:
     def _seen(self, principal: Principal) -> None:
         self.principal = principal
 
-    async def run(self, rule: str, task_id: str | None) -> None:
+    async def run(self, rule: str, task_id: str | None = None, op: str = "") -> None:
         started = time.perf_counter()
         raw = self.scope["headers"]
         for name, value in raw:
@@ -104,7 +104,7 @@ class _Exchange:
         try:
             headers_size(raw, ctx.config.limits.header_bytes)
             if task_id is not None:
-                body = orjson.dumps(await self._serve_result(task_id))
+                body = orjson.dumps(await self._serve_task_op(op, task_id))
             elif rule == _TASKS:
                 status, body = 202, orjson.dumps(await self._serve_create())
             else:
@@ -207,11 +207,12 @@ class _Exchange:
         body = await self._json(allow_empty=False)
         return await producer.create(self.ctx, principal, body, self.headers)
 
-    async def _serve_result(self, task_id: str) -> dict[str, Any]:
-        principal = await self._authorized("worker", "codeq:result")
-        body = await self._json(allow_empty=False)
-        return await worker.result(
-            self.ctx, principal, task_id, body, self.headers.get("x-lease-id")
+    async def _serve_task_op(self, name: str, task_id: str) -> dict[str, Any]:
+        scope, _, allow_empty = worker.TASK_OPS[name]
+        principal = await self._authorized("worker", scope)
+        body = await self._json(allow_empty=allow_empty)
+        return await worker.task_op(
+            self.ctx, principal, name, task_id, body, self.headers.get("x-lease-id")
         )
 
     async def _serve_claim(self) -> dict[str, Any] | None:
@@ -244,19 +245,20 @@ class _Exchange:
 
 
 def fast_routes(app: ASGIApp, ctx: Context) -> ASGIApp:
-    """``app`` with the three single-task routes answered here (see the module)."""
+    """``app`` with the single-task routes answered here (see the module)."""
     tasks_prefix = _TASKS + "/"
-    suffix = "/result"
+    rules = {name: f"{_TASKS}/<task_id>/{name}" for name in worker.TASK_OPS}
 
     async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             path: str = scope["path"]
             if path in (_TASKS, _CLAIM):
-                return await _Exchange(ctx, scope, receive, send).run(path, None)
-            if path.startswith(tasks_prefix) and path.endswith(suffix):
-                task_id = path[len(tasks_prefix) : -len(suffix)]
-                if task_id and "/" not in task_id:
-                    return await _Exchange(ctx, scope, receive, send).run(_RESULT_RULE, task_id)
+                return await _Exchange(ctx, scope, receive, send).run(path)
+            if path.startswith(tasks_prefix):
+                task_id, _, op = path[len(tasks_prefix) :].partition("/")
+                rule = rules.get(op)
+                if rule is not None and task_id:
+                    return await _Exchange(ctx, scope, receive, send).run(rule, task_id, op)
         return await app(scope, receive, send)
 
     return serve

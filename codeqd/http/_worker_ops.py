@@ -9,7 +9,7 @@ raised as the ``CodeqError`` the HTTP route renders.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from codeqd.auth import Principal
@@ -20,6 +20,11 @@ from codeqd.domain.report import parse_report
 from codeqd.domain.task import MAX_REASON_LEN, get_int, get_str, rfc3339
 from codeqd.http._request import PREFIX
 from codeqd.store import Report
+
+#: The shape every one of them has (``worker.TASK_OPS`` maps routes to them).
+Operation = Callable[
+    [Context, Principal, str, dict[str, Any], str | None], Awaitable[dict[str, Any]]
+]
 
 
 async def heartbeat(

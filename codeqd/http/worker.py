@@ -10,7 +10,7 @@ from quart import Blueprint, Response, request
 from codeqd.auth import Principal
 from codeqd.context import Context
 from codeqd.domain.artifacts import download_headers, is_stored_name
-from codeqd.domain.errors import BadRequest, NotFound
+from codeqd.domain.errors import NotFound
 from codeqd.domain.task import require_object, task_to_wire
 from codeqd.http import _worker_ops as ops
 from codeqd.http._claiming import Watch, claim_tasks, parse_lease_id
@@ -18,10 +18,6 @@ from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
 
 bp = Blueprint("worker", __name__, url_prefix=PREFIX)
-
-
-def _lease_id(body: dict[str, Any]) -> str | None:
-    return parse_lease_id(body.get("leaseId", request.headers.get("X-Lease-Id")))
 
 
 @bp.post("/tasks/claim")
@@ -45,49 +41,62 @@ async def claim_one(
     return task_to_wire(tasks[0].meta, tasks[0].payload) if tasks else None
 
 
+#: A worker's reports on a task it holds, ``POST /tasks/{id}/<name>``: the token scope
+#: each needs, what it does (``_worker_ops``), and whether an empty body is allowed.
+TASK_OPS: dict[str, tuple[str, ops.Operation, bool]] = {
+    "heartbeat": ("codeq:heartbeat", ops.heartbeat, True),
+    "abandon": ("codeq:abandon", ops.abandon, True),
+    "nack": ("codeq:nack", ops.nack, True),
+    "result": ("codeq:result", ops.result, False),
+}
+
+
+async def task_op(
+    ctx: Context,
+    principal: Principal,
+    name: str,
+    task_id: str,
+    body: Any,
+    lease_header: str | None,
+) -> dict[str, Any]:
+    """What ``POST /tasks/{id}/<name>`` does with its JSON body; the lease id comes from
+    the body's ``leaseId`` or else the ``X-Lease-Id`` header."""
+    body = require_object(body)
+    lease_id = parse_lease_id(body.get("leaseId", lease_header))
+    return await TASK_OPS[name][1](ctx, principal, task_id, body, lease_id)
+
+
+async def _task_op(name: str, principal: Principal, task_id: str) -> Response:
+    body = await json_body(allow_empty=TASK_OPS[name][2])
+    return json_response(
+        await task_op(
+            app_context(), principal, name, task_id, body, request.headers.get("X-Lease-Id")
+        )
+    )
+
+
 @bp.post("/tasks/<task_id>/heartbeat")
 @requires("worker", "codeq:heartbeat")
 async def heartbeat(principal: Principal, task_id: str) -> Response:
-    body = require_object(await json_body())
-    return json_response(
-        await ops.heartbeat(app_context(), principal, task_id, body, _lease_id(body))
-    )
+    return await _task_op("heartbeat", principal, task_id)
 
 
 @bp.post("/tasks/<task_id>/abandon")
 @requires("worker", "codeq:abandon")
 async def abandon(principal: Principal, task_id: str) -> Response:
-    body = require_object(await json_body())
-    return json_response(
-        await ops.abandon(app_context(), principal, task_id, body, _lease_id(body))
-    )
+    return await _task_op("abandon", principal, task_id)
 
 
 @bp.post("/tasks/<task_id>/nack")
 @requires("worker", "codeq:nack")
 async def nack(principal: Principal, task_id: str) -> Response:
-    body = require_object(await json_body())
-    return json_response(await ops.nack(app_context(), principal, task_id, body, _lease_id(body)))
+    return await _task_op("nack", principal, task_id)
 
 
 @bp.post("/tasks/<task_id>/result")
 @requires("worker", "codeq:result")
 async def submit_result(principal: Principal, task_id: str) -> Response:
-    body = await json_body(allow_empty=False)
-    return json_response(
-        await result(app_context(), principal, task_id, body, request.headers.get("X-Lease-Id"))
-    )
-
-
-async def result(
-    ctx: Context, principal: Principal, task_id: str, body: Any, lease_header: str | None
-) -> dict[str, Any]:
-    """What ``POST /tasks/{id}/result`` does with its JSON body; the lease id comes from
-    the body's ``leaseId`` or else the ``X-Lease-Id`` header."""
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    lease_id = parse_lease_id(body.get("leaseId", lease_header))
-    return await ops.result(ctx, principal, task_id, body, lease_id)
+    return await _task_op("result", principal, task_id)
 
 
 @bp.get("/tasks/<task_id>/artifacts/<name>")

@@ -184,8 +184,31 @@ async def conversation(api: Api, command: str) -> dict[str, list[dict[str, Any]]
     out["claim_none_left"] = await exchange(
         api, request("/tasks/claim", w, orjson.dumps({"commands": [f"{command}-none"]}))
     )
-    out["claim_no_body"] = await exchange(api, request("/tasks/claim", w, None))
+    out["claim_no_body"] = second = await exchange(api, request("/tasks/claim", w, None))
     task_id = claimed[0]["doc"]["id"]
+    # A worker's other reports, on the second task it holds.
+    t2, lease2 = second[0]["doc"]["id"], second[0]["doc"]["leaseId"]
+    only_result = worker(["codeq:result"], sub="worker-5")
+    beat = f"/tasks/{t2}/heartbeat"
+    out["heartbeat_empty"] = await exchange(api, request(beat, w, b""))
+    out["heartbeat_lease_header"] = await exchange(
+        api, request(beat, w, b"{}", headers=f"X-Lease-Id: {lease2}\r\n")
+    )
+    out["heartbeat_stale_lease"] = await exchange(api, request(beat, w, b'{"leaseId": "stale"}'))
+    out["heartbeat_not_object"] = await exchange(api, request(beat, w, b"[1]"))
+    out["heartbeat_bad_extend"] = await exchange(api, request(beat, w, b'{"extendSeconds": 0}'))
+    out["heartbeat_no_scope"] = await exchange(api, request(beat, only_result, b""))
+    out["heartbeat_unknown_task"] = await exchange(
+        api, request("/tasks/0190c3a4-0000-7000-8000-000000000000/heartbeat", w, b"")
+    )
+    out["nack_bad_delay"] = await exchange(
+        api, request(f"/tasks/{t2}/nack", w, b'{"delaySeconds": "soon"}')
+    )
+    out["nack"] = await exchange(
+        api, request(f"/tasks/{t2}/nack", w, b'{"reason": "later", "delaySeconds": 0}')
+    )
+    out["abandon_not_held"] = await exchange(api, request(f"/tasks/{t2}/abandon", w, b""))
+    out["unknown_report"] = await exchange(api, request(f"/tasks/{t2}/finish", w, b""))
     ok = orjson.dumps({"status": "COMPLETED", "result": {"ok": True}})
     out["result_unknown_task"] = await exchange(
         api, request("/tasks/0190c3a4-0000-7000-8000-000000000000/result", w, ok)
@@ -253,6 +276,13 @@ async def test_the_fast_routes_answer_as_the_quart_routes_do(
     assert fast["result_stale_lease"][0]["status"] == 409
     assert fast["result"][0]["status"] == 200
     assert fast["put_tasks"][0]["status"] == 405
+    assert [fast[k][0]["status"] for k in ("heartbeat_empty", "heartbeat_lease_header")] == [
+        200,
+        200,
+    ]
+    assert fast["heartbeat_stale_lease"][0]["status"] == 409
+    assert fast["heartbeat_no_scope"][0]["status"] == 403
+    assert fast["nack"][0]["status"] == 200
 
 
 def _neutral(answers: list[dict[str, Any]], command: str) -> bytes:
