@@ -45,7 +45,8 @@ Watch = Callable[[], AbstractAsyncContextManager[None]]
 
 
 @asynccontextmanager
-async def _unwatched() -> AsyncIterator[None]:
+async def unwatched() -> AsyncIterator[None]:
+    """The watch of a request whose server ends it when its client goes (Quart's)."""
     yield
 
 
@@ -62,7 +63,7 @@ async def claim_tasks(
     A claim that finds work at once never parks. One that parks does so inside
     ``watch()``, which may end the wait early by cancelling it (the client went
     away); the claim then returns no task."""
-    tasks = await _claim(ctx, principal, body, max_tasks, watch or _unwatched)
+    tasks = await _claim(ctx, principal, body, max_tasks, watch or unwatched)
     for task in tasks:
         tracing.task_claimed(task.meta, principal.sub)
     return tasks

@@ -1,11 +1,12 @@
 """The requests every worker and producer makes per task, served without Quart.
 
-``POST /tasks``, ``POST /tasks/claim`` and a worker's reports on a task it holds
-(``POST /tasks/{id}/result``, ``/heartbeat``, ``/nack``, ``/abandon``) are the
-single-task path every codeQ client lives on. Quart's request, response and context
-machinery costs about as much daemon CPU as codeqd's own work on them, so these are
-answered here, straight from ASGI, by the same functions the Quart routes call
-(``producer.create``, ``worker.claim_one``, ``worker.task_op``) after the same checks
+``POST /tasks``, ``POST /tasks/claim``, a worker's reports on a task it holds
+(``POST /tasks/{id}/result``, ``/heartbeat``, ``/nack``, ``/abandon``) and a producer's
+reads (``GET /tasks/{id}``, ``GET /tasks/{id}/result``) are the single-task path every
+codeQ client lives on. Quart's request, response and context machinery costs about as
+much daemon CPU as codeqd's own work on them, so these are answered here, straight
+from ASGI, by the same functions the Quart routes call (``producer.create``,
+``read_task``, ``read_result``, ``worker.claim_one``, ``task_op``) after the same checks
 (``deps.authorize``, ``_request.headers_size`` and ``parse_json_body``, the body limits)
 and with the same record (``_request.record_request``). Any other request, and these
 with ``actors.ingress.fast_routes = false``, goes to the Quart app unchanged.
@@ -17,8 +18,9 @@ What the Quart path does around a route, done the same here:
   connection, so the next request on it is never mistaken for the rest of this body;
 - a body past ``limits.body_bytes`` is 413 and one that stops arriving for
   ``request_timeout`` is 408, both closing the connection;
-- a client that goes away during a long-poll claim ends the claim (the store gives
-  back a task leased for it; see ``Store.claim``);
+- a client that goes away during a long-poll claim or result wait ends it (the store
+  gives back a task leased for it; see ``Store.claim``);
+- a GET that carries a body (no client sends one) goes to Quart, which drains it;
 - an error is ``{"error", "code", "details"}`` with its status and headers; anything
   unexpected is logged with its traceback and answered 500 without one.
 
@@ -32,10 +34,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 import structlog
 import trio
+import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" error handler)
 
 from codeqd.auth import Principal
 from codeqd.context import Context
@@ -103,7 +107,10 @@ class _Exchange:
         status, extra, body = 200, None, b""
         try:
             headers_size(raw, ctx.config.limits.header_bytes)
-            if task_id is not None:
+            if self.scope["method"] == "GET":
+                assert task_id is not None
+                body = orjson.dumps(await self._serve_read(op, task_id))
+            elif task_id is not None:
                 body = orjson.dumps(await self._serve_task_op(op, task_id))
             elif rule == _TASKS:
                 status, body = 202, orjson.dumps(await self._serve_create())
@@ -136,7 +143,7 @@ class _Exchange:
             headers.append((b"connection", b"close"))
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body})
-        record_request("POST", rule, status, started, rid, self.principal, task_id)
+        record_request(self.scope["method"], rule, status, started, rid, self.principal, task_id)
 
     async def _authorized(
         self, audience: Audience, scope: str | None, rate: RateOperation | None = None
@@ -207,6 +214,25 @@ class _Exchange:
         body = await self._json(allow_empty=False)
         return await producer.create(self.ctx, principal, body, self.headers)
 
+    async def _serve_read(self, op: str, task_id: str) -> dict[str, Any]:
+        principal = await self._authorized("any", None)
+        if not op:
+            return await producer.read_task(self.ctx, principal, task_id)
+        wait = self._query("waitSeconds")
+        found = await producer.read_result(self.ctx, principal, task_id, wait, self._while_parked)
+        if found is None or self.gone:
+            raise _Gone
+        return found
+
+    def _query(self, name: str) -> str | None:
+        """A query parameter, parsed as werkzeug parses ``request.args`` (the first of
+        repeated ones; invalid bytes stay percent-encoded)."""
+        query = self.scope["query_string"].decode()
+        for key, value in parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote"):
+            if key == name:
+                return str(value)
+        return None
+
     async def _serve_task_op(self, name: str, task_id: str) -> dict[str, Any]:
         scope, _, allow_empty = worker.TASK_OPS[name]
         principal = await self._authorized("worker", scope)
@@ -244,20 +270,35 @@ class _Exchange:
         scope.cancel()
 
 
+def _has_body(scope: dict[str, Any]) -> bool:
+    return any(
+        (name == b"content-length" and value != b"0") or name == b"transfer-encoding"
+        for name, value in scope["headers"]
+    )
+
+
 def fast_routes(app: ASGIApp, ctx: Context) -> ASGIApp:
     """``app`` with the single-task routes answered here (see the module)."""
     tasks_prefix = _TASKS + "/"
-    rules = {name: f"{_TASKS}/<task_id>/{name}" for name in worker.TASK_OPS}
+    posts = {name: f"{_TASKS}/<task_id>/{name}" for name in worker.TASK_OPS}
+    reads = {"": f"{_TASKS}/<task_id>", "result": f"{_TASKS}/<task_id>/result"}
 
     async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
-            path: str = scope["path"]
-            if path in (_TASKS, _CLAIM):
-                return await _Exchange(ctx, scope, receive, send).run(path)
-            if path.startswith(tasks_prefix):
-                task_id, _, op = path[len(tasks_prefix) :].partition("/")
-                rule = rules.get(op)
-                if rule is not None and task_id:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            method, path = scope["method"], scope["path"]
+            if method == "POST":
+                if path in (_TASKS, _CLAIM):
+                    return await _Exchange(ctx, scope, receive, send).run(path)
+                if path.startswith(tasks_prefix):
+                    task_id, _, op = path[len(tasks_prefix) :].partition("/")
+                    rule = posts.get(op)
+                    if rule is not None and task_id:
+                        return await _Exchange(ctx, scope, receive, send).run(rule, task_id, op)
+            # A GET with a body (nothing sends one) goes to Quart, which drains it.
+            elif method == "GET" and path.startswith(tasks_prefix) and not _has_body(scope):
+                task_id, slash, op = path[len(tasks_prefix) :].partition("/")
+                rule = reads.get(op)
+                if rule is not None and task_id and (op or not slash):  # not ".../{id}/"
                     return await _Exchange(ctx, scope, receive, send).run(rule, task_id, op)
         return await app(scope, receive, send)
 

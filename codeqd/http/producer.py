@@ -20,6 +20,7 @@ from codeqd.domain.task import (
     task_to_wire,
 )
 from codeqd.domain.tracecontext import trace_context
+from codeqd.http._claiming import Watch, unwatched
 from codeqd.http._request import PREFIX, app_context, json_body, json_response
 from codeqd.http.deps import requires
 from codeqd.store import now_ms
@@ -52,37 +53,57 @@ async def create(ctx: Context, principal: Principal, body: Any, headers: Any) ->
 @bp.get("/tasks/<task_id>")
 @requires("any")
 async def get_task(principal: Principal, task_id: str) -> Response:
-    meta, payload = await app_context().store.get(principal.tenant, task_id)
-    return json_response(task_to_wire(meta, payload))
+    return json_response(await read_task(app_context(), principal, task_id))
+
+
+async def read_task(ctx: Context, principal: Principal, task_id: str) -> dict[str, Any]:
+    """What ``GET /tasks/{id}`` answers: the task as the wire has it."""
+    meta, payload = await ctx.store.get(principal.tenant, task_id)
+    return task_to_wire(meta, payload)
 
 
 @bp.get("/tasks/<task_id>/result")
 @requires("any")
 async def get_result(principal: Principal, task_id: str) -> Response:
-    """The task and its Result; 404 ``result_not_found`` while it has none (codeQ's
-    contract), at once or once ``waitSeconds`` ran out (woken by the store)."""
-    ctx = app_context()
-    wait = get_wait(
-        request.args.get("waitSeconds"), "waitSeconds", MAX_RESULT_WAIT_SECONDS, query=True
-    )
+    doc = await read_result(app_context(), principal, task_id, request.args.get("waitSeconds"))
+    assert doc is not None  # no watch: only the server ends the wait
+    return json_response(doc)
+
+
+async def read_result(
+    ctx: Context,
+    principal: Principal,
+    task_id: str,
+    wait_arg: str | None,
+    watch: Watch | None = None,
+) -> dict[str, Any] | None:
+    """What ``GET /tasks/{id}/result`` answers: the task and its Result; 404
+    ``result_not_found`` while it has none (codeQ's contract), at once or once
+    ``waitSeconds`` (``wait_arg``) ran out, woken by the store. A wait runs inside
+    ``watch()``, which may end it early (the client went away): then None."""
+    wait = get_wait(wait_arg, "waitSeconds", MAX_RESULT_WAIT_SECONDS, query=True)
+    found: tuple[dict[str, Any], str, str | None] | None = None
     if wait == 0:
-        meta, payload, result = await ctx.store.get_with_result(principal.tenant, task_id)
+        found = await ctx.store.get_with_result(principal.tenant, task_id)
     else:
-        meta, payload, result = await _wait_for_result(principal, task_id, wait)
+        async with (watch or unwatched)():
+            found = await _wait_for_result(ctx, principal, task_id, wait)
+        if found is None:
+            return None  # the watch ended the wait
+    meta, payload, result = found
     # A task that ended without a worker's report (dead-lettered, cancelled) has a
     # Result made from its metadata.
     doc = result_to_wire(result) if result else synthesized_result(meta)
     if doc is None:
         raise NotFound("result not found", code="result_not_found")
-    return json_response({"task": task_to_wire(meta, payload), "result": doc})
+    return {"task": task_to_wire(meta, payload), "result": doc}
 
 
 async def _wait_for_result(
-    principal: Principal, task_id: str, wait: int
+    ctx: Context, principal: Principal, task_id: str, wait: int
 ) -> tuple[dict[str, Any], str, str | None]:
     """Look until the task is terminal or ``wait`` seconds have passed, woken by the
     store; parked like a long-poll claim (counted, no store connection held)."""
-    ctx = app_context()
     ingress = ctx.actor_config("ingress")
     deadline = trio.current_time() + wait
     found = None

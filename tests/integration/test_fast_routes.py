@@ -103,6 +103,11 @@ def request(
     return (head + headers + "\r\n").encode() + (body or b"")
 
 
+def get(path: str, token: str | None, headers: str = "") -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return f"GET /v1/codeq{path} HTTP/1.1\r\nHost: x\r\n{auth}{headers}\r\n".encode()
+
+
 @asynccontextmanager
 async def connected(api: Api) -> AsyncIterator[Raw]:
     url = urlsplit(api.base)
@@ -230,10 +235,34 @@ async def conversation(api: Api, command: str) -> dict[str, list[dict[str, Any]]
     out["result_no_scope"] = await exchange(api, request(f"/tasks/{task_id}/result", no_scope, ok))
     out["result"] = await exchange(api, request(f"/tasks/{task_id}/result", w, ok))
     out["result_again"] = await exchange(api, request(f"/tasks/{task_id}/result", w, ok))
+    # The producer's reads: the task, and its result (at once, or waiting for it).
+    out["get_task"] = await exchange(api, get(f"/tasks/{t2}", p))
+    out["get_task_as_worker"] = await exchange(api, get(f"/tasks/{t2}", w))
+    out["get_task_no_token"] = await exchange(api, get(f"/tasks/{t2}", None))
+    out["get_task_unknown"] = await exchange(
+        api, get("/tasks/0190c3a4-0000-7000-8000-000000000000", p)
+    )
+    out["get_task_slash"] = await exchange(api, get(f"/tasks/{t2}/", p))
+    out["get_task_with_body"] = await exchange(
+        api, get(f"/tasks/{t2}", p, "Content-Length: 2\r\n") + b"{}"
+    )
+    out["get_result_none_yet"] = await exchange(api, get(f"/tasks/{t2}/result", p))
+    out["get_result_waited_out"] = await exchange(api, get(f"/tasks/{t2}/result?waitSeconds=1", p))
+    out["get_result_bad_wait"] = await exchange(api, get(f"/tasks/{t2}/result?waitSeconds=soon", p))
+    out["get_result_undecodable_wait"] = await exchange(
+        api, get(f"/tasks/{t2}/result?waitSeconds=%FF", p)
+    )
     out["put_tasks"] = await exchange(
         api, b"PUT /v1/codeq/tasks HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
     )
     out["result_trailing_slash"] = await exchange(api, request(f"/tasks/{task_id}/result/", w, ok))
+    out["get_result_done"] = await exchange(api, get(f"/tasks/{task_id}/result", p))
+    out["get_result_done_long_wait"] = await exchange(
+        api, get(f"/tasks/{task_id}/result?waitSeconds=100000", p)
+    )
+    out["get_result_done_waiting"] = await exchange(
+        api, get(f"/tasks/{task_id}/result?waitSeconds=5&waitSeconds=x", p)
+    )
     return out
 
 
@@ -283,6 +312,10 @@ async def test_the_fast_routes_answer_as_the_quart_routes_do(
     assert fast["heartbeat_stale_lease"][0]["status"] == 409
     assert fast["heartbeat_no_scope"][0]["status"] == 403
     assert fast["nack"][0]["status"] == 200
+    assert fast["get_task"][0]["status"] == 200
+    assert fast["get_task_slash"][0]["status"] == 404
+    assert fast["get_result_waited_out"][0]["body"]["code"] == "result_not_found"
+    assert fast["get_result_done_waiting"][0]["status"] == 200
 
 
 def _neutral(answers: list[dict[str, Any]], command: str) -> bytes:
@@ -330,3 +363,20 @@ async def test_a_client_that_goes_away_ends_its_long_poll(
         created = await api.create("gone")
         r = await api.claim(commands=["gone"])
         assert r.status_code == 200 and r.json()["id"] == created["id"]
+
+
+async def test_a_producer_that_goes_away_ends_its_result_wait(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    async with serving(nursery, _config(tmp_path, True), redis_url) as api:
+        hub = api.ctx.hub
+        task = await api.create("awaited")
+        async with connected(api) as conn:
+            await conn.send(get(f"/tasks/{task['id']}/result?waitSeconds=30", api.producer))
+            with trio.fail_after(10):
+                while hub.waiting < 1:
+                    await trio.sleep(0.01)
+        with trio.fail_after(10):  # ends at once, not in 30 s
+            while hub.waiting:
+                await trio.sleep(0.01)
+        assert hub.registered == 0
