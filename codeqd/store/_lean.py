@@ -1,7 +1,7 @@
 """The hot path's store client: script calls (EVALSHA, and MULTI/EVALSHA/EXEC on
-KVRocks) and the background actors' polls, over plain trio streams, replies parsed by
-hiredis, on one node (Redis or KVRocks; TCP or a unix socket). coredis stays for
-everything else: clusters, TLS, loading scripts, other reads, pub/sub.
+KVRocks), a task's reads and the background actors' polls, over plain trio streams,
+replies parsed by hiredis, on one node (Redis or KVRocks; TCP or a unix socket).
+coredis stays for everything else: clusters, TLS, loading scripts, other reads, pub/sub.
 
 Why: coredis spends ~300 µs of client CPU per EVALSHA under trio (its command
 wrappers, retry policy, telemetry checks, response callbacks), this ~40 µs
@@ -21,6 +21,7 @@ configured to.
 from __future__ import annotations
 
 import select
+from collections.abc import Sequence
 from typing import Any
 
 import coredis
@@ -141,10 +142,16 @@ class LeanScripts:
     async def command(self, *args: Any) -> Any:
         """One plain command's reply (the background actors' polls, run every fraction
         of a second whether or not there is work); raises as ``evalsha`` does."""
-        (reply,) = await self._roundtrip(pack(*args), 1)
-        if isinstance(reply, hiredis.ReplyError):
-            raise _error(reply)
+        (reply,) = await self.pipeline([args])
         return reply
+
+    async def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """The replies of plain ``commands`` sent as one write (a task's reads)."""
+        replies = await self._roundtrip(b"".join(pack(*c) for c in commands), len(commands))
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise _error(reply)
+        return replies
 
     async def _roundtrip(self, request: bytes, replies: int) -> list[Any]:
         async with self._slots:

@@ -477,6 +477,10 @@ class Transitions:
         return raw
 
     async def _multi_hget(self, pairs: list[tuple[str, str]]) -> list[str | None]:
+        """HGET each (key, field) in one round trip (a task's record, payload, result)."""
+        if self.lean is not None:
+            with self._call():
+                return await self.lean.pipeline([("HGET", key, f) for key, f in pairs])
         with self._call():
             async with self.client.pipeline(transaction=False) as pipe:
                 futures = [pipe.hget(key, f) for key, f in pairs]

@@ -68,6 +68,19 @@ async def test_an_error_the_script_raises_is_a_response_error(store: Store) -> N
     assert await store.lean.evalsha(echo, [], ["ok"], multi=bool(store.kvrocks)) == "ok"
 
 
+async def test_a_pipeline_answers_in_order_and_raises_an_error_reply(store: Store) -> None:
+    """A task's reads (record, payload, result) are one write and one read; a missing
+    field is None; an error reply is a ResponseError and the connection stays good."""
+    assert store.lean is not None
+    await store.client.hset("lean:h", {"a": "1", "b": "é"})
+    replies = await store.lean.pipeline([("HGET", "lean:h", "a"), ("HGET", "lean:h", "x")])
+    assert replies == ["1", None]
+    assert await store.lean.command("HGET", "lean:h", "b") == "é"
+    with pytest.raises(cx.ResponseError, match="WRONGTYPE"):
+        await store.lean.pipeline([("HGET", "lean:h", "a"), ("GET", "lean:h")])
+    assert await store.lean.command("HGET", "lean:h", "a") == "1"
+
+
 async def test_credentials_from_the_url_are_used(
     store: Store, store_kind: str, redis_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
