@@ -29,10 +29,10 @@ RATE_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def _admin_tenant(principal: Principal, all_tenants: bool) -> Principal:
+def _admin_tenant(principal: Principal, all_tenants: bool, wanted: str | None) -> Principal:
     """The tenant an admin route acts on: the token's, or for an all-tenants admin
-    (tenant ``*``) the ``tenant`` query parameter; ``all_tenants`` routes accept none."""
-    wanted = request.args.get("tenant")
+    (tenant ``*``) the ``tenant`` query parameter (``wanted``); ``all_tenants`` routes
+    accept none."""
     if principal.all_tenants:
         if wanted:
             if len(wanted) > 128 or wanted == ALL_TENANTS:
@@ -84,12 +84,14 @@ async def authorize(
     *,
     rate: RateOperation | None = None,
     all_tenants: bool = False,
+    tenant_arg: str | None = None,
     seen: Callable[[Principal], None] | None = None,
 ) -> Principal:
     """The caller ``authorization`` (the header) names, allowed for ``audience`` and
     ``scope`` and charged to ``rate``: what :func:`requires` checks before a route runs.
-    ``seen`` learns the principal as soon as the token is verified (for the request
-    log), even when a later check refuses it."""
+    ``tenant_arg`` is an admin route's ``?tenant=``. ``seen`` learns the principal as
+    soon as the token is verified (for the request log), even when a later check
+    refuses it."""
     role: Literal["producer", "worker", "any"] = "producer" if audience == "admin" else audience
     principal: Principal = await ctx.auth.authenticate(authorization, role)
     if seen is not None:
@@ -98,7 +100,7 @@ async def authorize(
     if audience == "admin":
         if not principal.is_admin:
             raise Forbidden("this route needs an admin token (role ADMIN)")
-        principal = _admin_tenant(principal, all_tenants)
+        principal = _admin_tenant(principal, all_tenants, tenant_arg)
         if seen is not None:
             seen(principal)
     elif principal.tenant == ALL_TENANTS:
@@ -141,6 +143,7 @@ def requires(
                 scope,
                 rate=rate,
                 all_tenants=all_tenants,
+                tenant_arg=request.args.get("tenant") if audience == "admin" else None,
                 seen=seen,
             )
             return await fn(principal, *args, **kwargs)
