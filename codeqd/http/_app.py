@@ -107,7 +107,7 @@ def create_app(ctx: Context) -> QuartTrio:
         ctx = dataclasses.replace(ctx, store=tracing.traced_store(ctx.store))
     app.codeqd = ctx  # type: ignore[attr-defined]
     if ctx.config.actors.ingress.fast_routes:
-        # Create, claim and result straight from ASGI (``_fast``).
+        # The per-task routes straight from ASGI (``_fast``).
         app.asgi_app = fast_routes(app.asgi_app, ctx)  # type: ignore[method-assign,assignment]
     if ctx.config.tracing.enabled:
         # A server span per request, the fast routes' too.

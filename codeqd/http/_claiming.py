@@ -4,8 +4,8 @@ with its long-poll (``waitSeconds``) on the wake-up hub."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import trio
@@ -87,76 +87,59 @@ async def _claim(
 
     if wait == 0 or ctx.shutting_down.is_set():
         return await attempt()
-    deadline = trio.current_time() + wait
     ingress = ctx.actor_config("ingress")
-    # Register before looking, so a wake-up between the look and the wait is kept.
-    registration = ExitStack()
-    waiter = registration.enter_context(ctx.hub.claim_waiter(principal.tenant, commands))
-    with registration:
-        tasks = await attempt()  # a claim that finds work at once never parks
-        if tasks or ctx.shutting_down.is_set():
-            return tasks
-        first = (registration.pop_all(), waiter)
-    try:
-        async with watch():
-            with ctx.hub.parked(ingress.max_waiters, "claim"):  # 429 past the cap
-                return await _park(ctx, principal, commands, deadline, attempt, first)
-        return []  # the watch ended the wait
-    except RateLimited:
-        first[0].close()
-        if waiter.event.is_set():
-            ctx.hub.pass_on(waiter)  # a wake-up it got goes to the next waiter
-        raise
-    finally:
-        first[0].close()  # deregistered, whatever happened
+    deadline = trio.current_time() + wait
+    fallback = float(ingress.poll_fallback)
+    shards: set[int] | None = None  # the first look and fallback polls visit every shard
+    woken: Waiter | None = None  # the waiter whose last wait a wake-up ended
+    parked = False  # counted against max_waiters and watched, from its first wait on
+    async with AsyncExitStack() as parking:
+        while True:
+            # Register before looking, so a wake-up between the look and the wait is kept.
+            with ctx.hub.claim_waiter(principal.tenant, commands) as waiter:
+                if parked:
+                    async with ctx.hub.check(deadline) as slot:
+                        tasks = await attempt(shards) if slot else []
+                else:  # the first look: a claim that finds work at once never parks
+                    slot, tasks = True, await attempt()
+                done = (
+                    not slot
+                    or bool(tasks)
+                    or ctx.shutting_down.is_set()
+                    or trio.current_time() >= deadline
+                )
+                if not done:
+                    if not parked:
+                        await _park(ctx, parking, waiter, ingress.max_waiters, watch)
+                        parked = True
+                    with (
+                        trio.move_on_at(ctx.hub.wait_until(deadline, fallback)),
+                        ctx.hub.blocked(),
+                    ):
+                        await waiter.event.wait()
+                    # A wake-up names the shard that got work: look only there next time.
+                    shards = waiter.shards_to_check()
+            if done:
+                if not slot and woken is not None:
+                    # Woken, but its deadline came before a slot to look: the next
+                    # waiter gets the wake-up (this one's own waiter is gone by now).
+                    ctx.hub.pass_on(woken)
+                return tasks
+            woken = waiter if waiter.event.is_set() else None
+            if ctx.shutting_down.is_set():
+                return []
+    return []  # the watch ended the wait
 
 
 async def _park(
-    ctx: Context,
-    principal: Principal,
-    commands: list[str] | None,
-    deadline: float,
-    attempt: Callable[[set[int] | None], Awaitable[list[ClaimedTask]]],
-    first: tuple[ExitStack, Waiter],
-) -> list[ClaimedTask]:
-    """Wait on the wake-up hub for work until ``deadline``, looking again when woken.
-    ``first`` is the waiter registered before the claim's first look (and that look
-    found nothing): its wait comes first, without another look."""
-    fallback = float(ctx.actor_config("ingress").poll_fallback)
-    shards: set[int] | None = None  # the first look and fallback polls visit every shard
-    woken: Waiter | None = None  # the waiter whose last wait a wake-up ended
-    registration, waiter = first
-    looked = True
-    while True:
-        with registration:
-            if looked:
-                slot, tasks = True, []
-            else:
-                async with ctx.hub.check(deadline) as slot:
-                    tasks = await attempt(shards) if slot else []
-            done = (
-                not slot
-                or bool(tasks)
-                or ctx.shutting_down.is_set()
-                or trio.current_time() >= deadline
-            )
-            if not done:
-                with (
-                    trio.move_on_at(ctx.hub.wait_until(deadline, fallback)),
-                    ctx.hub.blocked(),
-                ):
-                    await waiter.event.wait()
-                # A wake-up names the shard that got work: look only there next time.
-                shards = waiter.shards_to_check()
-        if done:
-            if not slot and woken is not None:
-                # Woken, but its deadline came before a slot to look: the next
-                # waiter gets the wake-up (this one's own waiter is gone by now).
-                ctx.hub.pass_on(woken)
-            return tasks
-        woken = waiter if waiter.event.is_set() else None
-        if ctx.shutting_down.is_set():
-            return []
-        registration = ExitStack()
-        waiter = registration.enter_context(ctx.hub.claim_waiter(principal.tenant, commands))
-        looked = False
+    ctx: Context, parking: AsyncExitStack, waiter: Waiter, max_waiters: int, watch: Watch
+) -> None:
+    """From the claim's first wait until ``parking`` closes: counted against
+    ``max_waiters`` (429 past it) and watched (``watch`` may end the wait)."""
+    try:
+        parking.enter_context(ctx.hub.parked(max_waiters, "claim"))
+    except RateLimited:
+        if waiter.event.is_set():
+            ctx.hub.pass_on(waiter)  # a wake-up it got goes to the next waiter
+        raise
+    await parking.enter_async_context(watch())

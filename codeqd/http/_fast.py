@@ -234,9 +234,9 @@ class _Exchange:
         return None
 
     async def _serve_task_op(self, name: str, task_id: str) -> dict[str, Any]:
-        scope, _, allow_empty = worker.TASK_OPS[name]
-        principal = await self._authorized("worker", scope)
-        body = await self._json(allow_empty=allow_empty)
+        op = worker.TASK_OPS[name]
+        principal = await self._authorized("worker", op.scope)
+        body = await self._json(allow_empty=op.empty_body_ok)
         return await worker.task_op(
             self.ctx, principal, name, task_id, body, self.headers.get("x-lease-id")
         )
@@ -251,7 +251,8 @@ class _Exchange:
 
     @asynccontextmanager
     async def _while_parked(self) -> AsyncIterator[None]:
-        """A parked claim ends when its client goes away (and frees what it claimed)."""
+        """A parked request (a claim, a result wait) ends when its client goes away; a
+        claim then gives back what it claimed."""
         error: Exception | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch, nursery.cancel_scope)

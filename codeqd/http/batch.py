@@ -80,15 +80,16 @@ async def create_tasks(principal: Principal) -> Response:
 @bp.post("/tasks/claim/batch")
 @requires("worker", "codeq:claim")
 async def claim_batch(principal: Principal) -> Response:
+    ctx = app_context()
     body = require_object(await json_body(allow_empty=False))
     if body.get("maxTasks") is None:
         raise ValidationError("maxTasks", "is required")
-    max_tasks = get_int(body, "maxTasks", None, 1, app_context().config.limits.batch_max)
+    max_tasks = get_int(body, "maxTasks", None, 1, ctx.config.limits.batch_max)
     assert max_tasks is not None
     # Charged up front for maxTasks: the claim cannot be refused once it has leased
     # tasks, and a refund of what was not found would cost a second store round trip.
-    await charge(app_context(), principal, "claim", max_tasks)
-    tasks = await claim_tasks(app_context(), principal, body, max_tasks)
+    await charge(ctx, principal, "claim", max_tasks)
+    tasks = await claim_tasks(ctx, principal, body, max_tasks)
     return json_response({"tasks": [task_to_wire(t.meta, t.payload) for t in tasks]})
 
 

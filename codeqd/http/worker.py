@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import orjson
 from quart import Blueprint, Response, request
@@ -41,13 +42,21 @@ async def claim_one(
     return task_to_wire(tasks[0].meta, tasks[0].payload) if tasks else None
 
 
-#: A worker's reports on a task it holds, ``POST /tasks/{id}/<name>``: the token scope
-#: each needs, what it does (``_worker_ops``), and whether an empty body is allowed.
-TASK_OPS: dict[str, tuple[str, ops.Operation, bool]] = {
-    "heartbeat": ("codeq:heartbeat", ops.heartbeat, True),
-    "abandon": ("codeq:abandon", ops.abandon, True),
-    "nack": ("codeq:nack", ops.nack, True),
-    "result": ("codeq:result", ops.result, False),
+class TaskOp(NamedTuple):
+    """A worker's report on a task it holds, ``POST /tasks/{id}/<name>``."""
+
+    scope: str  #: the token scope it needs
+    run: ops.Operation  #: what it does (``_worker_ops``)
+    empty_body_ok: bool
+
+
+#: The reports by route name: the Quart routes below and the fast path
+#: (``_fast``) are both made from this table.
+TASK_OPS: dict[str, TaskOp] = {
+    "heartbeat": TaskOp("codeq:heartbeat", ops.heartbeat, True),
+    "abandon": TaskOp("codeq:abandon", ops.abandon, True),
+    "nack": TaskOp("codeq:nack", ops.nack, True),
+    "result": TaskOp("codeq:result", ops.result, False),
 }
 
 
@@ -63,40 +72,28 @@ async def task_op(
     the body's ``leaseId`` or else the ``X-Lease-Id`` header."""
     body = require_object(body)
     lease_id = parse_lease_id(body.get("leaseId", lease_header))
-    return await TASK_OPS[name][1](ctx, principal, task_id, body, lease_id)
+    return await TASK_OPS[name].run(ctx, principal, task_id, body, lease_id)
 
 
-async def _task_op(name: str, principal: Principal, task_id: str) -> Response:
-    body = await json_body(allow_empty=TASK_OPS[name][2])
-    return json_response(
-        await task_op(
-            app_context(), principal, name, task_id, body, request.headers.get("X-Lease-Id")
+def _task_op_route(name: str) -> Callable[..., Awaitable[Response]]:
+    @requires("worker", TASK_OPS[name].scope)
+    async def route(principal: Principal, task_id: str) -> Response:
+        body = await json_body(allow_empty=TASK_OPS[name].empty_body_ok)
+        lease_header = request.headers.get("X-Lease-Id")
+        return json_response(
+            await task_op(app_context(), principal, name, task_id, body, lease_header)
         )
+
+    return route
+
+
+for _name in TASK_OPS:
+    bp.add_url_rule(
+        f"/tasks/<task_id>/{_name}",
+        endpoint=_name,
+        view_func=_task_op_route(_name),
+        methods=["POST"],
     )
-
-
-@bp.post("/tasks/<task_id>/heartbeat")
-@requires("worker", "codeq:heartbeat")
-async def heartbeat(principal: Principal, task_id: str) -> Response:
-    return await _task_op("heartbeat", principal, task_id)
-
-
-@bp.post("/tasks/<task_id>/abandon")
-@requires("worker", "codeq:abandon")
-async def abandon(principal: Principal, task_id: str) -> Response:
-    return await _task_op("abandon", principal, task_id)
-
-
-@bp.post("/tasks/<task_id>/nack")
-@requires("worker", "codeq:nack")
-async def nack(principal: Principal, task_id: str) -> Response:
-    return await _task_op("nack", principal, task_id)
-
-
-@bp.post("/tasks/<task_id>/result")
-@requires("worker", "codeq:result")
-async def submit_result(principal: Principal, task_id: str) -> Response:
-    return await _task_op("result", principal, task_id)
 
 
 @bp.get("/tasks/<task_id>/artifacts/<name>")

@@ -193,10 +193,10 @@ class WakeHub:
                 count -= 1
 
     def pass_on(self, waiter: Waiter) -> None:
-        """A woken claim waiter ended without looking (its deadline came before a slot):
-        wake the next idle waiter of its queues instead, so that the wake-up, and the
-        task it announced, are not lost with it. The oldest waiter is woken first and is
-        also the nearest to its deadline."""
+        """A woken claim waiter ended without looking (its deadline came before a slot,
+        or the waiter cap refused it): wake the next idle waiter of its queues instead,
+        so that the wake-up, and the task it announced, are not lost with it. The oldest
+        waiter is woken first and is also the nearest to its deadline."""
         for key in waiter.keys:
             for shard in waiter.shards or (None,):
                 self.wake_queue(key, 1, shard)
