@@ -5,43 +5,20 @@ from __future__ import annotations
 import math
 from functools import partial
 
-import h11
 import trio
-from hypercorn.config import Config as HyperConfig
-from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio import serve as hypercorn_serve
 
 from codeqd import metrics
 from codeqd.context import Context
 from codeqd.domain.task import MAX_WAIT_SECONDS
 from codeqd.http._app import create_app
+from codeqd.http._hypercorn import Config as HyperConfig
 from codeqd.store import HUB_HINTS
-
-
-class _Config(HyperConfig):
-    #: ``actors.ingress.h2c``: hypercorn has no setting for it (0.18), see below.
-    codeqd_h2c = True
-
-
-_hypercorn_check_protocol = H11Protocol._check_protocol
-
-
-async def _check_protocol(self: H11Protocol, event: h11.Request) -> None:
-    """hypercorn switches a connection to HTTP/2 on ``Upgrade: h2c`` or on the
-    prior-knowledge preface, with no setting to turn that off. With
-    ``actors.ingress.h2c = false`` neither switch happens: the request goes on as
-    HTTP/1.1 (an Upgrade header is only a proposal, RFC 9110 §7.8), and a preface's
-    ``PRI *`` meets the 404 of an unknown route, then its binary frames h11's 400."""
-    if getattr(self.config, "codeqd_h2c", True):
-        await _hypercorn_check_protocol(self, event)
-
-
-H11Protocol._check_protocol = _check_protocol  # type: ignore[method-assign]
 
 
 def hypercorn_config(ctx: Context, bind: str | None = None) -> HyperConfig:
     ingress = ctx.config.actors.ingress
-    cfg = _Config()
+    cfg = HyperConfig()
     cfg.codeqd_h2c = ingress.h2c
     cfg.bind = [bind or ingress.bind]
     cfg.accesslog = None
