@@ -74,41 +74,66 @@ async def run_loop(
     """
     from codeqd.domain.errors import StoreUnavailable
 
-    task_status.started()
-    while not stopping.is_set():
-        cfg = live.value
-        if not cfg.enabled:
-            live.beat = None
-            await _sleep(stopping, live.changed, None, None)
-            continue
-        live.alive()
-        try:
-            done = await step(cfg)
-        except StoreUnavailable as e:
-            log.warning(f"{name}.store_unavailable", error=str(e))
-            done = 0
-        if done >= getattr(cfg, "batch", math.inf):
-            await trio.lowlevel.checkpoint()
-            continue
-        pause = float(cfg.interval) if idle is None else idle(cfg)
-        await _sleep(stopping, live.changed, wake, pause)
+    sleep = _Sleep()
+    try:
+        async with trio.open_nursery() as watchers:
+            watchers.start_soon(sleep.end_on, lambda: stopping)
+            watchers.start_soon(sleep.end_on, lambda: live.changed)
+            task_status.started()
+            while not stopping.is_set():
+                cfg = live.value
+                if not cfg.enabled:
+                    live.beat = None
+                    await sleep(None, None)
+                    continue
+                live.alive()
+                try:
+                    done = await step(cfg)
+                except StoreUnavailable as e:
+                    log.warning(f"{name}.store_unavailable", error=str(e))
+                    done = 0
+                if done >= getattr(cfg, "batch", math.inf):
+                    await trio.lowlevel.checkpoint()
+                    continue
+                pause = float(cfg.interval) if idle is None else idle(cfg)
+                if cfg is live.value and not stopping.is_set():  # else no sleep: look again
+                    await sleep(wake, pause)
+            watchers.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The watchers only wait: what the nursery raised came from a step. The supervisor
+        # (and a test) gets it as the step raised it.
+        raise group.exceptions[0] from None
 
 
-async def _sleep(
-    stopping: trio.Event,
-    changed: trio.Event,
-    wake: Callable[[], Awaitable[Any]] | None,
-    timeout: float | None,
-) -> None:
-    """Until ``stopping`` or ``changed`` is set, ``wake()`` returns, or ``timeout``."""
-    with trio.move_on_after(float("inf") if timeout is None else max(0.0, timeout)):
-        async with trio.open_nursery() as nursery:
+class _Sleep:
+    """The loop's sleep between steps. Shutdown and a config change end it early; two
+    tasks watch for them for the whole loop, so that a sleep is one cancel scope and
+    not three new tasks (a hinted actor sleeps once per hint)."""
 
-            async def until(fn: Callable[[], Awaitable[Any]]) -> None:
-                await fn()
-                nursery.cancel_scope.cancel()
+    def __init__(self) -> None:
+        self._scope: trio.CancelScope | None = None
 
-            nursery.start_soon(until, stopping.wait)
-            nursery.start_soon(until, changed.wait)
-            if wake is not None:
-                nursery.start_soon(until, wake)
+    async def __call__(
+        self,
+        wake: Callable[[], Awaitable[Any]] | None,
+        timeout: float | None,
+    ) -> None:
+        """Until ``wake()`` returns, ``timeout`` passes, or a watched event is set (the
+        caller looks at them before: an event set during the step ended no sleep)."""
+        with trio.move_on_after(math.inf if timeout is None else max(0.0, timeout)) as scope:
+            self._scope = scope
+            try:
+                await (trio.sleep_forever() if wake is None else wake())
+            finally:
+                self._scope = None
+
+    async def end_on(self, event: Callable[[], trio.Event]) -> None:
+        """End the sleep under way each time ``event()`` (looked up afresh: ``Live``
+        replaces its ``changed`` once set) is set; return once it stays set."""
+        while True:
+            ev = event()
+            await ev.wait()
+            if self._scope is not None:
+                self._scope.cancel()
+            if event() is ev:  # set for good (shutdown)
+                return
