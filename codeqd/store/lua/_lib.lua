@@ -73,3 +73,22 @@ local function rate(task_key, ten, now, f, n)
   local key = rate_key(task_key, ten, now)
   if redis.call('HINCRBY', key, f, n) == n then redis.call('EXPIRE', key, RATE_TTL) end
 end
+
+-- One variadic command for many items ('HSET', 'ZADD', 'SADD', 'ZREM', 'HMGET'...):
+-- redis.call(cmd, key, args...) in calls of at most BULK_ARGS arguments (Lua's unpack
+-- is bounded by its C stack; BULK_ARGS is even, so field/value and score/member pairs
+-- never split). Batch scripts gather their writes per key and make them here: a
+-- script's call costs more than the work of one item in it, and on KVRocks each call
+-- is one more write to the transaction's batch. Returns the replies' concatenation
+-- (what HMGET answers: one entry per argument, in order).
+local BULK_ARGS = 1000
+local function bulk(cmd, key, args)
+  local out = {}
+  for i = 1, #args, BULK_ARGS do
+    local reply = redis.call(cmd, key, unpack(args, i, math.min(i + BULK_ARGS - 1, #args)))
+    if type(reply) == 'table' then
+      for j = 1, #reply do out[#out + 1] = reply[j] end
+    end
+  end
+  return out
+end

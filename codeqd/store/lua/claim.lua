@@ -41,20 +41,30 @@ local function pop()
   end
   return top
 end
+-- A queue's entries are read in order by rank (popped ones are removed after the loop,
+-- all in one call): off[i] is the rank of queue i's next unread entry.
+local off, popped = {}, {}
 local function push_head(i)
-  local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', KEYS[i], off[i], off[i], 'WITHSCORES')
   if head[1] then push({tonumber(head[2]), i, head[1]}) end
 end
 
+local walked = {}
 for i = 7, #KEYS do
-  if redis.call('SISMEMBER', KEYS[4], ten .. '|' .. ARGV[i]) == 0 then
+  if walked[KEYS[i]] then
+    -- the same queue named twice: walked once (its entries leave only after the loop)
+  elseif redis.call('SISMEMBER', KEYS[4], ten .. '|' .. ARGV[i]) == 0 then
+    walked[KEYS[i]] = true
+    off[i], popped[i] = 0, {}
     push_head(i)
   else
     redis.call('ZREM', KEYS[6], ARGV[i])
   end
 end
 
-local out, n, pops, touched = {}, 0, 0, {}
+-- Writes gathered per key and made after the loop (see bulk in _lib).
+local out, n, pops = {}, 0, 0
+local metas, leases, inprog, fields = {}, {}, {}, {}
 -- Entries whose task is no longer PENDING are dropped as they surface; they count
 -- against the budget so that even a queue full of them bounds the call.
 local budget = 2 * max + 16
@@ -62,9 +72,10 @@ while n < max and pops < budget and #heap > 0 do
   local top = pop()
   local i, id = top[2], top[3]
   local cmd = ARGV[i]
-  redis.call('ZREM', KEYS[i], id)
+  local gone = popped[i]
+  gone[#gone + 1] = id
+  off[i] = off[i] + 1
   pops = pops + 1
-  touched[i] = true
   local field = ten .. '|' .. id
   local raw = redis.call('HGET', KEYS[1], field)
   if raw then
@@ -80,16 +91,31 @@ while n < max and pops < budget and #heap > 0 do
       meta.claimedAt = now
       meta.error = nil
       raw = cjson.encode(meta)
-      redis.call('HSET', KEYS[1], field, raw)
+      metas[#metas + 1] = field
+      metas[#metas + 1] = raw
       event(KEYS[1], field, {'claimed', now, worker, meta.leaseId, meta.attempts})
-      redis.call('ZADD', KEYS[3], now + lease_ms, ten .. '|' .. cmd .. '|' .. id)
-      redis.call('HINCRBY', KEYS[5], ten .. '|' .. cmd .. '|inprog', 1)
+      leases[#leases + 1] = now + lease_ms
+      leases[#leases + 1] = ten .. '|' .. cmd .. '|' .. id
+      inprog[cmd] = (inprog[cmd] or 0) + 1
       n = n + 1
+      fields[n] = field
       out[#out + 1] = raw
-      out[#out + 1] = redis.call('HGET', KEYS[2], field) or '{}'
+      out[#out + 1] = false -- the payload, read below
     end
   end
   push_head(i)
 end
-for i in pairs(touched) do reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i]) end
+for i, gone in pairs(popped) do
+  if #gone > 0 then bulk('ZREM', KEYS[i], gone) end
+end
+if n > 0 then
+  bulk('HSET', KEYS[1], metas)
+  bulk('ZADD', KEYS[3], leases)
+  for cmd, k in pairs(inprog) do redis.call('HINCRBY', KEYS[5], ten .. '|' .. cmd .. '|inprog', k) end
+  local payloads = bulk('HMGET', KEYS[2], fields)
+  for k = 1, n do out[2 * k] = payloads[k] or '{}' end
+end
+for i, gone in pairs(popped) do
+  if #gone > 0 then reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i]) end
+end
 return out

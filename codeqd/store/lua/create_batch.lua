@@ -11,6 +11,12 @@
 -- idempotency key already names.
 local now, ten = tonumber(ARGV[1]), ARGV[3]
 local out, woken, readies, created = {}, {}, {}, 0
+-- Writes gathered per key and made after the loop (see bulk in _lib).
+local metas, payloads, queues, cmds, seen = {}, {}, {}, {}, {}
+local delayed, delayed_n, ready = {}, {}, {}
+-- Tasks this batch created with an idempotency key: a later item with the same key
+-- finds them here (their records are written after the loop).
+local fresh = {}
 for i = 4, #ARGV, 9 do
   local id, cmd = ARGV[i], ARGV[i + 6]
   local field = ten .. '|' .. id
@@ -20,33 +26,69 @@ for i = 4, #ARGV, 9 do
     local first = redis.call('GET', idem_key)
     if first then
       local f = ten .. '|' .. first
-      local meta = redis.call('HGET', KEYS[1], f)
-      if meta then existing = {0, meta, redis.call('HGET', KEYS[2], f) or '{}'} end
+      existing = fresh[f]
+      if not existing then
+        local meta = redis.call('HGET', KEYS[1], f)
+        if meta then existing = {0, meta, redis.call('HGET', KEYS[2], f) or '{}'} end
+      end
     end
-    if not existing then redis.call('SET', idem_key, id, 'PX', idem_ttl) end
+    if not existing then
+      redis.call('SET', idem_key, id, 'PX', idem_ttl)
+      fresh[field] = {0, ARGV[i + 1], ARGV[i + 2]}
+    end
   end
   if existing then
     out[#out + 1] = existing
   else
     local qname = ten .. '|' .. cmd
-    redis.call('HSET', KEYS[1], field, ARGV[i + 1])
-    redis.call('HSET', KEYS[2], field, ARGV[i + 2])
-    redis.call('SADD', KEYS[6], qname)
-    redis.call('SADD', KEYS[7], cmd)
+    metas[#metas + 1] = field
+    metas[#metas + 1] = ARGV[i + 1]
+    payloads[#payloads + 1] = field
+    payloads[#payloads + 1] = ARGV[i + 2]
+    if not seen[qname] then
+      seen[qname] = true
+      queues[#queues + 1] = qname
+      cmds[#cmds + 1] = cmd
+    end
     local run_at = tonumber(ARGV[i + 3])
     if run_at > now then
-      redis.call('ZADD', KEYS[4], run_at, qname .. '|' .. id)
-      redis.call('HINCRBY', KEYS[5], qname .. '|delayed', 1)
+      delayed[#delayed + 1] = run_at
+      delayed[#delayed + 1] = qname .. '|' .. id
+      delayed_n[qname] = (delayed_n[qname] or 0) + 1
     else
-      local seq = redis.call('INCR', KEYS[3])
-      local ready = KEYS[tonumber(ARGV[i + 7])]
-      redis.call('ZADD', ready, (9 - tonumber(ARGV[i + 4])) * 1e14 + seq, id)
+      local key = KEYS[tonumber(ARGV[i + 7])]
+      ready[#ready + 1] = {key, (9 - tonumber(ARGV[i + 4])) * 1e14, id}
       woken[qname] = (woken[qname] or 0) + 1
-      readies[qname] = {ready, cmd}
+      readies[qname] = {key, cmd}
     end
     created = created + 1
     out[#out + 1] = {1}
   end
+end
+if created > 0 then
+  bulk('HSET', KEYS[1], metas)
+  bulk('HSET', KEYS[2], payloads)
+  bulk('SADD', KEYS[6], queues)
+  bulk('SADD', KEYS[7], cmds)
+end
+if #delayed > 0 then
+  bulk('ZADD', KEYS[4], delayed)
+  for qname, n in pairs(delayed_n) do redis.call('HINCRBY', KEYS[5], qname .. '|delayed', n) end
+end
+if #ready > 0 then
+  -- FIFO within a priority: the items take consecutive sequence numbers, in order.
+  local seq = redis.call('INCRBY', KEYS[3], #ready) - #ready
+  local adds = {}
+  for k, r in ipairs(ready) do
+    local args = adds[r[1]]
+    if not args then
+      args = {}
+      adds[r[1]] = args
+    end
+    args[#args + 1] = r[2] + seq + k
+    args[#args + 1] = r[3]
+  end
+  for key, args in pairs(adds) do bulk('ZADD', key, args) end
 end
 rate(KEYS[1], ten, now, 'c', created)
 for qname, q in pairs(readies) do reindex(KEYS[8], q[1], KEYS[9], qname, q[2]) end

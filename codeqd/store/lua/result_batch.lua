@@ -9,12 +9,23 @@
 -- Returns one entry per item: {'OK', meta} or the refusal result.lua would give.
 local now, ten, worker = clock(ARGV[1]), ARGV[3], ARGV[4]
 local out, done, completed, failed = {}, {}, 0, 0
-local i = 5
+-- Every record read in one call first; writes gathered per key and made after the loop
+-- (see bulk in _lib). A task reported twice in the batch sees its first report here.
+local fields, i = {}, 5
 while i <= #ARGV do
+  fields[#fields + 1] = ten .. '|' .. ARGV[i]
+  i = i + 6 + 2 * tonumber(ARGV[i + 5])
+end
+local stored, current = bulk('HMGET', KEYS[1], fields), {}
+local metas, results, leases, ended, outbox, inprog = {}, {}, {}, {}, {}, {}
+local n = 0
+i = 5
+while i <= #ARGV do
+  n = n + 1
   local id, lease = ARGV[i], ARGV[i + 1]
   local inline = tonumber(ARGV[i + 5])
-  local field = ten .. '|' .. id
-  local raw = redis.call('HGET', KEYS[1], field)
+  local field = fields[n]
+  local raw = current[field] or stored[n]
   if not raw then
     out[#out + 1] = {'NOT_FOUND'}
   else
@@ -41,19 +52,34 @@ while i <= #ARGV do
         end
       end
       raw = cjson.encode(meta)
-      redis.call('HSET', KEYS[1], field, raw)
+      current[field] = raw
+      metas[#metas + 1] = field
+      metas[#metas + 1] = raw
       event(KEYS[1], field, {'result', now, ARGV[i + 2], ARGV[i + 4]})
-      redis.call('HSET', KEYS[2], field, ARGV[i + 3])
-      redis.call('ZREM', KEYS[3], member)
-      redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -1)
-      redis.call('ZADD', KEYS[4], now, member)
-      if meta.webhook then redis.call('ZADD', KEYS[6], now, member) end
+      results[#results + 1] = field
+      results[#results + 1] = ARGV[i + 3]
+      leases[#leases + 1] = member
+      inprog[qname] = (inprog[qname] or 0) + 1
+      ended[#ended + 1] = now
+      ended[#ended + 1] = member
+      if meta.webhook then
+        outbox[#outbox + 1] = now
+        outbox[#outbox + 1] = member
+      end
       if ARGV[i + 2] == 'COMPLETED' then completed = completed + 1 else failed = failed + 1 end
       done[#done + 1] = meta.webhook and (field .. '|cb') or field
       out[#out + 1] = {'OK', raw}
     end
   end
   i = i + 6 + 2 * inline
+end
+if #done > 0 then
+  bulk('HSET', KEYS[1], metas)
+  bulk('HSET', KEYS[2], results)
+  bulk('ZREM', KEYS[3], leases)
+  for qname, k in pairs(inprog) do redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -k) end
+  bulk('ZADD', KEYS[4], ended)
+  bulk('ZADD', KEYS[6], outbox)
 end
 rate(KEYS[1], ten, now, 'd', completed)
 rate(KEYS[1], ten, now, 'f', failed)
