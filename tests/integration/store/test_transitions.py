@@ -31,6 +31,15 @@ async def test_fifty_concurrent_claimers_each_task_claimed_once(store: Store) ->
     assert (await store.queue_stats("t", "c")).in_progress == 20
 
 
+async def test_a_claim_naming_a_queue_twice_leases_each_task_once(store: Store) -> None:
+    """claim.lua removes what it took from a queue only after its walk (one call per
+    queue): a queue named twice is walked once. (HTTP claims arrive de-duplicated.)"""
+    ids = {(await store.create("t", new()))[0]["id"] for _ in range(3)}
+    claimed = [task.meta["id"] for task in await store.claim("t", "w", ["c", "c"], 30, 5)]
+    assert sorted(claimed) == sorted(ids)
+    assert (await store.queue_stats("t", "c")).in_progress == 3
+
+
 async def test_delayed_task_is_promoted_only_when_due(store: Store) -> None:
     meta, _, _ = await store.create("t", new(delaySeconds=60))
     assert (await store.queue_stats("t", "c")).delayed == 1
