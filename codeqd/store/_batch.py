@@ -186,15 +186,20 @@ async def report_batch(
             args,
         )
         reported = []
+        done: list[tuple[str, str]] = []
+        callback = False
         for i, doc, reply in zip(idx, docs, replies, strict=True):
             if reply[0] == "OK":
                 meta = orjson.loads(reply[1])
                 reported.append((meta, reports[i].status))
                 out[i] = (meta, doc)
-                store.wakeups.post(TaskDone(ten, reports[i].task_id, bool(meta.get("webhook"))))
+                done.append((ten, reports[i].task_id))
+                callback = callback or bool(meta.get("webhook"))
             else:
                 out[i] = refusal_error(reply[0], reports[i].task_id, reply[1:])
         count_reported(reported, now)
+        if done:
+            store.wakeups.post(TaskDone(tuple(done), callback))
 
     if groups:
         await _per_shard(store, groups, run)

@@ -51,10 +51,12 @@ class QueueWork:
 
 @dataclass(frozen=True, slots=True)
 class TaskDone:
-    """A task became terminal; ``callback``: its result callback is in the outbox."""
+    """Tasks became terminal in one step (a script call; one pub/sub message):
+    ``tasks`` are (tenant, task id) pairs; ``callback``: at least one of them put its
+    result callback in the outbox. One hint per step, not per task: a batch of results
+    is one offer to each inbox."""
 
-    tenant: str
-    task_id: str
+    tasks: tuple[tuple[str, str], ...]
     callback: bool = False
 
 
@@ -193,12 +195,14 @@ class Wakeups:
     def decode(self, channel: str, data: str) -> list[Hint]:
         """The hints one pub/sub message carries."""
         if channel == self._done_channel:
-            out: list[Hint] = []
+            tasks: list[tuple[str, str]] = []
+            callback = False
             for line in data.split("\n"):  # "tenant|id", "tenant|id|cb": callback queued
                 ten, _, rest = line.partition("|")
                 task_id, _, flag = rest.partition("|")
-                out.append(TaskDone(ten, task_id, flag == "cb"))
-            return out
+                tasks.append((ten, task_id))
+                callback = callback or flag == "cb"
+            return [TaskDone(tuple(tasks), callback)]
         if channel == self._subs_channel:
             return [SubscriptionsChanged(data)]
         count, _, queue = data.partition(":")

@@ -789,7 +789,7 @@ class Transitions:
             raise refusal_error(out[0], task_id, out[1:])
         meta = orjson.loads(out[1])
         count_reported([(meta, status)], now)
-        self.wakeups.post(TaskDone(ten, task_id, bool(meta.get("webhook"))))
+        self.wakeups.post(TaskDone(((ten, task_id),), bool(meta.get("webhook"))))
         return meta, doc
 
     async def _retry(
@@ -839,7 +839,7 @@ class Transitions:
             metrics.add(metrics.LEASE_EXPIRED, cmd)
         if out[0] == "DEAD":
             metrics.add(metrics.TASK_COMPLETED, cmd, "FAILED")
-            self.wakeups.post(TaskDone(ten, task_id, bool(meta.get("webhook"))))
+            self.wakeups.post(TaskDone(((ten, task_id),), bool(meta.get("webhook"))))
         elif out[0] == "REQUEUED" and out[1] == "0":
             self.wakeups.post(QueueWork(ten, cmd, 1, s))
         return out
@@ -930,7 +930,7 @@ class Transitions:
             raise refusal_error(out[0], task_id, out[1:])
         metrics.add(metrics.TASK_COMPLETED, cmd, "CANCELLED")
         meta = orjson.loads(out[1])
-        self.wakeups.post(TaskDone(ten, task_id, bool(meta.get("webhook"))))
+        self.wakeups.post(TaskDone(((ten, task_id),), bool(meta.get("webhook"))))
         return meta  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ background work

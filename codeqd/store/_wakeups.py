@@ -231,7 +231,9 @@ class WakeHub:
             if isinstance(hint, QueueWork):
                 self.wake_queue(f"{hint.tenant}|{hint.command}", hint.count, hint.shard)
             elif isinstance(hint, TaskDone):
-                self.wake_done(f"{hint.tenant}|{hint.task_id}")
+                if self._done:  # anyone waiting for a result in this process
+                    for ten, task_id in hint.tasks:
+                        self.wake_done(f"{ten}|{task_id}")
             elif isinstance(hint, Resync):
                 if hint.connected:
                     self.connected.set()

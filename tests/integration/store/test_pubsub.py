@@ -46,7 +46,7 @@ async def test_a_create_elsewhere_wakes_the_listener_at_once(
         with trio.fail_after(2):
             while not isinstance(hint := await box.get(), TaskDone):
                 pass
-        assert hint.task_id == task["id"] and not hint.callback
+        assert hint.tasks == (("t", task["id"]),) and not hint.callback
         # A task with a result callback says so: the dispatcher looks at the outbox.
         await other.create("t", new("wake-me", webhook="http://127.0.0.1:9/hook"))
         task = (await other.claim("t", "w", ["wake-me"], 30))[0].meta
@@ -54,7 +54,7 @@ async def test_a_create_elsewhere_wakes_the_listener_at_once(
         with trio.fail_after(2):
             while not isinstance(hint := await box.get(), TaskDone):
                 pass
-        assert hint.task_id == task["id"] and hint.callback
+        assert hint.tasks == (("t", task["id"]),) and hint.callback
 
 
 async def test_the_subscriber_authenticates_and_reads_messages(tmp_path: Path) -> None:

@@ -84,12 +84,13 @@ def test_messages_decode_to_hints_naming_their_shard() -> None:
     w = wakeups(4)
     assert w.decode("codeq:wake:2", "3:t|q") == [QueueWork("t", "q", 3, 2)]
     assert w.decode("codeq:wake", "1:t|q") == [QueueWork("t", "q", 1, None)]  # any shard
-    assert w.decode("codeq:done", "t|a\nt|b") == [TaskDone("t", "a"), TaskDone("t", "b")]
-    # "|cb": the task's result callback is in the outbox.
+    # One hint per message (a script call), however many tasks it names.
+    assert w.decode("codeq:done", "t|a\nu|b") == [TaskDone((("t", "a"), ("u", "b")))]
+    # "|cb": a task's result callback is in the outbox.
     assert w.decode("codeq:done", "t|a|cb\nt|b") == [
-        TaskDone("t", "a", callback=True),
-        TaskDone("t", "b", callback=False),
+        TaskDone((("t", "a"), ("t", "b")), callback=True)
     ]
+    assert w.decode("codeq:done", "t|a") == [TaskDone((("t", "a"),), callback=False)]
     assert w.decode("codeq:subs", "t") == [SubscriptionsChanged("t")]
 
 
@@ -123,7 +124,7 @@ async def test_a_full_inbox_drops_and_counts_and_its_reader_resyncs() -> None:
     w.post(QueueWork("t", "q", 1, 0))
     w.post(QueueWork("t", "q", 1, 0))  # dropped: the inbox holds two
     dropped = INBOX_DROPPED.labels("test")._value.get()
-    w.post(TaskDone("t", "x"))
+    w.post(TaskDone((("t", "x"),)))
     assert INBOX_DROPPED.labels("test")._value.get() == dropped + 1
     # What was dropped may have mattered: the reader hears "re-check everything" first.
     assert await box.get() == Resync(False)
