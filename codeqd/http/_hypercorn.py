@@ -84,6 +84,8 @@ class _KeepAlive:
     async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
         """The connection went idle (``action`` is hypercorn's idle timeout; the timer
         runs its own equivalent)."""
+        if self._closed:  # a response finished after the connection ended: nothing to time
+            return
         self._idle = True
         deadline = trio.current_time() + self._server.config.keep_alive_timeout
         if self._scope is None:
