@@ -725,6 +725,16 @@ async def amain(args: argparse.Namespace) -> None:
             drain = 5000 if args.quick else 20000
             print("g: peers", flush=True)
             await streams.rq_peer(res, workdir, secs * 2, drain)
+            # c' again, after RQ: the ratio takes the mean of both (the VM drifts).
+            print("g: HTTP single-task lifecycle 2/4, after RQ", flush=True)
+            d = Daemon(workdir, "c24-after")
+            try:
+                await d.wait_ready("/healthz")
+                await lifecycle(
+                    res, d, secs * 2, 1, 2, 4, "c24_after", "c' single-task lifecycle 2/4, after RQ"
+                )
+            finally:
+                d.stop()
             await streams.beanstalkd_peer(res, workdir, secs * 2, drain)
         if "h" in only:
             print("h: create by ingress processes", flush=True)
