@@ -50,20 +50,20 @@ def _admin_tenant(principal: Principal, all_tenants: bool, wanted: str | None) -
     return principal
 
 
-async def charge(
-    ctx: Context, identity: Principal | str, rate: RateOperation, cost: int = 1
-) -> None:
+async def charge(ctx: Context, caller: Principal, rate: RateOperation, cost: int = 1) -> None:
     """Take ``cost`` tokens (one per item of the request) from the caller's ``rate``
     bucket, or raise 429. Buckets belong to the verified caller (tenant, sub, role;
-    ``Principal.identity_hash``), whichever of its tokens it uses. A cost above the
+    ``Principal.identity_hash``, of the token's own tenant: an admin's ``?tenant=``
+    does not move it to another bucket), whichever of its tokens it uses. A cost above the
     bucket's burst is let through once the bucket is full and leaves it in debt
     (``lua/rate_limit.lua``): large batches wait, they are never refused for ever."""
     cfg = ctx.config.ratelimit
     if not cfg.enabled:
         return
     bucket = getattr(cfg, rate)
-    key = identity if isinstance(identity, str) else identity.identity_hash
-    decision = await ctx.store.take_rate(key, rate, bucket, int(ctx.auth.clock() * 1000), cost)
+    decision = await ctx.store.take_rate(
+        caller.identity_hash, rate, bucket, int(ctx.auth.clock() * 1000), cost
+    )
     if not decision.allowed:
         scope, operation = RATE_NAMES[rate]
         RATELIMIT_REJECTED.labels(scope, operation).inc()
@@ -96,7 +96,7 @@ async def authorize(
     principal: Principal = await ctx.auth.authenticate(authorization, role)
     if seen is not None:
         seen(principal)
-    identity = principal.identity_hash  # the token's own tenant, before ?tenant=
+    caller = principal  # charged as the token's own tenant, before ?tenant=
     if audience == "admin":
         if not principal.is_admin:
             raise Forbidden("this route needs an admin token (role ADMIN)")
@@ -108,7 +108,7 @@ async def authorize(
     if scope is not None and scope not in principal.scopes:
         raise Forbidden(f"token lacks the {scope!r} scope", scope=scope)
     if rate is not None:
-        await charge(ctx, identity, rate)
+        await charge(ctx, caller, rate)
     return principal
 
 

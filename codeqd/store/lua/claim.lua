@@ -49,16 +49,17 @@ local function push_head(i)
   if head[1] then push({tonumber(head[2]), i, head[1]}) end
 end
 
+-- A queue named twice is walked once: its entries leave only after the loop.
 local walked = {}
 for i = 7, #KEYS do
-  if walked[KEYS[i]] then
-    -- the same queue named twice: walked once (its entries leave only after the loop)
-  elseif redis.call('SISMEMBER', KEYS[4], ten .. '|' .. ARGV[i]) == 0 then
+  if not walked[KEYS[i]] then
     walked[KEYS[i]] = true
-    off[i], popped[i] = 0, {}
-    push_head(i)
-  else
-    redis.call('ZREM', KEYS[6], ARGV[i])
+    if redis.call('SISMEMBER', KEYS[4], ten .. '|' .. ARGV[i]) == 0 then
+      off[i], popped[i] = 0, {}
+      push_head(i)
+    else
+      redis.call('ZREM', KEYS[6], ARGV[i])
+    end
   end
 end
 
