@@ -229,6 +229,18 @@ class _Stream:
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             await self.out_send.send(msg)
 
+    async def _send_all(self, msgs: list[dict[str, Any]]) -> None:
+        """Queue ``msgs`` without a yield while there is room, so that the writer finds
+        them together (one frame, with ``frames``) and, for answers, so that the slots
+        they free are all free when the pusher next looks (one claim fills them)."""
+        for msg in msgs:
+            try:
+                self.out_send.send_nowait(msg)
+            except trio.WouldBlock:
+                await self._send(msg)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+
     async def _writer(self) -> None:
         out = self.out_recv
         async with out:
@@ -449,10 +461,12 @@ class _Stream:
                 done = iter(await ops.results(self.ctx, self.principal, items))
             except CodeqError as err:  # the store step failed: every item hears it
                 done = iter([err] * len(items))
+            answers: list[dict[str, Any]] = []
             for i, msg in enumerate(msgs):
                 outcome = refused.get(i) or next(done)
                 ours, lease = leases[i]
-                await self._send(self._answer(msg, ours, lease, outcome, ends=True))
+                answers.append(self._answer(msg, ours, lease, outcome, ends=True))
+            await self._send_all(answers)
         finally:
             slots.release()
 
@@ -538,18 +552,13 @@ class _Stream:
                 with hub.claim_waiter(self.principal.tenant, commands) as waiter:
                     async with hub.check(math.inf):
                         tasks = await self._claim(commands, free, shards)
+                    ends = trio.current_time() + self.lease_seconds
                     for task in tasks:
                         self.unfinished[task.meta["id"]] = task.meta.get("leaseId")
-                        self.lease_ends[task.meta["id"]] = trio.current_time() + self.lease_seconds
-                        msg = {"type": "task", "task": task_to_wire(task.meta, task.payload)}
-                        # Queued without a yield while there is room, so that the writer
-                        # finds one claim's tasks together (one frame, with "frames").
-                        try:
-                            self.out_send.send_nowait(msg)
-                        except trio.WouldBlock:
-                            await self._send(msg)
-                        except (trio.ClosedResourceError, trio.BrokenResourceError):
-                            pass
+                        self.lease_ends[task.meta["id"]] = ends
+                    await self._send_all(
+                        [{"type": "task", "task": task_to_wire(t.meta, t.payload)} for t in tasks]
+                    )
                     if tasks:
                         self.touched.set()
                         shards = None

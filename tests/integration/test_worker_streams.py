@@ -459,6 +459,29 @@ async def test_a_frame_of_results_is_one_store_step_and_each_hears_its_own(api: 
             assert await status_of(api, task_id) == "COMPLETED"
 
 
+async def test_a_frame_of_results_frees_its_slots_at_once_and_one_claim_refills_them(
+    api: Api,
+) -> None:
+    """The answers to a frame of results leave as one frame, and the slots they free are
+    refilled by one claim: one frame of tasks. (Answered one at a time, each answer let
+    the pusher claim for the one slot it freed, and the stream's batches stayed small.)"""
+    n = 16
+    await create_many(api, "refill", 2 * n)
+    async with open_stream(api) as s:
+        await s.ready(n, frames=True, commands=["refill"])
+        first = await _frame(s)
+        assert isinstance(first, list) and len(first) == n, first
+        done = {"type": "result", "status": "COMPLETED", "result": {}}
+        await s.send(
+            [{**done, "id": m["task"]["id"], "leaseId": m["task"]["leaseId"]} for m in first]
+        )
+        frames: list[list[str]] = []
+        while sum(len(f) for f in frames) < 2 * n:
+            frame = await _frame(s)
+            frames.append([m["type"] for m in (frame if isinstance(frame, list) else [frame])])
+    assert frames == [["ack"] * n, ["task"] * n], frames
+
+
 async def test_a_frame_of_more_than_1000_messages_is_refused_whole(api: Api) -> None:
     async with open_stream(api) as s:
         await s.send([{"type": "ping"}] * 1001)
