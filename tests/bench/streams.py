@@ -47,10 +47,11 @@ class Proc:
     """A child of ``tests.bench._children``: started, ``ready`` awaited, stopped with
     SIGTERM, its ``done N`` read."""
 
-    def __init__(self, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+    def __init__(self, *args: str, wait_go: bool = False) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_WAIT_GO": "1" if wait_go else ""}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.bench._children", *args],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -64,7 +65,15 @@ class Proc:
         if line.strip() != "ready":
             raise RuntimeError(f"child did not start: {line!r}")
 
+    def go(self) -> None:
+        """Start a ``wait_go`` child's work (it is ``ready``: connected, waiting)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
     async def finish(self, terminate: bool = True, timeout: float = 60) -> int:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         if terminate and self.proc.poll() is None:
             self.proc.terminate()
         assert self.proc.stdout is not None
@@ -279,22 +288,40 @@ async def idle_streams(
     )
 
 
-def _stream_workers(d: Daemon, command: str, max_in_flight: int = 64) -> list[Proc]:
+def _stream_workers(
+    d: Daemon, command: str, max_in_flight: int = 64, *, wait_go: bool = False
+) -> list[Proc]:
     return [
-        Proc("stream", f"http://127.0.0.1:{d.port}", d.worker, command, str(max_in_flight))
+        Proc(
+            "stream",
+            f"http://127.0.0.1:{d.port}",
+            d.worker,
+            command,
+            str(max_in_flight),
+            wait_go=wait_go,
+        )
         for _ in range(WORKERS)
     ]
+
+
+async def _started(workers: list[Proc]) -> float:
+    """Wait until every drain worker is connected, then start them all: the clock of a
+    drain (ours and the peers') runs from here, not from the interpreters' start-up."""
+    for w in workers:
+        await w.ready()
+    for w in workers:
+        w.go()
+    return time.perf_counter()
 
 
 async def streamed_drain(res: Any, d: Daemon, admin: str, n: int) -> None:
     """g: ``n`` tasks preloaded, then drained by 4 stream worker processes."""
     command = "bench.gdrain"
     await _preload(d, command, n)
-    meter_t0, cpu0 = time.perf_counter(), cpu_seconds(d.pid)
-    workers = _stream_workers(d, command)
+    workers = _stream_workers(d, command, wait_go=True)
     try:
-        for w in workers:
-            await w.ready()
+        cpu0 = cpu_seconds(d.pid)
+        meter_t0 = await _started(workers)
         await _until_empty(d, admin, command, 600)
         wall = time.perf_counter() - meter_t0
         cpu = cpu_seconds(d.pid) - cpu0
@@ -518,8 +545,8 @@ async def rq_peer(res: Any, workdir: Path, secs: float, n: int) -> None:
             for _ in range(n):
                 q.enqueue(bench_job, "x", pipeline=pipe)
             pipe.execute()
-        t0 = time.perf_counter()
-        workers = [Proc("rq-worker", url, "bench", "1") for _ in range(WORKERS)]
+        workers = [Proc("rq-worker", url, "bench", "1", wait_go=True) for _ in range(WORKERS)]
+        t0 = await _started(workers)
         for w in workers:
             await w.finish(terminate=False, timeout=600)
         wall = time.perf_counter() - t0
@@ -571,8 +598,8 @@ async def beanstalkd_peer(res: Any, workdir: Path, secs: float, n: int) -> None:
         client.use("drain")
         for _ in range(n):
             client.put('{"data":"' + "x" * 89 + '"}')
-        t0 = time.perf_counter()
-        workers = [Proc("bs-worker", str(port), "drain", "1") for _ in range(WORKERS)]
+        workers = [Proc("bs-worker", str(port), "drain", "1", wait_go=True) for _ in range(WORKERS)]
+        t0 = await _started(workers)
         done = [await w.finish(terminate=False, timeout=600) for w in workers]
         wall = time.perf_counter() - t0
         assert sum(done) == n, done
