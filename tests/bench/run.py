@@ -712,7 +712,7 @@ async def amain(args: argparse.Namespace) -> None:
                         if args.profile
                         else None
                     )
-                    await streams.streamed_drain(res, d, admin, drain)
+                    await streams.streamed_drain(res, d, drain)
                     report_profile(spy, workdir, "g")
                     await streams.streamed_lifecycle(res, d, admin, secs * 2)
                     print("g: HTTP single-task lifecycle, 2 producers / 4 workers", flush=True)
