@@ -12,6 +12,7 @@
 --       the n-th task claimed goes to the n-th of them; without them, all to ARGV[3])
 local now, lease_ms, max = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[6])
 local ten = ARGV[5]
+local now_s, until_s = int(now), int(now + lease_ms)
 
 local heap = {}
 local function push(e)
@@ -45,7 +46,8 @@ end
 -- all in one call): off[i] is the rank of queue i's next unread entry.
 local off, popped = {}, {}
 local function push_head(i)
-  local head = redis.call('ZRANGE', KEYS[i], off[i], off[i], 'WITHSCORES')
+  local at = int(off[i])
+  local head = redis.call('ZRANGE', KEYS[i], at, at, 'WITHSCORES')
   if head[1] then push({tonumber(head[2]), i, head[1]}) end
 end
 
@@ -86,7 +88,7 @@ while n < max and pops < budget and #heap > 0 do
       meta.attempts = (meta.attempts or 0) + 1
       local worker = ARGV[#KEYS + 1 + n] or ARGV[3]
       meta.workerId = worker
-      meta.leaseId = ARGV[4] .. '-' .. n
+      meta.leaseId = ARGV[4] .. '-' .. int(n)
       meta.leaseUntil = now + lease_ms
       meta.updatedAt = now
       meta.claimedAt = now
@@ -94,8 +96,9 @@ while n < max and pops < budget and #heap > 0 do
       raw = cjson.encode(meta)
       metas[#metas + 1] = field
       metas[#metas + 1] = raw
-      event(KEYS[1], field, {'claimed', now, worker, meta.leaseId, meta.attempts})
-      leases[#leases + 1] = now + lease_ms
+      event_json(KEYS[1], field, '["claimed",' .. now_s .. ',' .. cjson.encode(worker) .. ','
+        .. cjson.encode(meta.leaseId) .. ',' .. int(meta.attempts) .. ']')
+      leases[#leases + 1] = until_s
       leases[#leases + 1] = ten .. '|' .. cmd .. '|' .. id
       inprog[cmd] = (inprog[cmd] or 0) + 1
       n = n + 1

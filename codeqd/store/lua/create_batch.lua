@@ -52,7 +52,7 @@ for i = 4, #ARGV, 9 do
     end
     local run_at = tonumber(ARGV[i + 3])
     if run_at > now then
-      delayed[#delayed + 1] = run_at
+      delayed[#delayed + 1] = int(run_at)
       delayed[#delayed + 1] = qname .. '|' .. id
       delayed_n[qname] = (delayed_n[qname] or 0) + 1
     else
@@ -85,7 +85,7 @@ if #ready > 0 then
       args = {}
       adds[r[1]] = args
     end
-    args[#args + 1] = r[2] + seq + k
+    args[#args + 1] = int(r[2] + seq + k)
     args[#args + 1] = r[3]
   end
   for key, args in pairs(adds) do bulk('ZADD', key, args) end

@@ -8,6 +8,7 @@
 --       (name, content) pairs
 -- Returns one entry per item: {'OK', meta} or the refusal result.lua would give.
 local now, ten, worker = clock(ARGV[1]), ARGV[3], ARGV[4]
+local now_s = int(now)
 local out, done, completed, failed = {}, {}, 0, 0
 -- Every record read in one call first; writes gathered per key and made after the loop
 -- (see bulk in _lib). A task reported twice in the batch sees its first report here.
@@ -55,15 +56,16 @@ while i <= #ARGV do
       current[field] = raw
       metas[#metas + 1] = field
       metas[#metas + 1] = raw
-      event(KEYS[1], field, {'result', now, ARGV[i + 2], ARGV[i + 4]})
+      event_json(KEYS[1], field, '["result",' .. now_s .. ',' .. cjson.encode(ARGV[i + 2]) .. ','
+        .. cjson.encode(ARGV[i + 4]) .. ']')
       results[#results + 1] = field
       results[#results + 1] = ARGV[i + 3]
       leases[#leases + 1] = member
       inprog[qname] = (inprog[qname] or 0) + 1
-      ended[#ended + 1] = now
+      ended[#ended + 1] = now_s
       ended[#ended + 1] = member
       if meta.webhook then
-        outbox[#outbox + 1] = now
+        outbox[#outbox + 1] = now_s
         outbox[#outbox + 1] = member
       end
       if ARGV[i + 2] == 'COMPLETED' then completed = completed + 1 else failed = failed + 1 end

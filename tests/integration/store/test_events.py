@@ -9,6 +9,7 @@ from typing import Any
 
 from codeqd.domain.events import EVENTS_MAX
 from codeqd.store import Store
+from codeqd.store._batch import Report
 from codeqd.store._keys import escape_tenant
 from codeqd.store._store import now_ms
 from tests.integration.store.conftest import new_task
@@ -116,6 +117,28 @@ async def test_the_list_is_deleted_with_the_task(store: Store) -> None:
     purged, _ = await store.dlq_purge("t", "c", [dead["id"]], 1)
     assert purged == [dead["id"]]
     assert not await events_key_exists(store, "t", dead["id"])
+
+
+async def test_the_batch_scripts_events_keep_odd_text_exact(store: Store) -> None:
+    """claim.lua and result_batch.lua write their events as JSON text they build
+    themselves (numbers as integers, strings through cjson): a worker id and an error
+    that need escaping, and times past 2^32 ms, read back exactly."""
+    worker = 'w "q" \\ / \u00fcn\u00ef \U0001f680 \n|x'
+    error = 'line 1\nline "2" \\ \t \u202e'
+    t0 = now_ms() + 1_000
+    meta, _, _ = await store.create("t", new(), now=t0)
+    (c,) = await store.claim("t", worker, ["c"], 30, now=t0 + 10)
+    (applied,) = await store.report_batch(
+        "t", worker, [Report(meta["id"], c.meta["leaseId"], "FAILED", None, error, [])]
+    )
+    assert isinstance(applied, tuple), applied
+    done_at = applied[0]["updatedAt"]  # a batch of results runs on the store's clock
+    assert done_at > 2**32
+    assert rows(await store.task_events("t", meta["id"])) == [
+        ("created", t0, "alice"),
+        ("claimed", t0 + 10, worker, c.meta["leaseId"], 1),
+        ("result", done_at, "FAILED", error),
+    ]
 
 
 async def test_a_batch_create_records_each_creator(store: Store) -> None:
