@@ -80,7 +80,7 @@ class Notifier:
         self.subs = ctx.store.subscriptions
         # Pub/sub's copy only: each transition is counted once (see ``_consider``).
         self.inbox = ctx.store.wakeups.inbox(
-            "notifier", (QueueWork, SubscriptionsChanged, Resync), size=4096, local=False
+            "notifier", (QueueWork, SubscriptionsChanged, Resync), size=4096, own="none"
         )
         self.limiter = trio.CapacityLimiter(live.value.concurrency)
         self.pending: dict[str, int] = {}

@@ -13,7 +13,7 @@ from codeqd.context import Context
 from codeqd.domain.task import MAX_WAIT_SECONDS
 from codeqd.http._app import create_app
 from codeqd.http._hypercorn import Config as HyperConfig
-from codeqd.store import HUB_HINTS
+from codeqd.store import HUB_HINTS, HUB_OWN
 
 
 def hypercorn_config(ctx: Context, bind: str | None = None) -> HyperConfig:
@@ -69,7 +69,7 @@ async def serve(
 
     async with trio.open_nursery() as nursery:
         wakeups = ctx.store.wakeups
-        inbox = wakeups.inbox("ingress", HUB_HINTS, size=4096)
+        inbox = wakeups.inbox("ingress", HUB_HINTS, size=4096, own=HUB_OWN)
         nursery.start_soon(ctx.hub.run, inbox)
         nursery.start_soon(metrics.flush_every)  # this process's tallies -> prometheus
         if not wakeups.running:  # the supervisor's process starts it for every actor

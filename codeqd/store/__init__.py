@@ -38,10 +38,11 @@ from codeqd.store._store import (
 )
 from codeqd.store._streams import StreamRegistry
 from codeqd.store._subscriptions import Subscriptions, is_subscription_id, new_subscription_id
-from codeqd.store._wakeups import HUB_HINTS, Waiter, WakeHub
+from codeqd.store._wakeups import HUB_HINTS, HUB_OWN, Waiter, WakeHub
 
 __all__ = [
     "HUB_HINTS",
+    "HUB_OWN",
     "QUEUE_STATES",
     "RATES_MAX_MINUTES",
     "RATE_SERIES",

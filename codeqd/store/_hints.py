@@ -7,11 +7,13 @@ channel). ``Wakeups.run`` is the one subscriber of a process: it decodes each
 message into a typed hint and offers it to every inbox that takes that kind — the
 long-poll hub, the dispatcher, the notifier. Producers in the same process (the
 store's own transitions: create, promote, requeue, replay, resume, result, cancel)
-``post`` the same hints straight to the inboxes, so a waiter in this process is
-woken without the pub/sub round trip; they still publish for other processes and
-other daemons on the store, and a double wake-up is harmless to a waiter. An inbox
-whose reader counts transitions (the notifier: "was the queue empty before these
-N?") takes only the pub/sub copy, which arrives exactly once per transition.
+``post`` the same hints straight to the inboxes; they still publish for other
+processes and other daemons on the store, and the copy comes back to this process too.
+Each inbox says which of the process's own posts it takes (``Own``): the dispatcher
+takes them all (a second look at the outbox is cheap); the notifier, which counts
+transitions ("was the queue empty before these N?"), takes only the pub/sub copy,
+which arrives exactly once per transition; the long-poll hub takes the copy while the
+listener is up and its own posts only while it is down (``HUB_OWN``).
 
 Every inbox is bounded and never blocks the listener: a hint that finds it full is
 dropped and counted (``codeq_actor_inbox_dropped_total``), and the inbox remembers
@@ -24,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import coredis
 import structlog
@@ -76,6 +78,13 @@ class Resync:
 
 Hint = QueueWork | TaskDone | SubscriptionsChanged | Resync
 
+#: Which of this process's own posts an inbox takes, besides pub/sub's copies (which
+#: bring every transition, this process's included): "all" at once (the copy comes
+#: again later), "none" (the copies only: exactly one per transition), or "offline":
+#: only while the listener is down, when no copy comes (while it is up, the copy is
+#: the one hint).
+Own = Literal["all", "none", "offline"]
+
 
 class Inbox:
     """One actor's bounded inbox of hints (a trio memory channel).
@@ -85,13 +94,11 @@ class Inbox:
     inbox ends iteration once what was sent is read.
     """
 
-    def __init__(
-        self, actor: str, kinds: tuple[type, ...], size: int, *, local: bool = True
-    ) -> None:
+    def __init__(self, actor: str, kinds: tuple[type, ...], size: int, *, own: Own = "all") -> None:
         self.actor = actor
         self.kinds = kinds
-        #: Whether it takes the hints this process posts itself (besides pub/sub's).
-        self.local = local
+        #: Which of the hints this process posts itself it takes (see ``Own``).
+        self.own = own
         self._send, self._receive = trio.open_memory_channel[Hint](size)
         self._overflowed = False
         self._dropped = metrics.INBOX_DROPPED.labels(actor)
@@ -165,12 +172,12 @@ class Wakeups:
         self._wake.update({k.wake: s for s, k in enumerate(keys.all())})
 
     def inbox(
-        self, actor: str, kinds: tuple[type, ...], size: int = 1024, *, local: bool = True
+        self, actor: str, kinds: tuple[type, ...], size: int = 1024, *, own: Own = "all"
     ) -> Inbox:
-        """A new inbox for ``actor`` that takes hints of ``kinds`` (and those this process
-        posts itself unless ``local`` is false); it starts with a ``Resync`` telling
-        whether the listener is connected now."""
-        box = Inbox(actor, kinds, size, local=local)
+        """A new inbox for ``actor`` that takes hints of ``kinds`` (the pub/sub copies,
+        and of this process's own posts those ``own`` says); it starts with a ``Resync``
+        telling whether the listener is connected now."""
+        box = Inbox(actor, kinds, size, own=own)
         box.connected = self.connected
         self.inboxes.append(box)
         box.offer(Resync(self.connected))
@@ -189,7 +196,7 @@ class Wakeups:
         for box in self.inboxes:
             if isinstance(hint, Resync):
                 box.connected = hint.connected
-            if box.local or not local:
+            if not local or box.own == "all" or (box.own == "offline" and not self.connected):
                 box.offer(hint)
 
     def decode(self, channel: str, data: str) -> list[Hint]:

@@ -35,7 +35,7 @@ import trio
 
 from codeqd import metrics
 from codeqd.domain.errors import RateLimited
-from codeqd.store._hints import Inbox, QueueWork, Resync, TaskDone
+from codeqd.store._hints import Inbox, Own, QueueWork, Resync, TaskDone
 from codeqd.store._keys import escape_tenant
 
 #: ``Waiter.shards`` after a wake-up that did not name a shard: look everywhere.
@@ -244,3 +244,8 @@ class WakeHub:
 
 #: The hints the hub takes.
 HUB_HINTS = (QueueWork, TaskDone, Resync)
+#: Of this process's own posts, the hub takes those made while the wake-up listener is
+#: down: while it is up, pub/sub's copy is the one wake-up. With both, the copy of a
+#: create came after the waiter its post woke had taken the task, and woke a second
+#: idle waiter to look at the store for nothing: one fruitless claim per task.
+HUB_OWN: Own = "offline"

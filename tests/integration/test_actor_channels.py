@@ -1,7 +1,8 @@
 """The actors' memory channels: in-process wake-ups, group commit, ordered shutdown.
 
 - A store transition posts its hint straight to this process's inboxes, so a parked
-  claim here is woken without waiting for the store's pub/sub message.
+  claim here is woken while the store's pub/sub is down (while it is up, the hub takes
+  pub/sub's copy: tests/integration/store/test_pubsub.py).
 - Single creates, claims and results that arrive together share a store call (the
   writer); every caller gets exactly its own answer, nothing is duplicated or lost; a
   claimer that stops waiting holds no lease.

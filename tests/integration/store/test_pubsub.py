@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
-from codeqd.store import Store, connect
+from codeqd.store import HUB_HINTS, HUB_OWN, Store, WakeHub, connect
 from codeqd.store._hints import QueueWork, Resync, TaskDone
 from codeqd.store._subscriber import Endpoint, SubscriberError, subscribe
 from tests.conftest import free_port
@@ -55,6 +56,29 @@ async def test_a_create_elsewhere_wakes_the_listener_at_once(
             while not isinstance(hint := await box.get(), TaskDone):
                 pass
         assert hint.tasks == (("t", task["id"]),) and hint.callback
+
+
+async def test_a_create_in_this_process_wakes_one_parked_claim_not_two(
+    nursery: trio.Nursery, store: Store
+) -> None:
+    """The create posts its hint here and publishes it; the hub takes one of the two.
+    With both, the pub/sub copy arrived after the woken waiter had the task and woke a
+    second idle one to look at the store for nothing (one fruitless claim per task)."""
+    hub = WakeHub()
+    inbox = store.wakeups.inbox("ingress", HUB_HINTS, own=HUB_OWN)
+    copies = store.wakeups.inbox("test", (QueueWork, Resync), own="none")  # the copy only
+    nursery.start_soon(hub.run, inbox)
+    await nursery.start(store.wakeups.run)
+    with trio.fail_after(5):
+        await hub.connected.wait()
+    with hub.claim_waiter("t", ["one"]) as first, hub.claim_waiter("t", ["one"]) as second:
+        await store.create("t", new("one"))
+        with trio.fail_after(5):  # the copy is in: the hub's inbox has it as well
+            while not isinstance(hint := await copies.get(), QueueWork):
+                pass
+        assert hint.command == "one"
+        await trio.testing.wait_all_tasks_blocked()  # the hub has applied what it got
+        assert (first.event.is_set(), second.event.is_set()) == (True, False)
 
 
 async def test_the_subscriber_authenticates_and_reads_messages(tmp_path: Path) -> None:
