@@ -3,7 +3,8 @@
 -- across the given queues of one tenant; paused queues hand out nothing.
 -- The caller bounds the work: at most store.claim_queues queues and store.script_items
 -- tasks per call, whatever the data; the queues' heads are merged through a heap, so a
--- call costs O((queues + N) log queues) store reads, not O(queues x N).
+-- call reads O(queues + N) entries (in chunks, below) and does O((queues + N) log queues)
+-- work, not O(queues x N).
 -- KEYS: 1 task, 2 payload, 3 leases, 4 paused, 5 counts, 6 tenant's claimable index,
 --       7.. ready zset per command
 -- ARGV: 1 now (0: the store's clock), 2 lease ms, 3 worker, 4 lease id base, 5 tenant,
@@ -42,45 +43,71 @@ local function pop()
   end
   return top
 end
--- A queue's entries are read in order by rank (popped ones are removed after the loop,
--- all in one call): off[i] is the rank of queue i's next unread entry.
-local off, popped = {}, {}
+-- A queue's entries are read in order by rank, a chunk at a time with their records (one
+-- ZRANGE and one HMGET per chunk, not one of each per task), and popped ones are removed
+-- after the loop, all in one call. A queue's first chunk is its share of the call (max
+-- over the queues walked), each later one twice the last but no more than the call
+-- still needs: what is read and not claimed stays within what is claimed plus one
+-- share per queue, and a call walking a single queue of PENDING tasks reads it once. off[i] is the rank of queue i's next unread entry; buf[i] its
+-- chunk, at[i] the position of its head in the heap.
+local off, popped, buf, at, chunk = {}, {}, {}, {}, {}
+local pops, n = 0, 0
+-- Entries whose task is no longer PENDING are dropped as they surface; they count
+-- against the budget so that even a queue full of them bounds the call.
+local budget = 2 * max + 16
 local function push_head(i)
-  local at = int(off[i])
-  local head = redis.call('ZRANGE', KEYS[i], at, at, 'WITHSCORES')
-  if head[1] then push({tonumber(head[2]), i, head[1]}) end
+  local k = at[i] + 1
+  at[i] = k
+  local b = buf[i]
+  if k > #b then
+    local size = math.min(chunk[i], budget - pops, max - n)
+    if size < 1 then return end
+    chunk[i] = 2 * chunk[i]
+    local got = redis.call('ZRANGE', KEYS[i], int(off[i]), int(off[i] + size - 1), 'WITHSCORES')
+    if #got == 0 then return end
+    off[i] = off[i] + #got / 2
+    b = {}
+    local fields = {}
+    for j = 1, #got, 2 do
+      local field = ten .. '|' .. got[j]
+      b[#b + 1] = {tonumber(got[j + 1]), i, got[j], false, field}
+      fields[#fields + 1] = field
+    end
+    local raws = bulk('HMGET', KEYS[1], fields)
+    for j = 1, #b do b[j][4] = raws[j] end
+    buf[i], at[i], k = b, 1, 1
+  end
+  push(b[k])
 end
 
 -- A queue named twice is walked once: its entries leave only after the loop.
-local walked = {}
+local walked, active = {}, {}
 for i = 7, #KEYS do
   if not walked[KEYS[i]] then
     walked[KEYS[i]] = true
     if redis.call('SISMEMBER', KEYS[4], ten .. '|' .. ARGV[i]) == 0 then
-      off[i], popped[i] = 0, {}
-      push_head(i)
+      active[#active + 1] = i
     else
       redis.call('ZREM', KEYS[6], ARGV[i])
     end
   end
 end
+local share = math.ceil(max / math.max(#active, 1))
+for _, i in ipairs(active) do
+  off[i], popped[i], buf[i], at[i], chunk[i] = 0, {}, {}, 0, share
+  push_head(i)
+end
 
 -- Writes gathered per key and made after the loop (see bulk in _lib).
-local out, n, pops = {}, 0, 0
+local out = {}
 local metas, leases, inprog, fields = {}, {}, {}, {}
--- Entries whose task is no longer PENDING are dropped as they surface; they count
--- against the budget so that even a queue full of them bounds the call.
-local budget = 2 * max + 16
 while n < max and pops < budget and #heap > 0 do
   local top = pop()
-  local i, id = top[2], top[3]
+  local i, id, raw, field = top[2], top[3], top[4], top[5]
   local cmd = ARGV[i]
   local gone = popped[i]
   gone[#gone + 1] = id
-  off[i] = off[i] + 1
   pops = pops + 1
-  local field = ten .. '|' .. id
-  local raw = redis.call('HGET', KEYS[1], field)
   if raw then
     local meta = cjson.decode(raw)
     if meta.status == 'PENDING' then
@@ -107,7 +134,7 @@ while n < max and pops < budget and #heap > 0 do
       out[#out + 1] = false -- the payload, read below
     end
   end
-  push_head(i)
+  if n < max then push_head(i) end
 end
 for i, gone in pairs(popped) do
   if #gone > 0 then bulk('ZREM', KEYS[i], gone) end

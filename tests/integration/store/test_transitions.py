@@ -10,6 +10,7 @@ import trio
 from codeqd.config import BackoffConfig, Duration
 from codeqd.domain.errors import InvalidState, LeaseLost, TaskNotFound
 from codeqd.store import Store
+from codeqd.store._keys import escape_tenant
 from codeqd.store._store import now_ms
 from tests.integration.store.conftest import new_task
 
@@ -38,6 +39,33 @@ async def test_a_claim_naming_a_queue_twice_leases_each_task_once(store: Store) 
     claimed = [task.meta["id"] for task in await store.claim("t", "w", ["c", "c"], 30, 5)]
     assert sorted(claimed) == sorted(ids)
     assert (await store.queue_stats("t", "c")).in_progress == 3
+
+
+async def test_a_claim_reads_queues_in_chunks_and_keeps_priority_then_fifo(store: Store) -> None:
+    """claim.lua reads a queue a chunk at a time with the chunk's records (its share of
+    the call, then twice the last, never more than the call still needs). Whichever
+    queue a task is in and wherever a chunk ends, a claim hands out priority first,
+    then FIFO across the queues; an entry whose record is gone is skipped and removed."""
+    created: list[tuple[int, int, str]] = []  # (priority, creation order, id)
+    plan = [("b", 9)] * 3 + [("c" if i % 5 == 0 else "a", 5) for i in range(45)] + [("d", 0)] * 10
+    for order, (command, priority) in enumerate(plan):
+        meta, _, _ = await store.create("t", new(command, priority=priority))
+        created.append((priority, order, meta["id"]))
+    # Five entries at the head of "a" whose records are gone (as a half-repaired crash
+    # could leave them): each is dropped as it surfaces, within the call's budget.
+    ready_a = store.keys.shard(0).ready(escape_tenant("t"), "a")
+    head = await store.client.zrange(ready_a, 0, 0, withscores=True)
+    first_score = float(head[0][1])
+    await store.client.zadd(ready_a, {f"gone-{i}": first_score - 5 + i for i in range(5)})
+
+    claimed = await store.claim("t", "w", ["a", "b", "c", "d"], 30, 50)
+
+    expected = [task_id for _, _, task_id in sorted(created, key=lambda c: (-c[0], c[1]))]
+    assert [task.meta["id"] for task in claimed] == expected[:50]
+    assert await store.client.zcard(ready_a) == 0  # every task of "a" claimed, no entry left
+    stats = [await store.queue_stats("t", c) for c in "abcd"]
+    assert [(s.ready, s.in_progress) for s in stats] == [(0, 36), (0, 3), (0, 9), (8, 2)]
+    assert [t.meta["id"] for t in await store.claim("t", "w", ["d"], 30, 50)] == expected[50:]
 
 
 async def test_delayed_task_is_promoted_only_when_due(store: Store) -> None:
