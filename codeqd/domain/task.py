@@ -358,11 +358,11 @@ def task_to_wire(meta: dict[str, Any], payload: str | bytes | None) -> dict[str,
         "attempts": meta.get("attempts", 0),
     }
     for key in _OPTIONAL_FIELDS:
-        if meta.get(key) is not None:
-            out[key] = meta[key]
+        if (value := meta.get(key)) is not None:
+            out[key] = value
     for key in _TIME_FIELDS:
-        if meta.get(key) is not None:
-            out[key] = rfc3339(meta[key])
+        if (value := meta.get(key)) is not None:
+            out[key] = rfc3339(value)
     if meta["status"] != "IN_PROGRESS":
         out.pop("leaseId", None)
     if has_result(meta):

@@ -257,8 +257,7 @@ class _Stream:
                         batch.append(out.receive_nowait())
                     except trio.WouldBlock:
                         break
-                for m in batch:
-                    _count("out", m["type"])
+                _count_all("out", [m["type"] for m in batch])
                 await websocket.send(orjson.dumps(batch if len(batch) > 1 else msg).decode())
 
     async def _pinger(self) -> None:
@@ -291,24 +290,23 @@ class _Stream:
                 _count("in", "malformed")
                 await self._send(_error(None, None, err))
                 continue
-            for item in items:
-                await self._take(item)
+            kinds = [await self._take(item) for item in items]
+            _count_all("in", kinds)
 
-    async def _take(self, item: Any) -> None:
-        """One message from the worker: applied, queued for the store, or refused."""
+    async def _take(self, item: Any) -> str:
+        """One message from the worker: applied, queued for the store, or refused.
+        Returns its kind as ``codeqd_stream_messages_total`` counts it."""
         try:
             msg = _message(item)
         except CodeqError as err:
-            _count("in", "malformed")
             await self._send(_error(None, None, err))
-            return
-        kind = msg["type"]
-        _count("in", kind if kind in _KNOWN else "unknown")
+            return "malformed"
+        kind: str = msg["type"]  # a string: _message checked it
         if kind == "pong":
-            return
+            return kind
         if kind == "ping":
             await self._send({"type": "pong"})
-            return
+            return kind
         ref, task_id = _ref(msg), msg.get("id")
         try:
             if kind == "ready":
@@ -330,6 +328,7 @@ class _Stream:
                 )
         except CodeqError as err:
             await self._send(_error(ref, task_id if isinstance(task_id, str) else None, err))
+        return kind if kind in _KNOWN else "unknown"
 
     def _ready(self, msg: dict[str, Any], ref: Any) -> dict[str, Any]:
         cfg = self.ctx.config
@@ -410,8 +409,9 @@ class _Stream:
             log.debug("streams.record_failed", stream=self.id, error=repr(err))
 
     def _poke(self) -> None:
+        # Set, not replaced: the pusher takes a fresh event before it looks (a slot freed
+        # per result was a new Event per task).
         self.changed.set()
-        self.changed = trio.Event()
 
     async def _executors(self) -> None:
         """Run what was read, at most ``_EXECUTORS`` tasks at once; none while the stream
@@ -537,7 +537,9 @@ class _Stream:
         shards: set[int] | None = None
         with self.pushing:
             while not ctx.shutting_down.is_set():
-                changed = self.changed
+                if self.changed.is_set():
+                    self.changed = trio.Event()
+                changed = self.changed  # taken before looking: a change after it wakes us
                 free = self.max_in_flight - len(self.unfinished)
                 if free <= 0:
                     with trio.move_on_at(min(self.lease_ends.values(), default=math.inf)):
@@ -612,6 +614,14 @@ def _remote() -> str:
 def _count(direction: str, kind: str) -> None:
     """``codeqd_stream_messages_total``, its children looked up once (kinds are few)."""
     metrics.add(metrics.STREAM_MESSAGES, direction, kind)
+
+
+def _count_all(direction: str, kinds: list[str]) -> None:
+    """``_count`` for each of a frame's messages, once per kind (a frame is mostly one)."""
+    if len(kinds) == 1:
+        _count(direction, kinds[0])
+        return
+    metrics.inc_each(metrics.STREAM_MESSAGES, ((direction, kind) for kind in kinds))
 
 
 _KNOWN = frozenset({"ready", "result", "nack", "heartbeat", "abandon", "ping", "pong", "hello"})

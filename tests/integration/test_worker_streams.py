@@ -374,16 +374,29 @@ async def test_frames_carry_arrays_both_ways(api: Api) -> None:
             {**done, "id": t["id"], "leaseId": t["leaseId"], "ref": i} for i, t in enumerate(tasks)
         ]
         # Answers come by ref; a malformed element is refused alone.
-        await s.send([results[0], "junk", results[1], {**results[2], "leaseId": "L-stale"}])
+        before = stream_messages()
+        await s.send(
+            [results[0], "junk", results[1], {**results[2], "leaseId": "L-stale"}, {"type": "x"}]
+        )
         answers: dict[Any, dict[str, Any]] = {}
-        while len(answers) < 4:
+        while len(answers) < 5:
             frame = await _frame(s)
             for m in frame if isinstance(frame, list) else [frame]:
-                answers[m["ref"] if m["ref"] is not None else "junk"] = m
+                answers[m["ref"] if m["ref"] is not None else m["code"]] = m
         assert answers[0]["type"] == "ack" and answers[0]["status"] == 200, answers
         assert answers[1]["type"] == "ack" and answers[1]["body"]["status"] == "COMPLETED"
-        assert answers["junk"]["code"] == "malformed_message", answers
+        assert answers["malformed_message"]["ref"] is None, answers
+        assert answers["unknown_message_type"]["ref"] is None, answers
         assert answers[2]["type"] == "error" and answers[2]["status"] == 409, answers
+        # codeq_worker_stream_messages_total counts each message of a frame by its type.
+        counted = {k: n - before.get(k, 0) for k, n in stream_messages().items()}
+        assert {k: n for k, n in counted.items() if n} == {
+            ("in", "result"): 3,
+            ("in", "malformed"): 1,
+            ("in", "unknown"): 1,
+            ("out", "ack"): 2,
+            ("out", "error"): 3,
+        }, counted
         # Still open and still answering.
         ok = await s.call(
             {"type": "heartbeat", "id": tasks[2]["id"], "leaseId": tasks[2]["leaseId"]}
@@ -399,6 +412,18 @@ async def create_many(api: Api, command: str, n: int) -> list[dict[str, Any]]:
     r = await api.call("POST", "/tasks/batch", api.producer, body)
     assert r.status_code in (200, 202), r.text
     return r.json()["tasks"]  # type: ignore[no-any-return]
+
+
+def stream_messages() -> dict[tuple[str, str], float]:
+    """``codeq_worker_stream_messages_total`` so far in this process, by (direction, type)."""
+    metrics.flush()
+    return {
+        (sample.labels["direction"], sample.labels["type"]): sample.value
+        for family in REGISTRY.collect()
+        if family.name == "codeq_worker_stream_messages"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
 
 
 def result_batch_calls() -> float:
