@@ -5,9 +5,9 @@ the app factory (``_app``) or from one another.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -54,7 +54,9 @@ def request_id(headers: Any) -> str:
     """The client's ``X-Request-Id`` when it is a safe token (1-128 characters of
     ``[A-Za-z0-9._:-]``), else a fresh one: it goes into logs and response headers."""
     rid = headers.get("X-Request-Id", "")
-    return rid if _REQUEST_ID_RE.match(rid) else uuid.uuid4().hex
+    # 32 random hex digits, as uuid4().hex gave: 0.8 us against its 4 us on every
+    # request that brings no id of its own.
+    return rid if _REQUEST_ID_RE.match(rid) else os.urandom(16).hex()
 
 
 def mimetype(content_type: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -145,6 +146,13 @@ async def test_unknown_route_and_method_are_json(api: Api) -> None:
     assert_error(await api.call("PUT", "/tasks", api.producer, {}), 405)
     r = await api.http.get(f"{api.base}/healthz", headers={"X-Request-Id": "abc-123"})
     assert r.json() == {"status": "ok"} and r.headers["X-Request-Id"] == "abc-123"
+    # Without one (or with one that is not a safe token), each request gets its own.
+    given = [
+        (await api.http.get(f"{api.base}/healthz", headers=h)).headers["X-Request-Id"]
+        for h in ({}, {}, {"X-Request-Id": "bad id!"})
+    ]
+    assert all(re.fullmatch("[0-9a-f]{32}", rid) for rid in given), given
+    assert len(set(given)) == 3, given
 
 
 async def test_store_down_gives_503_then_recovers(nursery: trio.Nursery, tmp_path: Path) -> None:
