@@ -112,6 +112,18 @@ class Daemon(Child):
     def store_socket(self) -> Path:
         return self.state_dir / "store" / "redis.sock"
 
+    @property
+    def store_url(self) -> str:
+        """The embedded store's address: redis-server's unix socket, or the loopback port
+        of KVRocks (which has no port 0: codeqd picks one and writes it in its config)."""
+        conf = self.state_dir / "store" / "kvrocks.conf"
+        if conf.exists():
+            for line in conf.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "port":
+                    return f"redis://127.0.0.1:{value.strip()}"
+        return f"unix://{self.store_socket}"
+
     def store_pid(self) -> int | None:
         try:
             return int((self.state_dir / "store" / "redis.pid").read_text())

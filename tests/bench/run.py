@@ -19,9 +19,9 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
       shapes (single-task lifecycle 2 producers / 4 workers; drain with 4 worker
       processes), installed on first use (``--no-peers`` skips them); see ``streams.py``
   h   create with ``actors.ingress.processes`` = 1 and = 2
-  k   b, c and d again on other stores: embedded KVRocks with
+  k   b, c, d and g's streamed drain again on other stores: embedded KVRocks with
       rocksdb.write_options.sync yes (store.appendfsync = "always") and no, and
-      redis-server with appendfsync always (b, c, d run on the default everysec)
+      redis-server with appendfsync always (b, c, d, g run on the default everysec)
 
 Rates are given per wall-clock second and per CPU-second of the server process
 (the daemon's Python process; the bare server): on a shared 2-core machine the
@@ -608,8 +608,9 @@ def _kvrocks() -> str | None:
     return kvrocks_binary()
 
 
-async def other_stores(res: Results, workdir: Path, secs: float, conns: int) -> None:
-    """Scenario k: create, single and batch lifecycle per store configuration."""
+async def other_stores(res: Results, workdir: Path, secs: float, conns: int, drain: int) -> None:
+    """Scenario k: create, single and batch lifecycle, and a streamed drain, per store
+    configuration."""
     binary = _kvrocks()
     setups = [("redis-server, appendfsync always", "kr", "redis-server", "always")]
     if binary is None:
@@ -631,6 +632,7 @@ async def other_stores(res: Results, workdir: Path, secs: float, conns: int) -> 
             await create_rate(res, d, secs, conns, key=f"{key}b", label=f"{key} create")
             await lifecycle(res, d, secs * 2, 1, 8, 24, f"{key}c", f"{key} single lifecycle")
             await lifecycle(res, d, secs * 2, 100, 2, 4, f"{key}d", f"{key} batch lifecycle")
+            await streams.streamed_drain(res, d, drain, f"{key}g", f"{key} streamed drain")
         finally:
             d.stop()
 
@@ -740,7 +742,7 @@ async def amain(args: argparse.Namespace) -> None:
             print("h: create by ingress processes", flush=True)
             await streams.create_by_processes(res, workdir, secs, args.conns, closed_loop)
         if "k" in only:
-            await other_stores(res, workdir, secs, args.conns)
+            await other_stores(res, workdir, secs, args.conns, 5000 if args.quick else 20000)
         if "e" in only:
             print("e: claim latency", flush=True)
             d = Daemon(workdir, "latency")

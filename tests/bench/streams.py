@@ -114,7 +114,7 @@ async def _until_empty(d: Daemon, command: str, timeout: float) -> None:
     observer costs the daemon nothing, as beanstalkd's drain has no observer at all.
     (Through the admin route each look cost the daemon ~1.9 ms of CPU: ~8 % of a core.)"""
     config = cfgmod._build(cfgmod.Config, {"state_dir": str(d.state_dir)}, "")
-    async with connect(config, f"unix://{d.store_socket}") as store:
+    async with connect(config, d.store_url) as store:
         await store.init_keyspace()  # reads the keyspace's shard count
         with trio.fail_after(timeout):
             while True:
@@ -321,27 +321,36 @@ async def _started(workers: list[Proc]) -> float:
     return time.perf_counter()
 
 
-async def streamed_drain(res: Any, d: Daemon, n: int) -> None:
-    """g: ``n`` tasks preloaded, then drained by 4 stream worker processes."""
+async def streamed_drain(
+    res: Any, d: Daemon, n: int, key: str = "g_drain", label: str = "g  streamed drain"
+) -> None:
+    """g (and k, on other stores): ``n`` tasks preloaded, then drained by 4 stream
+    worker processes."""
     command = "bench.gdrain"
     await _preload(d, command, n)
     workers = _stream_workers(d, command, wait_go=True)
+    store_pid = d.store_pid()
     try:
         cpu0 = cpu_seconds(d.pid)
+        store0 = cpu_seconds(store_pid) if store_pid else 0.0
         meter_t0 = await _started(workers)
         await _until_empty(d, command, 600)
         wall = time.perf_counter() - meter_t0
         cpu = cpu_seconds(d.pid) - cpu0
+        store_cpu = cpu_seconds(store_pid) - store0 if store_pid else 0.0
     finally:
         done = [await w.finish() for w in workers]
     res.add(
-        "g_drain",
-        f"g  streamed drain of {n:,} (4 worker processes)",
+        key,
+        f"{label} of {n:,} (4 worker processes)",
         n / wall,
         "tasks/s",
         per_cpu=n / max(cpu, 1e-9),
     )
-    res.notes.append(f"g_drain: per worker {done}")
+    res.notes.append(
+        f"{key}: per worker {done}; CPU per task: daemon {cpu / n * 1e6:.0f} us, "
+        f"store {store_cpu / n * 1e6:.0f} us"
+    )
 
 
 async def streamed_lifecycle(res: Any, d: Daemon, admin: str, secs: float) -> None:
