@@ -44,40 +44,43 @@ local function pop()
   return top
 end
 -- A queue's entries are read in order by rank, a chunk at a time with their records (one
--- ZRANGE and one HMGET per chunk, not one of each per task), and popped ones are removed
--- after the loop, all in one call. A queue's first chunk is its share of the call (max
--- over the queues walked), each later one twice the last but no more than the call
--- still needs: what is read and not claimed stays within what is claimed plus one
--- share per queue, and a call walking a single queue of PENDING tasks reads it once. off[i] is the rank of queue i's next unread entry; buf[i] its
--- chunk, at[i] the position of its head in the heap.
+-- ZRANGE and one HMGET per chunk, not one of each per task: on KVRocks each ZRANGE walks
+-- the queue's consumed head, the entries removed since its last compaction), and popped
+-- ones are removed after the loop, all in one call. A queue's first chunk is its share of
+-- the call (max over the queues walked), each later one twice the last but no more than
+-- the call still needs, plus one entry: the queue's next head, which the claimable index
+-- gets after the loop without reading the queue again. What is read and not claimed
+-- stays within what is claimed plus one share per queue, and a call walking a single
+-- queue of PENDING tasks reads it once. off[i] is the rank of queue i's next unread
+-- entry, buf[i] its chunk, at[i] the position in it of the queue's next unpopped entry.
 local off, popped, buf, at, chunk = {}, {}, {}, {}, {}
 local pops, n = 0, 0
 -- Entries whose task is no longer PENDING are dropped as they surface; they count
 -- against the budget so that even a queue full of them bounds the call.
 local budget = 2 * max + 16
+-- Queue i's next unpopped entry into the heap, reading the next chunk once this one is
+-- spent (nothing when the queue, the budget or the call's need is exhausted).
 local function push_head(i)
-  local k = at[i] + 1
-  at[i] = k
   local b = buf[i]
-  if k > #b then
+  if at[i] > #b then
     local size = math.min(chunk[i], budget - pops, max - n)
     if size < 1 then return end
     chunk[i] = 2 * chunk[i]
-    local got = redis.call('ZRANGE', KEYS[i], int(off[i]), int(off[i] + size - 1), 'WITHSCORES')
+    local got = redis.call('ZRANGE', KEYS[i], int(off[i]), int(off[i] + size), 'WITHSCORES')
     if #got == 0 then return end
     off[i] = off[i] + #got / 2
     b = {}
     local fields = {}
     for j = 1, #got, 2 do
       local field = ten .. '|' .. got[j]
-      b[#b + 1] = {tonumber(got[j + 1]), i, got[j], false, field}
+      b[#b + 1] = {tonumber(got[j + 1]), i, got[j], false, field, got[j + 1]}
       fields[#fields + 1] = field
     end
     local raws = bulk('HMGET', KEYS[1], fields)
     for j = 1, #b do b[j][4] = raws[j] end
-    buf[i], at[i], k = b, 1, 1
+    buf[i], at[i] = b, 1
   end
-  push(b[k])
+  push(b[at[i]])
 end
 
 -- A queue named twice is walked once: its entries leave only after the loop.
@@ -94,7 +97,7 @@ for i = 7, #KEYS do
 end
 local share = math.ceil(max / math.max(#active, 1))
 for _, i in ipairs(active) do
-  off[i], popped[i], buf[i], at[i], chunk[i] = 0, {}, {}, 0, share
+  off[i], popped[i], buf[i], at[i], chunk[i] = 0, {}, {}, 1, share
   push_head(i)
 end
 
@@ -134,6 +137,7 @@ while n < max and pops < budget and #heap > 0 do
       out[#out + 1] = false -- the payload, read below
     end
   end
+  at[i] = at[i] + 1
   if n < max then push_head(i) end
 end
 for i, gone in pairs(popped) do
@@ -146,7 +150,17 @@ if n > 0 then
   local payloads = bulk('HMGET', KEYS[2], fields)
   for k = 1, n do out[2 * k] = payloads[k] or '{}' end
 end
+-- The claimable index follows each queue taken from: its head is the entry after the
+-- popped ones when it is in hand (the queue is not paused: checked above, in this same
+-- step), else read again.
 for i, gone in pairs(popped) do
-  if #gone > 0 then reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i]) end
+  if #gone > 0 then
+    local head = buf[i][at[i]]
+    if head then
+      redis.call('ZADD', KEYS[6], head[6], ARGV[i])
+    else
+      reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i])
+    end
+  end
 end
 return out

@@ -63,6 +63,12 @@ async def test_a_claim_reads_queues_in_chunks_and_keeps_priority_then_fifo(store
     expected = [task_id for _, _, task_id in sorted(created, key=lambda c: (-c[0], c[1]))]
     assert [task.meta["id"] for task in claimed] == expected[:50]
     assert await store.client.zcard(ready_a) == 0  # every task of "a" claimed, no entry left
+    # The claimable index follows: the emptied queues left it, and "d" is there with the
+    # score of its head now (the entry after the two claimed, read with them).
+    k = store.keys.shard(0)
+    ready_d = await store.client.zrange(k.ready(escape_tenant("t"), "d"), 0, 0, withscores=True)
+    index = await store.client.zrange(k.avail(escape_tenant("t")), 0, -1, withscores=True)
+    assert [(m, float(sc)) for m, sc in index] == [("d", float(ready_d[0][1]))]
     stats = [await store.queue_stats("t", c) for c in "abcd"]
     assert [(s.ready, s.in_progress) for s in stats] == [(0, 36), (0, 3), (0, 9), (8, 2)]
     assert [t.meta["id"] for t in await store.claim("t", "w", ["d"], 30, 50)] == expected[50:]
