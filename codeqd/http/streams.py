@@ -295,7 +295,7 @@ class _Stream:
 
     async def _take(self, item: Any) -> str:
         """One message from the worker: applied, queued for the store, or refused.
-        Returns its kind as ``codeqd_stream_messages_total`` counts it."""
+        Returns its kind as ``codeq_worker_stream_messages_total`` counts it."""
         try:
             msg = _message(item)
         except CodeqError as err:
@@ -612,7 +612,7 @@ def _remote() -> str:
 
 
 def _count(direction: str, kind: str) -> None:
-    """``codeqd_stream_messages_total``, its children looked up once (kinds are few)."""
+    """``codeq_worker_stream_messages_total``, its children looked up once (kinds are few)."""
     metrics.add(metrics.STREAM_MESSAGES, direction, kind)
 
 
