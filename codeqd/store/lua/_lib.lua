@@ -22,11 +22,15 @@ end
 -- The tenant's index of claimable queues on this shard (zset command -> the score of the
 -- queue's head) is kept in step with a queue's ready set by every script that changes
 -- it: a queue is in the index while it has ready tasks and is not paused. Claims walk
--- the index instead of every queue the tenant ever used.
-local function reindex(idx, ready, paused, qname, cmd)
-  local head = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
-  if head[1] and redis.call('SISMEMBER', paused, qname) == 0 then
-    redis.call('ZADD', idx, head[2], cmd)
+-- the index instead of every queue the tenant ever used. A caller that has the queue's
+-- head score in hand passes it (on KVRocks reading the head walks the queue's consumed
+-- entries removed since the last compaction).
+local function reindex(idx, ready, paused, qname, cmd, head_score)
+  if head_score == nil then
+    head_score = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')[2]
+  end
+  if head_score and redis.call('SISMEMBER', paused, qname) == 0 then
+    redis.call('ZADD', idx, head_score, cmd)
   else
     redis.call('ZREM', idx, cmd)
   end
@@ -36,8 +40,9 @@ end
 -- the task hash <tag>:task and so in its slot), appended by the script that makes the
 -- transition, in the same atomic step. An event is a short JSON array, kind and time
 -- first (codeqd/domain/events.py reads them). The list starts with a task's first
--- claim (or cancel): 'created' is in the task record, so a pending task costs no list. The key is built here from the task
--- hash's name because a claim learns its tasks' ids only as it pops them.
+-- claim (or cancel): 'created' is in the task record, so a pending task costs no list.
+-- The key is built here from the task hash's name because a claim learns its tasks'
+-- ids only as it reads them.
 local EVENTS_MAX = 50
 local function events_key(task_key, field)
   local bar = string.find(field, '|', 1, true)

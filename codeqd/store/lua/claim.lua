@@ -21,7 +21,7 @@ local function push(e)
   heap[j] = e
   while j > 1 do
     local p = math.floor(j / 2)
-    if heap[p][1] <= heap[j][1] then break end
+    if heap[p].score <= heap[j].score then break end
     heap[p], heap[j] = heap[j], heap[p]
     j = p
   end
@@ -34,8 +34,8 @@ local function pop()
     local j = 1
     while true do
       local l, r, m = 2 * j, 2 * j + 1, j
-      if l <= #heap and heap[l][1] < heap[m][1] then m = l end
-      if r <= #heap and heap[r][1] < heap[m][1] then m = r end
+      if l <= #heap and heap[l].score < heap[m].score then m = l end
+      if r <= #heap and heap[r].score < heap[m].score then m = r end
       if m == j then break end
       heap[m], heap[j] = heap[j], heap[m]
       j = m
@@ -48,12 +48,14 @@ end
 -- the queue's consumed head, the entries removed since its last compaction), and popped
 -- ones are removed after the loop, all in one call. A queue's first chunk is its share of
 -- the call (max over the queues walked), each later one twice the last but no more than
--- the call still needs, plus one entry: the queue's next head, which the claimable index
--- gets after the loop without reading the queue again. What is read and not claimed
--- stays within what is claimed plus one share per queue, and a call walking a single
--- queue of PENDING tasks reads it once. off[i] is the rank of queue i's next unread
--- entry, buf[i] its chunk, at[i] the position in it of the queue's next unpopped entry.
-local off, popped, buf, at, chunk = {}, {}, {}, {}, {}
+-- the call still needs, plus one entry: the queue's next head, whose score the claimable
+-- index gets after the loop without reading the queue again. What is read and not
+-- claimed stays within what is claimed plus one share per queue, and a call walking a
+-- single queue of PENDING tasks reads it once.
+-- Per queue walked (by its KEYS index): off, the rank of its next unread entry; chunk,
+-- the size of its next read; buf, its entries read, and at, the position in buf of its
+-- next unpopped one; gone, the ids popped.
+local queues = {}
 local pops, n = 0, 0
 -- Entries whose task is no longer PENDING are dropped as they surface; they count
 -- against the budget so that even a queue full of them bounds the call.
@@ -61,26 +63,26 @@ local budget = 2 * max + 16
 -- Queue i's next unpopped entry into the heap, reading the next chunk once this one is
 -- spent (nothing when the queue, the budget or the call's need is exhausted).
 local function push_head(i)
-  local b = buf[i]
-  if at[i] > #b then
-    local size = math.min(chunk[i], budget - pops, max - n)
+  local q = queues[i]
+  if q.at > #q.buf then
+    local size = math.min(q.chunk, budget - pops, max - n)
     if size < 1 then return end
-    chunk[i] = 2 * chunk[i]
-    local got = redis.call('ZRANGE', KEYS[i], int(off[i]), int(off[i] + size), 'WITHSCORES')
+    q.chunk = 2 * q.chunk
+    local got = redis.call('ZRANGE', KEYS[i], int(q.off), int(q.off + size), 'WITHSCORES')
     if #got == 0 then return end
-    off[i] = off[i] + #got / 2
-    b = {}
-    local fields = {}
+    q.off = q.off + #got / 2
+    local buf, fields = {}, {}
     for j = 1, #got, 2 do
       local field = ten .. '|' .. got[j]
-      b[#b + 1] = {tonumber(got[j + 1]), i, got[j], false, field, got[j + 1]}
+      buf[#buf + 1] = {score = tonumber(got[j + 1]), score_text = got[j + 1], queue = i,
+        id = got[j], field = field}
       fields[#fields + 1] = field
     end
     local raws = bulk('HMGET', KEYS[1], fields)
-    for j = 1, #b do b[j][4] = raws[j] end
-    buf[i], at[i] = b, 1
+    for j = 1, #buf do buf[j].raw = raws[j] end
+    q.buf, q.at = buf, 1
   end
-  push(b[at[i]])
+  push(q.buf[q.at])
 end
 
 -- A queue named twice is walked once: its entries leave only after the loop.
@@ -97,7 +99,7 @@ for i = 7, #KEYS do
 end
 local share = math.ceil(max / math.max(#active, 1))
 for _, i in ipairs(active) do
-  off[i], popped[i], buf[i], at[i], chunk[i] = 0, {}, {}, 1, share
+  queues[i] = {off = 0, chunk = share, buf = {}, at = 1, gone = {}}
   push_head(i)
 end
 
@@ -106,10 +108,10 @@ local out = {}
 local metas, leases, inprog, fields = {}, {}, {}, {}
 while n < max and pops < budget and #heap > 0 do
   local top = pop()
-  local i, id, raw, field = top[2], top[3], top[4], top[5]
+  local i, id, raw, field = top.queue, top.id, top.raw, top.field
   local cmd = ARGV[i]
-  local gone = popped[i]
-  gone[#gone + 1] = id
+  local q = queues[i]
+  q.gone[#q.gone + 1] = id
   pops = pops + 1
   if raw then
     local meta = cjson.decode(raw)
@@ -137,11 +139,11 @@ while n < max and pops < budget and #heap > 0 do
       out[#out + 1] = false -- the payload, read below
     end
   end
-  at[i] = at[i] + 1
+  q.at = q.at + 1
   if n < max then push_head(i) end
 end
-for i, gone in pairs(popped) do
-  if #gone > 0 then bulk('ZREM', KEYS[i], gone) end
+for i, q in pairs(queues) do
+  if #q.gone > 0 then bulk('ZREM', KEYS[i], q.gone) end
 end
 if n > 0 then
   bulk('HSET', KEYS[1], metas)
@@ -150,17 +152,12 @@ if n > 0 then
   local payloads = bulk('HMGET', KEYS[2], fields)
   for k = 1, n do out[2 * k] = payloads[k] or '{}' end
 end
--- The claimable index follows each queue taken from: its head is the entry after the
--- popped ones when it is in hand (the queue is not paused: checked above, in this same
--- step), else read again.
-for i, gone in pairs(popped) do
-  if #gone > 0 then
-    local head = buf[i][at[i]]
-    if head then
-      redis.call('ZADD', KEYS[6], head[6], ARGV[i])
-    else
-      reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i])
-    end
+-- The claimable index follows each queue taken from; its head is the entry after the
+-- popped ones when that is in hand, else read again.
+for i, q in pairs(queues) do
+  if #q.gone > 0 then
+    local head = q.buf[q.at]
+    reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i], head and head.score_text)
   end
 end
 return out
