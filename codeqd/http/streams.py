@@ -612,7 +612,7 @@ def _remote() -> str:
 
 
 def _count(direction: str, kind: str) -> None:
-    """``codeq_worker_stream_messages_total``, its children looked up once (kinds are few)."""
+    """One message in ``codeq_worker_stream_messages_total`` (``metrics.add`` tallies it)."""
     metrics.add(metrics.STREAM_MESSAGES, direction, kind)
 
 

@@ -13,6 +13,7 @@ import jwt
 import orjson
 import pytest
 import trio
+import trio.testing
 from prometheus_client import REGISTRY
 
 from codeqd import metrics
@@ -200,6 +201,23 @@ async def test_max_in_flight_exact_and_result_frees_a_slot(api: Api) -> None:
         assert third["id"] == ids[2]
         stats = (await api.call("GET", "/admin/queues/email", api.admin)).json()
         assert stats["inProgress"] == 2
+
+
+async def test_an_idle_stream_with_a_free_slot_does_not_poll_the_store(api: Api) -> None:
+    """Pushed when woken, never polled: a stream with a free slot and nothing to claim
+    waits for a hint, and makes no claim while the worker talks to it."""
+    created = await api.create("email")
+    async with open_stream(api) as s:
+        await s.ready(2, commands=["email"])  # a named queue: each look is a claim.lua call
+        assert (await s.task())["id"] == created["id"]
+        with trio.fail_after(STEP):  # its next look found nothing: it is parked (a busy
+            await trio.testing.wait_all_tasks_blocked(0.05)  # pusher never lets this return)
+        before = script_calls("claim")
+        for _ in range(20):  # round trips through the reader and the writer
+            await s.send({"type": "ping"})
+            with trio.fail_after(STEP):
+                assert orjson.loads(await s.ws.receive()) == {"type": "pong"}
+        assert script_calls("claim") == before
 
 
 async def test_a_lease_that_ends_unreported_frees_its_slot(api: Api) -> None:
@@ -426,11 +444,12 @@ def stream_messages() -> dict[tuple[str, str], float]:
     }
 
 
-def result_batch_calls() -> float:
-    """``result_batch.lua`` calls so far in this process (the store-call histogram)."""
+def script_calls(script: str) -> float:
+    """Calls of ``script`` so far in this process (the store-call histogram; reading it
+    collects the whole registry, so it takes a while late in a suite)."""
     metrics.flush()
     sample = REGISTRY.get_sample_value(
-        "codeq_store_call_duration_seconds_count", {"script": "result_batch"}
+        "codeq_store_call_duration_seconds_count", {"script": script}
     )
     return sample or 0.0
 
@@ -445,7 +464,7 @@ async def test_a_frame_of_results_is_one_store_step_and_each_hears_its_own(api: 
             frame = await _frame(s)
             tasks += [m["task"] for m in (frame if isinstance(frame, list) else [frame])]
         assert sorted(t["id"] for t in tasks) == sorted(ids)
-        before = result_batch_calls()
+        before = script_calls("result_batch")
         results: list[Any] = [
             {"type": "result", "id": t["id"], "leaseId": t["leaseId"], "ref": i,
              "status": "COMPLETED", "result": {"i": i}}
@@ -471,7 +490,7 @@ async def test_a_frame_of_results_is_one_store_step_and_each_hears_its_own(api: 
         assert answers["bad"]["status"] == 400 and answers["bad"]["id"] == tasks[-2]["id"]
         assert answers["stale"]["status"] == 409 and answers["stale"]["id"] == tasks[-1]["id"]
         # The valid ones went to the store together: one result_batch call (one shard).
-        assert result_batch_calls() - before == 1
+        assert script_calls("result_batch") - before == 1
         # Their slots are free again: new tasks are pushed to this stream.
         more = [t["id"] for t in (await create_many(api, "frame", n - 2))]
         pushed: list[str] = []
