@@ -113,13 +113,14 @@ class _Exchange:
             elif task_id is not None:
                 body = orjson.dumps(await self._serve_task_op(op, task_id))
             elif rule == _TASKS:
-                status, body = 202, orjson.dumps(await self._serve_create())
+                created = await self._serve_create()
+                status, body, task_id = 202, orjson.dumps(created), created.get("id")
             else:
                 found = await self._serve_claim()
                 if found is None:
                     status = 204
                 else:
-                    body = orjson.dumps(found)
+                    body, task_id = orjson.dumps(found), found.get("id")
         except _Gone:
             return
         except CodeqError as err:

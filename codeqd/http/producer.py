@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, g, request
 
 from codeqd.auth import Principal
 from codeqd.context import Context
@@ -32,7 +32,9 @@ bp = Blueprint("producer", __name__, url_prefix=PREFIX)
 @requires("producer", rate="create")
 async def create_task(principal: Principal) -> Response:
     body = await json_body(allow_empty=False)
-    return json_response(await create(app_context(), principal, body, request.headers), 202)
+    created = await create(app_context(), principal, body, request.headers)
+    g.task_id = created.get("id")  # named in the request's log line
+    return json_response(created, 202)
 
 
 async def create(ctx: Context, principal: Principal, body: Any, headers: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import orjson
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, g, request
 
 from codeqd.auth import Principal
 from codeqd.context import Context
@@ -29,6 +29,7 @@ async def claim(principal: Principal) -> Response:
         empty = Response(b"", status=204)
         del empty.headers["Content-Type"]  # no body, so no type (as codeQ answers)
         return empty
+    g.task_id = task.get("id")  # named in the request's log line
     return json_response(task)
 
 

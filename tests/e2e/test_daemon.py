@@ -56,6 +56,14 @@ async def test_full_lifecycle(client: Client) -> None:
         '"route":"/v1/codeq/tasks/<task_id>/result"',
     ):
         assert field in line
+    # The create's and the claim's lines name the task they made or handed out.
+    for route, status in (("/v1/codeq/tasks", 202), ("/v1/codeq/tasks/claim", 200)):
+        assert any(
+            f'"route":"{route}"' in ln
+            and f'"status":{status}' in ln
+            and f'"task_id":"{high["id"]}"' in ln
+            for ln in log.splitlines()
+        ), route
     for secret in (client.producer, client.worker, client.daemon.dev_secret):
         assert secret not in log
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import structlog
 import trio
 
 from tests.integration.auth.conftest import serving
@@ -380,3 +381,26 @@ async def test_a_producer_that_goes_away_ends_its_result_wait(
             while hub.waiting:
                 await trio.sleep(0.01)
         assert hub.registered == 0
+
+
+async def test_the_request_log_names_the_task_created_or_claimed_on_either_path(
+    nursery: trio.Nursery, tmp_path: Path, redis_url: str
+) -> None:
+    for fast in (True, False):
+        command = f"logged-{fast}"
+        async with serving(nursery, _config(tmp_path, fast), redis_url) as api:
+            with structlog.testing.capture_logs() as logs:
+                created = await api.create(command)
+                claimed = await api.claim(commands=[command])
+                empty = await api.claim(commands=[command])
+            assert (claimed.status_code, empty.status_code) == (200, 204)
+            lines = [
+                (e["route"], e["status"], e["task_id"])
+                for e in logs
+                if e["event"] == "http.request"
+            ]
+            assert lines == [
+                ("/v1/codeq/tasks", 202, created["id"]),
+                ("/v1/codeq/tasks/claim", 200, created["id"]),
+                ("/v1/codeq/tasks/claim", 204, None),
+            ], fast
