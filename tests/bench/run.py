@@ -6,7 +6,8 @@ hypercorn-trio endpoint (the framework ceiling) and the real daemon
 (``python -m codeqd run``, embedded store, temp state dir). Scenarios:
 
   a   bare hypercorn-trio JSON endpoint, req/s (raw ASGI; and a minimal Quart-Trio app)
-  b   codeqd create, req/s
+  b   codeqd create, req/s, with --conns connections (32) and with 8 (as many as c has
+      producers: the ratio of c to a create is printed for both)
   c   single-task lifecycle (create -> claim -> result), tasks/s
   d   batch lifecycle with batches of 100, tasks/s
   e   claim latency p50/p99 with 1k and 1M pending tasks (HTTP and the store script alone);
@@ -588,6 +589,14 @@ def table(res: Results, started: float) -> str:
                     f"ratio {key}/a  ({what}): wall {v[key] / v['a']:.2f}, "
                     f"per CPU-second {v[key + '_cpu'] / v['a_cpu']:.2f}"
                 )
+    if "c_cpu" in v:
+        conns = f"{v.get('b_conns', 32):.0f}"
+        for key, what in (("b", f"{conns} connections"), ("b8", "8 connections")):
+            if key in v:
+                out.append(
+                    f"ratio c/{key}  (single lifecycle / create at {what}, daemon CPU per "
+                    f"task): {v[key + '_cpu'] / v['c_cpu']:.2f}x"
+                )
     if "e_http_p50_1k" in v:
         big = next((k for k in v if k.startswith("e_http_p50_") and not k.endswith("_1k")), None)
         if big:
@@ -659,7 +668,13 @@ async def amain(args: argparse.Namespace) -> None:
                         else None
                     )
                     await create_rate(res, d, secs, args.conns)
+                    res.values["b_conns"] = args.conns
                     report_profile(spy, workdir, "b")
+                    # As many connections as c's producers: c's creates run at that
+                    # concurrency, where a group commit holds fewer of them.
+                    await create_rate(
+                        res, d, secs, 8, key="b8", label="b  codeqd create, 8 connections"
+                    )
                 for key, batch, prod, work, label in (
                     ("c", 1, 8, 24, "c  single-task lifecycle"),
                     ("d", 100, 2, 4, "d  batch lifecycle (batches of 100)"),
