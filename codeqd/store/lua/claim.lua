@@ -43,18 +43,21 @@ local function pop()
   end
   return top
 end
--- A queue's entries are read in order by rank, a chunk at a time with their records (one
--- ZRANGE and one HMGET per chunk, not one of each per task: on KVRocks each ZRANGE walks
--- the queue's consumed head, the entries removed since its last compaction), and popped
--- ones are removed after the loop, all in one call. A queue's first chunk is its share of
--- the call (max over the queues walked), each later one twice the last but no more than
--- the call still needs, plus one entry: the queue's next head, whose score the claimable
--- index gets after the loop without reading the queue again. What is read and not
--- claimed stays within what is claimed plus one share per queue, and a call walking a
--- single queue of PENDING tasks reads it once.
--- Per queue walked (by its KEYS index): off, the rank of its next unread entry; chunk,
--- the size of its next read; buf, its entries read, and at, the position in buf of its
--- next unpopped one; gone, the ids popped.
+-- A queue's entries are read in order from its score in the tenant's claimable index (a
+-- queue out of the index has no ready entries, or is paused), a chunk at a time with
+-- their records: one ZRANGEBYSCORE and one HMGET per chunk, not one of each per task.
+-- Never by rank from the start: on KVRocks that walks every entry removed since the last
+-- compaction, the queue's consumed head (see reindex in _lib). Popped entries are removed
+-- after the loop, all in one call. A queue's first chunk is its share of the call (max
+-- over the queues walked), each later one twice the last but no more than the call still
+-- needs, plus one entry: the queue's next head, whose score the claimable index gets
+-- after the loop without reading the queue again. What is read and not claimed stays
+-- within what is claimed plus one share per queue, and a call walking a single queue of
+-- PENDING tasks reads it once.
+-- Per queue walked (by its KEYS index): from and skip, where its next read starts (the
+-- score of the last entry read, and how many entries of that score were read: scores
+-- may tie); chunk, the size of its next read; buf, its entries read, and at, the
+-- position in buf of its next unpopped one; gone, the ids popped.
 local queues = {}
 local pops, n = 0, 0
 -- Entries whose task is no longer PENDING are dropped as they surface; they count
@@ -68,9 +71,9 @@ local function push_head(i)
     local size = math.min(q.chunk, budget - pops, max - n)
     if size < 1 then return end
     q.chunk = 2 * q.chunk
-    local got = redis.call('ZRANGE', KEYS[i], int(q.off), int(q.off + size), 'WITHSCORES')
+    local got = redis.call('ZRANGEBYSCORE', KEYS[i], q.from, '+inf', 'WITHSCORES', 'LIMIT',
+      int(q.skip), int(size + 1))
     if #got == 0 then return end
-    q.off = q.off + #got / 2
     local buf, fields = {}, {}
     for j = 1, #got, 2 do
       local field = ten .. '|' .. got[j]
@@ -78,6 +81,13 @@ local function push_head(i)
         id = got[j], field = field}
       fields[#fields + 1] = field
     end
+    local last = buf[#buf].score
+    local ties = (last == tonumber(q.from)) and q.skip or 0
+    for j = #buf, 1, -1 do
+      if buf[j].score ~= last then break end
+      ties = ties + 1
+    end
+    q.from, q.skip = buf[#buf].score_text, ties
     local raws = bulk('HMGET', KEYS[1], fields)
     for j = 1, #buf do buf[j].raw = raws[j] end
     q.buf, q.at = buf, 1
@@ -91,16 +101,17 @@ for i = 7, #KEYS do
   if not walked[KEYS[i]] then
     walked[KEYS[i]] = true
     if redis.call('SISMEMBER', KEYS[4], ten .. '|' .. ARGV[i]) == 0 then
-      active[#active + 1] = i
+      local from = redis.call('ZSCORE', KEYS[6], ARGV[i])
+      if from then active[#active + 1] = {i, from} end
     else
       redis.call('ZREM', KEYS[6], ARGV[i])
     end
   end
 end
 local share = math.ceil(max / math.max(#active, 1))
-for _, i in ipairs(active) do
-  queues[i] = {off = 0, chunk = share, buf = {}, at = 1, gone = {}}
-  push_head(i)
+for _, a in ipairs(active) do
+  queues[a[1]] = {from = a[2], skip = 0, chunk = share, buf = {}, at = 1, gone = {}}
+  push_head(a[1])
 end
 
 -- Writes gathered per key and made after the loop (see bulk in _lib).
@@ -153,9 +164,10 @@ if n > 0 then
   for k = 1, n do out[2 * k] = payloads[k] or '{}' end
 end
 -- The claimable index follows each queue taken from; its head is the entry after the
--- popped ones when that is in hand, else read again.
+-- popped ones when that is in hand, else read again. A queue the index had but that
+-- had nothing to read leaves it.
 for i, q in pairs(queues) do
-  if #q.gone > 0 then
+  if #q.gone > 0 or #q.buf == 0 then
     local head = q.buf[q.at]
     reindex(KEYS[6], KEYS[i], KEYS[4], ten .. '|' .. ARGV[i], ARGV[i], head and head.score_text)
   end

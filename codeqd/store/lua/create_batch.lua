@@ -14,6 +14,8 @@ local out, woken, readies, created = {}, {}, {}, 0
 -- Writes gathered per key and made after the loop (see bulk in _lib).
 local metas, payloads, queues, cmds, seen = {}, {}, {}, {}, {}
 local delayed, delayed_n, ready = {}, {}, {}
+-- The lowest score added per ready zset: its queue's head, if below the indexed one.
+local lowest = {}
 -- Tasks this batch created with an idempotency key: a later item with the same key
 -- finds them here (their records are written after the loop).
 local fresh = {}
@@ -85,12 +87,16 @@ if #ready > 0 then
       args = {}
       adds[r[1]] = args
     end
-    args[#args + 1] = int(r[2] + seq + k)
+    local score = r[2] + seq + k
+    if not lowest[r[1]] or score < lowest[r[1]] then lowest[r[1]] = score end
+    args[#args + 1] = int(score)
     args[#args + 1] = r[3]
   end
   for key, args in pairs(adds) do bulk('ZADD', key, args) end
 end
 rate(KEYS[1], ten, now, 'c', created)
-for qname, q in pairs(readies) do reindex(KEYS[8], q[1], KEYS[9], qname, q[2]) end
+for qname, q in pairs(readies) do
+  reindex(KEYS[8], q[1], KEYS[9], qname, q[2], nil, int(lowest[q[1]]))
+end
 for qname, n in pairs(woken) do redis.call('PUBLISH', ARGV[2], n .. ':' .. qname) end
 return out

@@ -57,6 +57,8 @@ async def test_a_claim_reads_queues_in_chunks_and_keeps_priority_then_fifo(store
     head = await store.client.zrange(ready_a, 0, 0, withscores=True)
     first_score = float(head[0][1])
     await store.client.zadd(ready_a, {f"gone-{i}": first_score - 5 + i for i in range(5)})
+    # ...with the index at the lowest of them, as the script that added them left it.
+    await store.client.zadd(store.keys.shard(0).avail(escape_tenant("t")), {"a": first_score - 5})
 
     claimed = await store.claim("t", "w", ["a", "b", "c", "d"], 30, 50)
 
@@ -72,6 +74,31 @@ async def test_a_claim_reads_queues_in_chunks_and_keeps_priority_then_fifo(store
     stats = [await store.queue_stats("t", c) for c in "abcd"]
     assert [(s.ready, s.in_progress) for s in stats] == [(0, 36), (0, 3), (0, 9), (8, 2)]
     assert [t.meta["id"] for t in await store.claim("t", "w", ["d"], 30, 50)] == expected[50:]
+
+
+async def test_a_claim_reads_on_past_entries_of_the_same_score_across_chunks(
+    store: Store,
+) -> None:
+    """Released tasks go back to the head of their priority with the same score; a claim
+    reads a queue from its indexed score on, a chunk at a time, and one that ends inside
+    a run of equal scores goes on after the entries of it already read: each task once."""
+    ids = [(await store.create("t", new("e")))[0]["id"] for _ in range(10)]
+    later = [(await store.create("t", new("f")))[0]["id"] for _ in range(3)]
+    held = await store.claim("t", "w", ["e"], 30, 10)
+    assert sorted(t.meta["id"] for t in held) == sorted(ids)
+    await store.release("t", "w", held)
+    ready_e = store.keys.shard(0).ready(escape_tenant("t"), "e")
+    scores = {sc for _, sc in await store.client.zrange(ready_e, 0, -1, withscores=True)}
+    assert len(scores) == 1  # one score for all ten
+
+    # Two queues: "e"'s first chunk is half the call plus one, so the call reads "e" again
+    # from inside its run of equal scores.
+    claimed = [t.meta["id"] for t in await store.claim("t", "w", ["e", "f"], 30, 12)]
+    assert sorted(claimed[:10]) == sorted(ids) and claimed[10:] == later[:2]
+    assert [(s.ready, s.in_progress) for s in [await store.queue_stats("t", c) for c in "ef"]] == [
+        (0, 10),
+        (1, 2),
+    ]
 
 
 async def test_delayed_task_is_promoted_only_when_due(store: Store) -> None:
