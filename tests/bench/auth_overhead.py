@@ -122,7 +122,7 @@ async def main(seconds: float, concurrency: int) -> None:
             cfgs = configs(tmp, jwks.url)
             tokens = {"static": STATIC_TOKEN, "jwks-rs256": rs256}
             print(f"create req/s, {concurrency} concurrent clients, {seconds:g} s per mode")
-            rates = {}
+            rates: dict[str, list[float]] = {}
             for name in ("static", "jwks-rs256", "static", "jwks-rs256"):
                 rate = await creates_per_second(
                     cfgs[name], redis.url, tokens[name], seconds, concurrency

@@ -511,7 +511,7 @@ async def _peer_lifecycle(
         await p.finish()
     for w in workers:
         await w.finish()
-    return (after - before) / wall
+    return float((after - before) / wall)
 
 
 async def rq_peer(res: Any, workdir: Path, secs: float, n: int) -> None:

@@ -26,7 +26,7 @@ from codeqd.auth import Authenticator
 from codeqd.context import Context
 from codeqd.domain.task import NewTask
 from codeqd.live import Live
-from codeqd.store import WakeHub, connect
+from codeqd.store import Store, WakeHub, connect
 from codeqd.store._outbox import Outbox
 from tests.integration.conftest import make_config
 from tests.integration.webhooks._receiver import Receiver
@@ -48,15 +48,15 @@ def _receiver_process(port_file: str, log_file: str) -> None:
     trio.run(serve)
 
 
-async def make_terminal(store: object, url: str) -> tuple[str, float]:
-    meta, _, _ = await store.create("bench", NewTask("cb", b"{}", 0, 5, 0, url, None))  # type: ignore[attr-defined]
-    (claimed,) = await store.claim("bench", "w", ["cb"], 60)  # type: ignore[attr-defined]
+async def make_terminal(store: Store, url: str) -> tuple[str, float]:
+    meta, _, _ = await store.create("bench", NewTask("cb", b"{}", 0, 5, 0, url, None))
+    (claimed,) = await store.claim("bench", "w", ["cb"], 60)
     before = time.time()
     await store.report(
         "bench",
         meta["id"],
         "w",
-        claimed.meta["leaseId"],  # type: ignore[attr-defined]
+        claimed.meta["leaseId"],
         "COMPLETED",
         {},
         None,
