@@ -127,3 +127,24 @@ local function bulk(cmd, key, args)
   end
   return out
 end
+
+-- The outbox's low-water mark (key <outbox>:low, a string, beside the outbox and so in
+-- its slot): no entry of the outbox has a lower score. outbox_claim reads due entries
+-- and the next head from it on, not from -inf: on KVRocks a read from the start walks
+-- every entry removed or re-scored since the last compaction (each callback claimed
+-- leaves one, each delivered another), and the walk grew to ~10 ms a read within 20,000
+-- callbacks, under the global script lock. So every script that adds an entry lowers the
+-- mark first when the entry's score is below it; outbox_claim raises it to the head it
+-- finds. No mark (an outbox written before it) reads from -inf.
+local function outbox_add(outbox, args)
+  local lowest
+  for j = 1, #args, 2 do
+    local score = tonumber(args[j])
+    if not lowest or score < lowest then lowest = score end
+  end
+  if not lowest then return end
+  local key = outbox .. ':low'
+  local low = redis.call('GET', key)
+  if low and lowest < tonumber(low) then redis.call('SET', key, int(lowest)) end
+  bulk('ZADD', outbox, args)
+end

@@ -26,6 +26,6 @@ raw = cjson.encode(meta)
 redis.call('HSET', KEYS[1], ARGV[1], raw)
 event(KEYS[1], ARGV[1], {'cancelled', now, ARGV[7] or ''})
 redis.call('ZADD', KEYS[6], now, ARGV[2])
-if meta.webhook then redis.call('ZADD', KEYS[7], now, ARGV[2]) end
+if meta.webhook then outbox_add(KEYS[7], {int(now), ARGV[2]}) end
 redis.call('PUBLISH', ARGV[6], meta.webhook and (ARGV[1] .. '|cb') or ARGV[1])
 return {'OK', raw}

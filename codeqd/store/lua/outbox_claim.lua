@@ -1,10 +1,14 @@
+--@lib
 -- outbox_claim: lease up to N due result callbacks of one shard for sending. Each claimed
 -- entry gets its lease deadline as its score (a crash mid-send makes it due again) and a
 -- new attempt number, the fencing token its sender must present to settle it.
 -- KEYS: 1 outbox, 2 outbox attempts, 3 task, 4 result
 -- ARGV: 1 now, 2 lease ms, 3 max count
 local now, lease_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+-- Read from the low-water mark on (outbox_add in _lib), not from -inf.
+local low_key = KEYS[1] .. ':low'
+local low = redis.call('GET', low_key) or '-inf'
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], low, now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, member in ipairs(due) do
   local ten, _, id = string.match(member, '^([^|]*)|([^|]*)|(.*)$')
@@ -22,5 +26,9 @@ for _, member in ipairs(due) do
     out[#out + 1] = {member, attempt, raw, redis.call('HGET', KEYS[4], field) or ''}
   end
 end
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+-- Claimed entries now carry their lease deadline, later than any due entry: the head is
+-- the first entry from the mark on, and the mark rises to it (an empty outbox keeps its
+-- mark: an entry added later lowers it if it must).
+local head = redis.call('ZRANGEBYSCORE', KEYS[1], low, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if head[2] then redis.call('SET', low_key, head[2]) end
 return {out, head[2] or ''}

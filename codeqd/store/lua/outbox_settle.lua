@@ -13,7 +13,7 @@ end
 local outcome = ARGV[3]
 local status
 if outcome == 'retry' then
-  redis.call('ZADD', KEYS[1], tonumber(ARGV[4]), member)
+  outbox_add(KEYS[1], {int(tonumber(ARGV[4])), member})
   status = 'RETRYING'
 else
   redis.call('ZREM', KEYS[1], member)

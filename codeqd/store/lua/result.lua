@@ -32,7 +32,7 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[6])
 redis.call('ZREM', KEYS[3], member)
 redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -1)
 redis.call('ZADD', KEYS[4], now, member)
-if meta.webhook then redis.call('ZADD', KEYS[6], now, member) end
+if meta.webhook then outbox_add(KEYS[6], {int(now), member}) end
 if ARGV[5] == 'COMPLETED' then rate(KEYS[1], ARGV[9], now, 'd', 1) else rate(KEYS[1], ARGV[9], now, 'f', 1) end
 redis.call('PUBLISH', ARGV[8], meta.webhook and (ARGV[1] .. '|cb') or ARGV[1])
 return {'OK', raw}

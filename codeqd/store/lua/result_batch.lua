@@ -81,7 +81,7 @@ if #done > 0 then
   bulk('ZREM', KEYS[3], leases)
   for qname, k in pairs(inprog) do redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -k) end
   bulk('ZADD', KEYS[4], ended)
-  bulk('ZADD', KEYS[6], outbox)
+  outbox_add(KEYS[6], outbox)
 end
 rate(KEYS[1], ten, now, 'd', completed)
 rate(KEYS[1], ten, now, 'f', failed)

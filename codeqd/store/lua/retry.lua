@@ -42,7 +42,7 @@ if mode ~= 'abandon' and mode ~= 'release' and (meta.attempts or 0) >= (meta.max
   retry_event(-1)
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))
   redis.call('ZADD', KEYS[6], now, ARGV[12])
-  if meta.webhook then redis.call('ZADD', KEYS[8], now, ARGV[2]) end
+  if meta.webhook then outbox_add(KEYS[8], {int(now), ARGV[2]}) end
   rate(KEYS[1], string.match(ARGV[3], '^[^|]*'), now, 'x', 1)
   redis.call('PUBLISH', ARGV[11], meta.webhook and (ARGV[1] .. '|cb') or ARGV[1])
   return {'DEAD'}
