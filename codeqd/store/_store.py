@@ -1193,7 +1193,10 @@ class Transitions:
             "delayed": (k.delayed, prefix),
             "in_progress": (k.leases, prefix),
         }[state]
-        out = await self.run_script("index_page", [index], [prefix, rank, limit, budget])
+        keys, args = [index], [prefix, rank, limit, budget]
+        if state == "ready":  # read from the queue's score in the claimable index on
+            keys, args = [index, k.avail(ten)], [*args, command]
+        out = await self.run_script("index_page", keys, args)
         ids, scores = out[1::2], out[2::2]
         if not ids:
             return [], int(out[0])

@@ -4,16 +4,23 @@
 -- the given rank keeping the queue's members: at most `budget` entries are looked at
 -- per call, so a page of a small queue in a large shard is bounded too (it may come
 -- back short, with the rank to continue from).
--- KEYS: 1 index zset
--- ARGV: 1 member prefix ('' for a per-queue index), 2 start rank, 3 limit, 4 budget
+-- A ready set is read from its queue's score in the tenant's claimable index on, not
+-- from the start: nothing live is below that score, so ranks count the same, and on
+-- KVRocks a read from the start walks every entry removed since the last compaction (a
+-- drained backlog's: tens of ms a page, under the script lock). A queue out of the index
+-- (paused, or empty) is read from the start.
+-- KEYS: 1 index zset, 2 (a ready set's) the tenant's claimable index
+-- ARGV: 1 member prefix ('' for a per-queue index), 2 start rank, 3 limit, 4 budget,
+--       5 (with KEYS[2]) the queue's command
 -- Returns {next rank (-1: the index is done), id, score, id, score, ...}.
 local prefix, rank = ARGV[1], tonumber(ARGV[2])
 local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local from = (KEYS[2] and redis.call('ZSCORE', KEYS[2], ARGV[5])) or '-inf'
 local out, found, scanned, n = {0}, 0, 0, #prefix
 local chunk = limit
 if n > 0 then chunk = math.min(budget, 512) end
 while scanned < budget do
-  local got = redis.call('ZRANGE', KEYS[1], rank, rank + chunk - 1, 'WITHSCORES')
+  local got = redis.call('ZRANGEBYSCORE', KEYS[1], from, '+inf', 'WITHSCORES', 'LIMIT', rank, chunk)
   if #got == 0 then
     out[1] = -1
     return out

@@ -45,6 +45,11 @@ async def test_each_state_pages_through_the_queue_and_nothing_else(store: Store)
     left = [t for t in ready if t not in claimed + dead]
 
     assert sorted(await all_pages(store, "ready", 2)) == sorted(left)
+    # A paused queue leaves the claimable index (ready pages start from its score there)
+    # and its ready tasks are listed all the same.
+    await store.set_paused("t", "c", True)
+    assert sorted(await all_pages(store, "ready", 2)) == sorted(left)
+    await store.set_paused("t", "c", False)
     got_delayed = await all_pages(store, "delayed", 2)
     assert sorted(got_delayed) == sorted(delayed)
     assert sorted(await all_pages(store, "in_progress", 2)) == sorted(claimed)
