@@ -17,7 +17,8 @@ one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
     T:outbox:low string  the outbox's low-water mark: no entry has a lower score. Claims
                       read from it on (on KVRocks a read from -inf walks every entry
                       removed since the last compaction); every script that adds an
-                      entry lowers it first if it must. Built from T:outbox in the
+                      entry lowers it first if it must, and a claim reads from -inf
+                      once a minute (``Outbox.SWEEP_SECONDS``). Built from T:outbox in the
                       scripts (``outbox_add`` in lua/_lib.lua), so in the same slot
     T:counts    hash  ten|cmd|delayed, ten|cmd|inprog -> int
     T:queues    set   ten|cmd of every queue on the shard

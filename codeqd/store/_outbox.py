@@ -11,6 +11,8 @@ outcome only if no later claim happened.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,8 +54,16 @@ def _decode(member: str, meta: str, result: str) -> tuple[dict[str, Any], dict[s
 
 
 class Outbox:
+    #: How often a claim reads each outbox from -inf instead of from its low-water mark
+    #: (``outbox_add`` in ``lua/_lib.lua``): an entry that a writer left below the mark
+    #: (a codeqd from before the mark, still running during a rolling upgrade) is sent
+    #: within this long, never stranded. Each process sweeps at its first claim too.
+    SWEEP_SECONDS = 60.0
+
     def __init__(self, store: Transitions) -> None:
         self.store = store
+        self.sweep_seconds = self.SWEEP_SECONDS
+        self._swept = -math.inf
 
     async def claim(
         self, now_ms: int, lease_ms: int, limit: int
@@ -67,13 +77,16 @@ class Outbox:
         """
         out: list[OutboxEntry] = []
         next_due: int | None = None
+        sweep = time.monotonic() - self._swept >= self.sweep_seconds
+        if sweep:
+            self._swept = time.monotonic()
         for s, k in enumerate(self.store.keys.all()):
             if len(out) >= limit:
                 break
             raw, head = await self.store.run_script(
                 "outbox_claim",
                 [k.outbox, k.outbox_attempts, k.task, k.result],
-                [now_ms, lease_ms, limit - len(out)],
+                [now_ms, lease_ms, limit - len(out), 1 if sweep else 0],
             )
             for member, attempt, meta, result in raw:
                 out.append(OutboxEntry(s, member, int(attempt), *_decode(member, meta, result)))

@@ -3,11 +3,12 @@
 -- entry gets its lease deadline as its score (a crash mid-send makes it due again) and a
 -- new attempt number, the fencing token its sender must present to settle it.
 -- KEYS: 1 outbox, 2 outbox attempts, 3 task, 4 result
--- ARGV: 1 now, 2 lease ms, 3 max count
+-- ARGV: 1 now, 2 lease ms, 3 max count, 4 '1': read from -inf (a sweep), not from the mark
 local now, lease_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
--- Read from the low-water mark on (outbox_add in _lib), not from -inf.
+-- Read from the low-water mark on (outbox_add in _lib), not from -inf; a sweep reads from
+-- -inf and sets the mark to the head it finds, whatever the mark was.
 local low_key = KEYS[1] .. ':low'
-local low = redis.call('GET', low_key) or '-inf'
+local low = (ARGV[4] ~= '1' and redis.call('GET', low_key)) or '-inf'
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], low, now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, member in ipairs(due) do

@@ -43,3 +43,21 @@ async def test_entries_added_below_the_outbox_mark_are_still_claimed(store: Stor
     c = await finished(store, t0 + 400)
     entries, head = await store.outbox.claim(t0 + 500, 10_000, 10)
     assert [e.task_id for e in entries] == [c] and head == t0 + 500 + 10_000  # its lease
+
+
+async def test_a_sweep_finds_an_entry_a_writer_left_below_the_mark(store: Store) -> None:
+    """A codeqd from before the mark adds entries without lowering it (a rolling upgrade):
+    claims from the mark do not see such an entry, and the next sweep (every
+    ``Outbox.SWEEP_SECONDS``, and a process's first claim) sends it."""
+    t0 = now_ms() + 1_000
+    a = await finished(store, t0 + 20)
+    (entry,), _ = await store.outbox.claim(t0 + 100, 10_000, 10)  # the first claim sweeps
+    assert entry.task_id == a
+    assert await store.outbox.settle(entry, "delivered", now_ms=t0 + 110, http_status=200)
+    b = await finished(store, t0 + 120)
+    # As if b had come from a writer that leaves the mark where it is, above b.
+    await store.client.set(f"{store.keys.shard(0).outbox}:low", str(t0 + 1_000_000))
+    assert await store.outbox.claim(t0 + 200, 10_000, 10) == ([], None)  # b unseen
+    store.outbox.sweep_seconds = 0
+    entries, _ = await store.outbox.claim(t0 + 300, 10_000, 10)
+    assert [e.task_id for e in entries] == [b]
