@@ -77,9 +77,10 @@ class Outbox:
         """
         out: list[OutboxEntry] = []
         next_due: int | None = None
-        sweep = time.monotonic() - self._swept >= self.sweep_seconds
+        started = time.monotonic()
+        sweep = started - self._swept >= self.sweep_seconds
         if sweep:
-            self._swept = time.monotonic()
+            self._swept = started
         for s, k in enumerate(self.store.keys.all()):
             if len(out) >= limit:
                 break

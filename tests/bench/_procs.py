@@ -84,6 +84,12 @@ def start_bare(workdir: Path, kind: str) -> Child:
     )
 
 
+def store_toml(server_bin: str, appendfsync: str) -> str:
+    """A daemon config's ``[store]`` for an embedded ``server_bin`` (redis-server or
+    kvrocks) at ``appendfsync``."""
+    return f'[store]\nserver_bin = "{server_bin}"\nappendfsync = "{appendfsync}"\n'
+
+
 class Daemon(Child):
     """``python -m codeqd run`` with an embedded store under ``workdir``."""
 

@@ -20,7 +20,8 @@ import orjson
 import trio
 
 from tests.bench._http import Connection
-from tests.bench._procs import Daemon
+from tests.bench._procs import Daemon, store_toml
+from tests.bench.streams import preload
 from tests.conftest import kvrocks_binary
 
 BATCH = 500
@@ -32,7 +33,7 @@ async def main(n: int) -> None:
         print("no kvrocks binary (../shared/kvrocks/kvrocks, $CODEQD_TEST_KVROCKS_BIN)")
         return
     workdir = Path(tempfile.mkdtemp(prefix="codeqd-backlog-"))
-    d = Daemon(workdir, "d", f'[store]\nserver_bin = "{binary}"\nappendfsync = "everysec"\n')
+    d = Daemon(workdir, "d", store_toml(binary, "everysec"))
     try:
         await d.wait_ready("/healthz")
         conn = await Connection.open("127.0.0.1", d.port)
@@ -45,11 +46,7 @@ async def main(n: int) -> None:
             return (time.perf_counter() - t) * 1000
 
         t0 = time.perf_counter()
-        for _ in range(n // BATCH):
-            status, body = await conn.request(
-                "POST", "/v1/codeq/tasks/batch", {"tasks": [one] * BATCH}, d.producer
-            )
-            assert status == 202, body
+        await preload(d, "backlog", n, {})
         print(f"created {n:,} in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
         rounds = n // BATCH

@@ -58,7 +58,16 @@ import trio
 
 from tests.bench import streams
 from tests.bench._http import Connection, build
-from tests.bench._procs import Daemon, cpu_seconds, metric, now, pct, rss_bytes, start_bare
+from tests.bench._procs import (
+    Daemon,
+    cpu_seconds,
+    metric,
+    now,
+    pct,
+    rss_bytes,
+    start_bare,
+    store_toml,
+)
 from tests.bench.ui import ui_pages
 
 PAYLOAD = {"data": "x" * 89}  # 100 bytes of JSON
@@ -633,8 +642,7 @@ async def other_stores(res: Results, workdir: Path, secs: float, conns: int, dra
         ]
     for what, key, server, fsync in setups:
         print(f"k: {what}", flush=True)
-        extra = f'[store]\nserver_bin = "{server}"\nappendfsync = "{fsync}"\n'
-        d = Daemon(workdir, f"k-{key}", extra)
+        d = Daemon(workdir, f"k-{key}", store_toml(server, fsync))
         try:
             await d.wait_ready("/healthz")
             res.rows.append((f"   -- {what}", "", "", ""))

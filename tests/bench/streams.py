@@ -99,9 +99,10 @@ async def _stats(conn: Connection, d: Daemon, admin: str, command: str) -> dict[
     return orjson.loads(body)  # type: ignore[no-any-return]
 
 
-async def _preload(d: Daemon, command: str, n: int) -> None:
+async def preload(d: Daemon, command: str, n: int, payload: Any = PAYLOAD) -> None:
+    """``n`` tasks of ``command`` created in batches of 500 (a backlog to drain)."""
     conn = await Connection.open("127.0.0.1", d.port)
-    batch = {"tasks": [{"command": command, "payload": PAYLOAD}] * 500}
+    batch = {"tasks": [{"command": command, "payload": payload}] * 500}
     for _ in range(n // 500):
         status, body = await conn.request("POST", "/v1/codeq/tasks/batch", batch, d.producer)
         assert status == 202, body
@@ -327,7 +328,7 @@ async def streamed_drain(
     """g (and k, on other stores): ``n`` tasks preloaded, then drained by 4 stream
     worker processes."""
     command = "bench.gdrain"
-    await _preload(d, command, n)
+    await preload(d, command, n)
     workers = _stream_workers(d, command, wait_go=True)
     store_pid = d.store_pid()
     try:

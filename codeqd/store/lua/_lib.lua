@@ -29,17 +29,13 @@ end
 -- KVRocks keeps a sorted set in RocksDB, and a read from the start walks every entry
 -- removed since the last compaction (a busy queue's consumed head: 40 ms a read after
 -- 350,000 tasks). So: a caller that has the new head's score in hand passes it
--- (head_score); one that added entries passes the lowest score it added (added), and the
--- head is the lower of that and the indexed score (a queue out of the index and not
--- paused has no ready entries); otherwise the head is read from the indexed score on.
--- Only a queue out of the index (a resumed one, a keyspace indexed at start-up) is read
--- from the start.
-local function reindex(idx, ready, paused, qname, cmd, head_score, added)
+-- (head_score; ready_add below, for entries added); otherwise the head is read from the
+-- indexed score on. Only a queue out of the index (a resumed one, a keyspace indexed at
+-- start-up) is read from the start.
+local function reindex(idx, ready, paused, qname, cmd, head_score)
   if head_score == nil then
     local cur = redis.call('ZSCORE', idx, cmd)
-    if added and (not cur or tonumber(added) < tonumber(cur)) then
-      head_score = added
-    elseif cur then
+    if cur then
       head_score = redis.call('ZRANGEBYSCORE', ready, cur, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2]
     else
       head_score = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')[2]
@@ -136,15 +132,34 @@ end
 -- callbacks, under the global script lock. So every script that adds an entry lowers the
 -- mark first when the entry's score is below it; outbox_claim raises it to the head it
 -- finds. No mark (an outbox written before it) reads from -inf.
-local function outbox_add(outbox, args)
+-- The lowest score of score/member pairs (nil for none).
+local function lowest_score(args)
   local lowest
   for j = 1, #args, 2 do
     local score = tonumber(args[j])
     if not lowest or score < lowest then lowest = score end
   end
+  return lowest
+end
+
+local function outbox_add(outbox, args)
+  local lowest = lowest_score(args)
   if not lowest then return end
   local key = outbox .. ':low'
   local low = redis.call('GET', key)
   if low and lowest < tonumber(low) then redis.call('SET', key, int(lowest)) end
   bulk('ZADD', outbox, args)
+end
+
+-- Ready entries (score/member pairs, whole scores) added to one queue, and the tenant's
+-- claimable index brought along without reading the queue (see reindex): the head is the
+-- lower of the lowest added and the indexed score; a queue out of the index and not
+-- paused had no ready entries, so its head is the lowest added.
+local function ready_add(idx, ready, paused, qname, cmd, args)
+  local lowest = lowest_score(args)
+  if not lowest then return end
+  bulk('ZADD', ready, args)
+  local cur = redis.call('ZSCORE', idx, cmd)
+  if cur and tonumber(cur) < lowest then lowest = tonumber(cur) end
+  reindex(idx, ready, paused, qname, cmd, int(lowest))
 end

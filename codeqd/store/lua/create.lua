@@ -28,8 +28,7 @@ if run_at > now then
 else
   local seq = redis.call('INCR', KEYS[3])
   local score = int((9 - tonumber(ARGV[6])) * 1e14 + seq)
-  redis.call('ZADD', KEYS[4], score, ARGV[12])
-  reindex(KEYS[10], KEYS[4], KEYS[11], ARGV[9], ARGV[10], nil, score)
+  ready_add(KEYS[10], KEYS[4], KEYS[11], ARGV[9], ARGV[10], {score, ARGV[12]})
   redis.call('PUBLISH', ARGV[11], '1:' .. ARGV[9])
 end
 rate(KEYS[1], string.match(field, '^[^|]*'), now, 'c', 1)

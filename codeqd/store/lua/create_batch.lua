@@ -14,8 +14,6 @@ local out, woken, readies, created = {}, {}, {}, 0
 -- Writes gathered per key and made after the loop (see bulk in _lib).
 local metas, payloads, queues, cmds, seen = {}, {}, {}, {}, {}
 local delayed, delayed_n, ready = {}, {}, {}
--- The lowest score added per ready zset: its queue's head, if below the indexed one.
-local lowest = {}
 -- Tasks this batch created with an idempotency key: a later item with the same key
 -- finds them here (their records are written after the loop).
 local fresh = {}
@@ -59,9 +57,9 @@ for i = 4, #ARGV, 9 do
       delayed_n[qname] = (delayed_n[qname] or 0) + 1
     else
       local key = KEYS[tonumber(ARGV[i + 7])]
-      ready[#ready + 1] = {key, (9 - tonumber(ARGV[i + 4])) * 1e14, id}
+      ready[#ready + 1] = {qname, (9 - tonumber(ARGV[i + 4])) * 1e14, id}
       woken[qname] = (woken[qname] or 0) + 1
-      readies[qname] = {key, cmd}
+      readies[qname] = {key = key, cmd = cmd, adds = {}}
     end
     created = created + 1
     out[#out + 1] = {1}
@@ -80,23 +78,13 @@ end
 if #ready > 0 then
   -- FIFO within a priority: the items take consecutive sequence numbers, in order.
   local seq = redis.call('INCRBY', KEYS[3], #ready) - #ready
-  local adds = {}
   for k, r in ipairs(ready) do
-    local args = adds[r[1]]
-    if not args then
-      args = {}
-      adds[r[1]] = args
-    end
-    local score = r[2] + seq + k
-    if not lowest[r[1]] or score < lowest[r[1]] then lowest[r[1]] = score end
-    args[#args + 1] = int(score)
-    args[#args + 1] = r[3]
+    local adds = readies[r[1]].adds
+    adds[#adds + 1] = int(r[2] + seq + k)
+    adds[#adds + 1] = r[3]
   end
-  for key, args in pairs(adds) do bulk('ZADD', key, args) end
 end
 rate(KEYS[1], ten, now, 'c', created)
-for qname, q in pairs(readies) do
-  reindex(KEYS[8], q[1], KEYS[9], qname, q[2], nil, int(lowest[q[1]]))
-end
+for qname, q in pairs(readies) do ready_add(KEYS[8], q.key, KEYS[9], qname, q.cmd, q.adds) end
 for qname, n in pairs(woken) do redis.call('PUBLISH', ARGV[2], n .. ':' .. qname) end
 return out

@@ -31,5 +31,5 @@ end
 -- the first entry from the mark on, and the mark rises to it (an empty outbox keeps its
 -- mark: an entry added later lowers it if it must).
 local head = redis.call('ZRANGEBYSCORE', KEYS[1], low, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
-if head[2] then redis.call('SET', low_key, head[2]) end
+if head[2] and head[2] ~= low then redis.call('SET', low_key, head[2]) end
 return {out, head[2] or ''}

@@ -21,17 +21,20 @@ for i = 3, #ARGV do
       if meta.status == 'PENDING' then
         local seq = redis.call('INCR', KEYS[4])
         event(KEYS[1], ten .. '|' .. id, {'promoted', now})
-        local score = (9 - (meta.priority or 0)) * 1e14 + seq
-        redis.call('ZADD', KEYS[4 + 2 * j], int(score), id)
         woken[qname] = (woken[qname] or 0) + 1
-        local low = readies[qname] and readies[qname][4]
-        readies[qname] = {KEYS[4 + 2 * j], KEYS[5 + 2 * j], cmd, math.min(low or score, score)}
+        local q = readies[qname]
+        if not q then
+          q = {ready = KEYS[4 + 2 * j], idx = KEYS[5 + 2 * j], cmd = cmd, adds = {}}
+          readies[qname] = q
+        end
+        q.adds[#q.adds + 1] = int((9 - (meta.priority or 0)) * 1e14 + seq)
+        q.adds[#q.adds + 1] = id
         moved = moved + 1
       end
     end
   end
 end
-for qname, q in pairs(readies) do reindex(q[2], q[1], KEYS[5], qname, q[3], nil, int(q[4])) end
+for qname, q in pairs(readies) do ready_add(q.idx, q.ready, KEYS[5], qname, q.cmd, q.adds) end
 local out = {moved}
 for qname, n in pairs(woken) do
   redis.call('PUBLISH', ARGV[2], n .. ':' .. qname)

@@ -4,7 +4,7 @@
 -- ARGV: 1 now, 2 tenant, 3 qname, 4 wake channel, 5 command, 6 by (token sub), 7.. ids
 local now, ten = tonumber(ARGV[1]), ARGV[2]
 local replayed, missing = {}, {}
-local lowest -- the lowest score replayed: the queue's head, if below the indexed one
+local adds = {} -- score/member pairs for the ready set
 for i = 7, #ARGV do
   local id = ARGV[i]
   local raw = redis.call('HGET', KEYS[1], ten .. '|' .. id)
@@ -18,14 +18,13 @@ for i = 7, #ARGV do
     redis.call('HSET', KEYS[1], ten .. '|' .. id, cjson.encode(meta))
     event(KEYS[1], ten .. '|' .. id, {'replayed', now, ARGV[6]})
     local seq = redis.call('INCR', KEYS[4])
-    local score = (9 - (meta.priority or 0)) * 1e14 + seq
-    redis.call('ZADD', KEYS[3], int(score), id)
-    if not lowest or score < lowest then lowest = score end
+    adds[#adds + 1] = int((9 - (meta.priority or 0)) * 1e14 + seq)
+    adds[#adds + 1] = id
     replayed[#replayed + 1] = id
   else
     missing[#missing + 1] = id
   end
 end
-if #replayed > 0 then reindex(KEYS[5], KEYS[3], KEYS[6], ARGV[3], ARGV[5], nil, int(lowest)) end
+ready_add(KEYS[5], KEYS[3], KEYS[6], ARGV[3], ARGV[5], adds)
 if #replayed > 0 then redis.call('PUBLISH', ARGV[4], #replayed .. ':' .. ARGV[3]) end
 return {replayed, missing}

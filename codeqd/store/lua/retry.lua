@@ -62,8 +62,7 @@ else
   local seq = 0
   if mode ~= 'release' then seq = redis.call('INCR', KEYS[7]) end
   local score = (9 - (meta.priority or 0)) * 1e14 + seq
-  redis.call('ZADD', KEYS[5], int(score), ARGV[12])
-  reindex(KEYS[9], KEYS[5], KEYS[10], ARGV[3], meta.command, nil, int(score))
+  ready_add(KEYS[9], KEYS[5], KEYS[10], ARGV[3], meta.command, {int(score), ARGV[12]})
   redis.call('PUBLISH', ARGV[10], '1:' .. ARGV[3])
 end
 return {'REQUEUED', tostring(delay)}
