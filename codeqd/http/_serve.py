@@ -13,6 +13,7 @@ from codeqd.context import Context
 from codeqd.domain.task import MAX_WAIT_SECONDS
 from codeqd.http._app import create_app
 from codeqd.http._hypercorn import Config as HyperConfig
+from codeqd.http._pings import Pings
 from codeqd.store import HUB_HINTS, HUB_OWN
 
 
@@ -62,6 +63,7 @@ async def serve(
     ``shutdown.grace_seconds`` to finish. Cancelling this aborts immediately.
     """
     app = create_app(ctx)
+    app.codeqd_pings = pings = Pings()  # type: ignore[attr-defined]  # the streams'
 
     async def shutdown_trigger() -> None:
         await ctx.shutting_down.wait()
@@ -72,6 +74,7 @@ async def serve(
         inbox = wakeups.inbox("ingress", HUB_HINTS, size=4096, own=HUB_OWN)
         nursery.start_soon(ctx.hub.run, inbox)
         nursery.start_soon(metrics.flush_every)  # this process's tallies -> prometheus
+        nursery.start_soon(pings.run)
         if not wakeups.running:  # the supervisor's process starts it for every actor
             await nursery.start(wakeups.run)
         # Group commit of single creates, claims and results: ingress -> the store's writer.

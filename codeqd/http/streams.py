@@ -19,8 +19,10 @@ A stream is an actor. Its tasks talk over bounded trio memory channels:
   by ``[streams] send_buffer``): a slow reader stops the pushes, it never grows memory.
   To a worker that asked for ``frames`` it sends everything waiting as one array frame
   (and any worker may send arrays: docs/client.md, "Frames");
-- the *pinger* sends ``{"type":"ping"}`` every ``ping_interval`` and closes the stream
-  (4408) when nothing came back within ``ping_timeout``.
+- pings: ``{"type":"ping"}`` after ``ping_interval`` of a ping period, and the stream
+  closes (4408) when nothing came back within ``ping_timeout``; a stream's pings are not
+  a task of its own but an entry in its process's ``Pings`` (``_pings.py``: one task
+  for every stream, ``serve`` starts it).
 
 When the stream ends — either side closes, the connection dies, a ping goes unanswered,
 or the daemon stops (SIGTERM: stop pushing and reading, answer what was read, then
@@ -40,6 +42,7 @@ import os
 import random
 import secrets
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -63,6 +66,7 @@ from codeqd.domain.errors import (
 from codeqd.domain.task import rfc3339, task_to_wire
 from codeqd.http import _worker_ops as ops
 from codeqd.http._claiming import claim_commands, parse_lease_id
+from codeqd.http._pings import Pings
 from codeqd.http._request import PREFIX, app_context, error_response
 from codeqd.http.deps import charge
 from codeqd.store import ClaimedTask, now_ms
@@ -114,6 +118,12 @@ def _open_streams() -> list[int]:
         app.codeqd_streams = [0]
     counter: list[int] = app.codeqd_streams
     return counter
+
+
+def _pings() -> Pings:
+    """This app's ``Pings`` (``serve`` makes it and runs its task)."""
+    pings: Pings = current_app.codeqd_pings  # type: ignore[attr-defined]
+    return pings
 
 
 def _error(ref: Any, task_id: Any, err: CodeqError) -> dict[str, Any]:
@@ -184,7 +194,10 @@ class _Stream:
         self.req_send, self.req_recv = trio.open_memory_channel[dict[str, Any]](_REQUESTS)
         self.reading = trio.CancelScope()
         self.pushing = trio.CancelScope()
-        self.pinging = trio.CancelScope()
+        self.watching = trio.CancelScope()
+        #: When the ping waiting for an answer went out (None: none is).
+        self.ping_sent: float | None = None
+        self.unping: Callable[[], None] = lambda: None
         #: Its record in the store's registry of streams (the dashboard's workers page).
         self.id = secrets.token_hex(8)
         self.opened = rfc3339(now_ms())
@@ -193,34 +206,41 @@ class _Stream:
 
     # ------------------------------------------------------------------ the actor
 
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._writer)
-            nursery.start_soon(self._watch)
-            nursery.start_soon(self._pusher)
-            nursery.start_soon(self._executors)
-            with self.reading:
-                await self._reader()
-            # Stop reading (shutdown, ping timeout): answer what was read, then end.
-            self.req_send.close()
-            self.pushing.cancel()
-            self.pinging.cancel()
-            nursery.cancel_scope.deadline = trio.current_time() + float(
-                self.ctx.config.shutdown.grace_seconds
-            )
+    async def run(self, pings: Pings) -> None:
+        """Serve the stream until it ends; ``pings`` pings it meanwhile."""
+        first = float(self.cfg.ping_interval) * random.uniform(0.5, 1.5)
+        self.unping = pings.add(self, trio.current_time() + first)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._watch)
+                nursery.start_soon(self._pusher)
+                nursery.start_soon(self._executors)
+                with self.reading:
+                    await self._reader()
+                # Stop reading (shutdown, ping timeout): answer what was read, then end.
+                self.req_send.close()
+                self.pushing.cancel()
+                self.watching.cancel()
+                self.unping()
+                nursery.cancel_scope.deadline = trio.current_time() + float(
+                    self.ctx.config.shutdown.grace_seconds
+                )
+        finally:
+            self.unping()
 
     def finish(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
         self.reading.cancel()
         self.pushing.cancel()
-        self.pinging.cancel()
+        self.watching.cancel()
+        self.unping()
 
     async def _watch(self) -> None:
-        """The pinger and the shutdown watch, both ending with the stream."""
-        with self.pinging:
+        """The registry record and the shutdown watch, both ending with the stream."""
+        with self.watching:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pinger)
                 nursery.start_soon(self._registrar)
                 await self.ctx.shutting_down.wait()
                 self.finish(CLOSE_GOING_AWAY, "codeqd is stopping")
@@ -260,23 +280,27 @@ class _Stream:
                 _count_all("out", [m["type"] for m in batch])
                 await websocket.send(orjson.dumps(batch if len(batch) > 1 else msg).decode())
 
-    async def _pinger(self) -> None:
-        """Ping every ``ping_interval + ping_timeout``; the first after a random
-        ``[0.5, 1.5]`` intervals, so that streams opened together (a fleet restart)
-        are not all pinged in the same second ever after."""
-        interval = float(self.cfg.ping_interval)
-        timeout = float(self.cfg.ping_timeout)
-        await trio.sleep(interval * random.uniform(0.5, 1.5))
-        while True:
-            sent = trio.current_time()
-            with trio.move_on_after(timeout):
-                await self._send({"type": "ping"})
-            await trio.sleep_until(sent + timeout)
-            if self.last_heard < sent:
-                log.info("streams.ping_timeout", sub=self.principal.sub)
-                self.finish(CLOSE_PING_TIMEOUT, "no answer to ping")
-                return
-            await trio.sleep(interval)
+    def ping_due(self, now: float) -> float | None:
+        """A ping period (``Pings`` calls it when due): ping after ``ping_interval``, then
+        close (4408) unless something came back within ``ping_timeout``; so a silent
+        stream is pinged every ``ping_interval + ping_timeout``. Never blocks: a ping
+        that finds the outgoing buffer full is not sent, and the worker, which is not
+        reading, must have sent something else in time."""
+        if self.ping_sent is None:
+            try:
+                self.out_send.send_nowait({"type": "ping"})
+            except trio.WouldBlock:
+                pass
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return None
+            self.ping_sent = now
+            return now + float(self.cfg.ping_timeout)
+        if self.last_heard < self.ping_sent:
+            log.info("streams.ping_timeout", sub=self.principal.sub)
+            self.finish(CLOSE_PING_TIMEOUT, "no answer to ping")
+            return None
+        self.ping_sent = None
+        return now + float(self.cfg.ping_interval)
 
     # ------------------------------------------------------------------ worker -> server
 
@@ -697,7 +721,7 @@ async def stream() -> Response | None:
             return None
         session = _Stream(ctx, principal)
         log.info("streams.open", sub=principal.sub, tenant=principal.tenant)
-        await session.run()
+        await session.run(_pings())
     finally:
         counter[0] -= 1
         metrics.STREAMS_OPEN.dec()
