@@ -10,12 +10,12 @@ entry as delivered; anything else is retried after ``base_backoff * 2^(attempt-1
 task. The lease is ``timeout`` plus a margin: a process that dies mid-send leaves
 the entry to be sent again once the lease runs out.
 
-Wake-ups: the dispatcher's inbox takes ``TaskDone`` hints (a task became terminal,
-so the outbox may have an entry); a hint ends the claimer's sleep at once (hints
-that arrive meanwhile are coalesced), and so does a sender freeing up while all
-were busy. Otherwise the claimer sleeps until the earliest entry is due, at most
-``interval``. Shutdown: no new rounds; the channel is closed, and the senders finish
-what they hold (each within ``timeout``) and end.
+Wake-ups: the dispatcher's inbox takes ``TaskDone`` hints of tasks done with a result
+callback (the outbox has an entry; one done without is refused at the inbox); a hint
+ends the claimer's sleep at once (hints that arrive meanwhile are coalesced), and so
+does a sender freeing up while all were busy. Otherwise the claimer sleeps until the
+earliest entry is due, at most ``interval``. Shutdown: no new rounds; the channel is
+closed, and the senders finish what they hold (each within ``timeout``) and end.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from codeqd.context import Context
 from codeqd.domain.callbacks import backoff_seconds, callback_body, lease_ms
 from codeqd.domain.errors import StoreUnavailable
 from codeqd.live import Live, run_loop
-from codeqd.store import OutboxEntry, Resync, TaskDone, now_ms
+from codeqd.store import Hint, OutboxEntry, Resync, TaskDone, now_ms
 
 log = structlog.get_logger("codeqd.dispatcher")
 
@@ -57,12 +57,19 @@ async def run(
     await Dispatcher(ctx, live).run(task_status=task_status)
 
 
+def _may_have_callback(hint: Hint) -> bool:
+    """The hints that may mean work: a task done with a result callback, a resync."""
+    return not isinstance(hint, TaskDone) or hint.callback
+
+
 class Dispatcher:
     def __init__(self, ctx: Context, live: Live[DispatcherConfig]) -> None:
         self.ctx = ctx
         self.live = live
         self.outbox = ctx.store.outbox
-        self.inbox = ctx.store.wakeups.inbox("dispatcher", (TaskDone, Resync), size=256)
+        self.inbox = ctx.store.wakeups.inbox(
+            "dispatcher", (TaskDone, Resync), size=256, accept=_may_have_callback
+        )
         self._entries_in, self._entries_out = trio.open_memory_channel[OutboxEntry](0)
         #: Senders running, and how many of them wait for an entry now.
         self.senders = 0
@@ -136,10 +143,8 @@ class Dispatcher:
         async with trio.open_nursery() as nursery:
 
             async def hint() -> None:
-                while True:
-                    hints = [await self.inbox.get(), *self.inbox.drain()]
-                    if any(not isinstance(h, TaskDone) or h.callback for h in hints):
-                        break
+                await self.inbox.get()  # only hints of work come (``_may_have_callback``)
+                self.inbox.drain()
                 nursery.cancel_scope.cancel()
 
             async def freed() -> None:

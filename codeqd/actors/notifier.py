@@ -22,7 +22,9 @@ and logged as one ``notification.dropped`` line per ``DROP_LOG_INTERVAL`` with t
 count. No retries. A failing send (refused, timed out, a URL httpx cannot call) is a
 failed notification, logged and counted, never an error of the actor. A tenant's
 subscriptions are cached for ``interval`` and dropped at once on a
-``SubscriptionsChanged`` hint for the tenant (all of them on a ``Resync``).
+``SubscriptionsChanged`` hint for the tenant (all of them on a ``Resync``); while a
+tenant's cached list is empty, its queues' hints are refused at the inbox and wake
+nothing.
 """
 
 from __future__ import annotations
@@ -78,13 +80,20 @@ class Notifier:
         self.ctx = ctx
         self.live = live
         self.subs = ctx.store.subscriptions
-        # Pub/sub's copy only: each transition is counted once (see ``_consider``).
-        self.inbox = ctx.store.wakeups.inbox(
-            "notifier", (QueueWork, SubscriptionsChanged, Resync), size=4096, own="none"
-        )
         self.limiter = trio.CapacityLimiter(live.value.concurrency)
         self.pending: dict[str, int] = {}
         self.cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        #: Bumped by every change of subscriptions offered: a list read before one is
+        #: not cached (see ``_subscriptions``).
+        self.cache_gen = 0
+        # Pub/sub's copy only: each transition is counted once (see ``_consider``).
+        self.inbox = ctx.store.wakeups.inbox(
+            "notifier",
+            (QueueWork, SubscriptionsChanged, Resync),
+            size=4096,
+            own="none",
+            accept=self._wanted,
+        )
         #: Subscriptions with a notification queued or in flight (at most one each).
         self.in_flight: set[str] = set()
         #: Per tenant: notifications waiting for a slot, in order; ``turns`` is the
@@ -107,6 +116,22 @@ class Notifier:
         )
 
     # ------------------------------------------------------------ hints
+
+    def _wanted(self, hint: Hint) -> bool:
+        """Whether to take a hint, as it is offered (in the order they come): a queue's
+        work unless its tenant is known, from a fresh cache, to have no subscription
+        (most tenants: then a round would only learn that again). A change of
+        subscriptions empties the tenant's cache here at once, before the work hinted
+        after it is judged; ``_apply`` empties it again when the hint is read."""
+        if isinstance(hint, QueueWork):
+            cached = self.cache.get(hint.tenant)
+            return cached is None or bool(cached[1]) or cached[0] <= trio.current_time()
+        self.cache_gen += 1
+        if isinstance(hint, SubscriptionsChanged):
+            self.cache.pop(hint.tenant, None)
+        else:
+            self.cache.clear()
+        return True
 
     def _apply(self, hint: Hint) -> None:
         if isinstance(hint, QueueWork):
@@ -176,8 +201,10 @@ class Notifier:
         cached = self.cache.get(ten)
         if cached is not None and cached[0] > now:
             return cached[1]
+        gen = self.cache_gen
         subs = await self.subs.active(ten)
-        self.cache[ten] = (now + float(cfg.interval), subs)
+        if gen == self.cache_gen:  # no change came while it was read: keep it
+            self.cache[ten] = (now + float(cfg.interval), subs)
         return subs
 
     async def _consider(self, queue: str, count: int, cfg: NotifierConfig) -> None:

@@ -23,7 +23,7 @@ never the only copy of anything: the store is.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,11 +94,21 @@ class Inbox:
     inbox ends iteration once what was sent is read.
     """
 
-    def __init__(self, actor: str, kinds: tuple[type, ...], size: int, *, own: Own = "all") -> None:
+    def __init__(
+        self,
+        actor: str,
+        kinds: tuple[type, ...],
+        size: int,
+        *,
+        own: Own = "all",
+        accept: Callable[[Hint], bool] | None = None,
+    ) -> None:
         self.actor = actor
         self.kinds = kinds
         #: Which of the hints this process posts itself it takes (see ``Own``).
         self.own = own
+        #: Whether the actor wants a hint of its kinds at all (see ``Wakeups.inbox``).
+        self.accept = accept
         self._send, self._receive = trio.open_memory_channel[Hint](size)
         self._overflowed = False
         self._dropped = metrics.INBOX_DROPPED.labels(actor)
@@ -107,6 +117,8 @@ class Inbox:
 
     def offer(self, hint: Hint) -> bool:
         if not isinstance(hint, self.kinds):
+            return False
+        if self.accept is not None and not self.accept(hint):
             return False
         try:
             self._send.send_nowait(hint)
@@ -172,12 +184,22 @@ class Wakeups:
         self._wake.update({k.wake: s for s, k in enumerate(keys.all())})
 
     def inbox(
-        self, actor: str, kinds: tuple[type, ...], size: int = 1024, *, own: Own = "all"
+        self,
+        actor: str,
+        kinds: tuple[type, ...],
+        size: int = 1024,
+        *,
+        own: Own = "all",
+        accept: Callable[[Hint], bool] | None = None,
     ) -> Inbox:
         """A new inbox for ``actor`` that takes hints of ``kinds`` (the pub/sub copies,
         and of this process's own posts those ``own`` says); it starts with a ``Resync``
-        telling whether the listener is connected now."""
-        box = Inbox(actor, kinds, size, own=own)
+        telling whether the listener is connected now. ``accept``, when given, is asked
+        about each hint of those kinds as it is offered (in order, without blocking):
+        a hint it refuses never wakes the actor. A task done without a result callback
+        is nothing to the dispatcher, a queue's work nothing to the notifier while the
+        tenant has no subscription: a wake-up each saved per store step."""
+        box = Inbox(actor, kinds, size, own=own, accept=accept)
         box.connected = self.connected
         self.inboxes.append(box)
         box.offer(Resync(self.connected))

@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 import trio
+import trio.testing
 
 from codeqd import config as cfgmod
 from codeqd import webhooks
@@ -15,6 +16,7 @@ from codeqd.actors import promoter as promoter_actor
 from codeqd.actors._outbound import DELIVERIES
 from codeqd.actors.notifier import DropLog
 from codeqd.live import Live
+from codeqd.store import QueueWork, SubscriptionsChanged
 from codeqd.store._subscriptions import Subscriptions, new_subscription_id
 from tests.integration.conftest import Api
 from tests.integration.webhooks._receiver import Receiver
@@ -285,3 +287,34 @@ async def test_other_tenants_subscriptions_hear_nothing(api: Api, nursery: trio.
     await subscribe(api, theirs.url, worker_token(api.secret, tenant="other"))
     await cycle(api, notifier)
     assert len(mine.requests) == 1 and theirs.requests == []
+
+
+async def test_a_tenant_without_subscriptions_does_not_wake_the_notifier_until_one_comes(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    receiver = await Receiver().start(nursery)
+    notifier = await start_notifier(nursery, api.ctx)
+    # Every hint the notifier is offered, the listener offers here in the same pass.
+    seen = api.ctx.store.wakeups.inbox("test", (QueueWork, SubscriptionsChanged), own="none")
+
+    async def offered(kind: type) -> None:
+        with trio.fail_after(5):
+            while not isinstance(await seen.get(), kind):
+                pass
+
+    await create_seen(api, notifier)  # a round learns (and caches) that there is none
+    await api.claim(commands=["email"])
+    await settled(notifier)
+    rounds = notifier.rounds
+    await api.create("email", {})
+    await offered(QueueWork)
+    await trio.testing.wait_all_tasks_blocked()  # a round it woke (no I/O: cached) is done
+    assert notifier.inbox.pending() == 0 and not notifier.pending
+    assert notifier.rounds == rounds  # refused at the inbox: no wake-up, no round
+    # A subscription clears what was cached as it is offered: the next create notifies.
+    await api.claim(commands=["email"])
+    await subscribe(api, receiver.url, eventTypes=["email"])
+    await offered(SubscriptionsChanged)
+    await api.create("email", {})
+    (req,) = await receiver.wait_for(1)
+    assert req.json()["eventType"] == "email"

@@ -292,3 +292,21 @@ async def test_only_a_queued_callback_wakes_the_dispatcher(api: Api, nursery: tr
         (req,) = await receiver.wait_for(1)
     assert req.json()["taskId"] == task["id"]
     assert outbox_looks() > before
+
+
+async def test_a_task_done_without_a_callback_does_not_wake_the_dispatcher(api: Api) -> None:
+    from codeqd import config as cfgmod
+    from codeqd.actors.dispatcher import Dispatcher
+    from codeqd.live import Live
+    from codeqd.store import Resync, TaskDone
+
+    d = Dispatcher(api.ctx, Live(cfgmod.DispatcherConfig()))
+    try:
+        d.inbox.drain()  # the Resync every new inbox starts with
+        assert not d.inbox.offer(TaskDone((("t", "a"),), callback=False))
+        assert d.inbox.pending() == 0
+        assert d.inbox.offer(TaskDone((("t", "a"), ("t", "b")), callback=True))
+        assert d.inbox.offer(Resync(True))
+        assert d.inbox.pending() == 2
+    finally:
+        api.ctx.store.wakeups.remove(d.inbox)
