@@ -63,7 +63,9 @@ async def serve(
     ``shutdown.grace_seconds`` to finish. Cancelling this aborts immediately.
     """
     app = create_app(ctx)
-    app.codeqd_pings = pings = Pings()  # type: ignore[attr-defined]  # the streams'
+    streams = ctx.config.streams
+    pings = Pings.for_periods(float(streams.ping_interval), float(streams.ping_timeout))
+    app.codeqd_pings = pings  # type: ignore[attr-defined]  # the streams' pings
 
     async def shutdown_trigger() -> None:
         await ctx.shutting_down.wait()

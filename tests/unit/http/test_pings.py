@@ -111,3 +111,23 @@ async def test_a_target_that_removes_itself_while_served_is_dropped_once(
     await trio.sleep(5)
     assert len(calls) == 1
     assert len(pings) == 0 and pings._heap == []
+
+
+async def test_targets_due_within_one_grain_are_served_in_one_pass(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    pings, log = Pings(grain=1.0), []  # type: ignore[var-annotated]
+    nursery.start_soon(pings.run)
+    t0 = trio.current_time()
+    for i, offset in enumerate((5.1, 5.5, 5.9)):
+        pings.add(Target(f"s{i}", 10, 1, log), t0 + offset)
+    await trio.sleep(8)
+    served = {t for _, t in log}
+    assert len(log) == 3 and len(served) == 1  # one pass for the three
+    (when,) = served
+    assert t0 + 5.9 <= when < t0 + 6.9  # late by less than a grain
+
+
+def test_the_grain_is_a_tenth_of_the_shorter_period_at_most_a_second() -> None:
+    assert Pings.for_periods(20, 20).grain == 1.0
+    assert Pings.for_periods(0.1, 0.2).grain == 0.01
