@@ -21,12 +21,20 @@ class Target:
         return now + self.period if self.times > 0 else None
 
 
+Log = list[tuple[str, float]]
+
+
+def running(nursery: trio.Nursery, grain: float = 1.0) -> tuple[Pings, Log, float]:
+    """A ``Pings`` with its task started, a log for its targets, and the time now."""
+    pings = Pings(grain=grain)
+    nursery.start_soon(pings.run)
+    return pings, [], trio.current_time()
+
+
 async def test_targets_are_served_when_due_and_again_when_they_say(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pings, log = Pings(), []  # type: ignore[var-annotated]
-    nursery.start_soon(pings.run)
-    t0 = trio.current_time()
+    pings, log, t0 = running(nursery)
     pings.add(Target("a", 3, 3, log), t0 + 2)
     pings.add(Target("b", 4, 2, log), t0 + 1)
     await trio.sleep(20)
@@ -43,9 +51,7 @@ async def test_targets_are_served_when_due_and_again_when_they_say(
 async def test_an_earlier_target_wakes_the_task_sleeping_on_a_later_one(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pings, log = Pings(), []  # type: ignore[var-annotated]
-    nursery.start_soon(pings.run)
-    t0 = trio.current_time()
+    pings, log, t0 = running(nursery)
     pings.add(Target("late", 1, 1, log), t0 + 100)
     await trio.sleep(1)  # the task now sleeps until t0 + 100
     pings.add(Target("soon", 1, 1, log), t0 + 2)
@@ -56,9 +62,7 @@ async def test_an_earlier_target_wakes_the_task_sleeping_on_a_later_one(
 async def test_a_removed_target_is_never_served_and_churn_does_not_grow_the_heap(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pings, log = Pings(), []  # type: ignore[var-annotated]
-    nursery.start_soon(pings.run)
-    t0 = trio.current_time()
+    pings, log, t0 = running(nursery)
     kept = Target("kept", 10, 5, log)
     pings.add(kept, t0 + 10)
     for i in range(10_000):  # streams that open and close between two pings
@@ -81,9 +85,7 @@ async def test_a_target_that_raises_ends_alone(
         def ping_due(self, now: float) -> float | None:
             raise RuntimeError("a bug in one stream")
 
-    pings, log = Pings(), []  # type: ignore[var-annotated]
-    nursery.start_soon(pings.run)
-    t0 = trio.current_time()
+    pings, log, t0 = running(nursery)
     pings.add(Broken(), t0 + 1)
     pings.add(Target("ok", 1, 3, log), t0 + 1)
     await trio.sleep(10)
@@ -94,8 +96,7 @@ async def test_a_target_that_raises_ends_alone(
 async def test_a_target_that_removes_itself_while_served_is_dropped_once(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pings = Pings()
-    nursery.start_soon(pings.run)
+    pings, _, _ = running(nursery)
     calls = []
 
     class Finishing:
@@ -116,9 +117,7 @@ async def test_a_target_that_removes_itself_while_served_is_dropped_once(
 async def test_targets_due_within_one_grain_are_served_in_one_pass(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    pings, log = Pings(grain=1.0), []  # type: ignore[var-annotated]
-    nursery.start_soon(pings.run)
-    t0 = trio.current_time()
+    pings, log, t0 = running(nursery, grain=1.0)
     for i, offset in enumerate((5.1, 5.5, 5.9)):
         pings.add(Target(f"s{i}", 10, 1, log), t0 + offset)
     await trio.sleep(8)
