@@ -55,7 +55,9 @@ class Pings:
         that)."""
         return cls(grain=min(1.0, min(interval, timeout) / 10))
 
-    def _round_up(self, t: float) -> float:
+    def round_up(self, t: float) -> float:
+        """``t`` (trio's clock) rounded up to the grain: streams that time other things
+        by it too (their registry record) wake in the same passes."""
         return math.ceil(t / self.grain) * self.grain
 
     def __len__(self) -> int:
@@ -65,7 +67,7 @@ class Pings:
         """Call ``target.ping_due`` at ``due`` (then when it says); returns what takes it
         out (idempotent; call it when the stream ends)."""
         self._compact()
-        entry: list[Any] = [self._round_up(due), next(self._seq), target]
+        entry: list[Any] = [self.round_up(due), next(self._seq), target]
         heapq.heappush(self._heap, entry)
         if self._heap[0] is entry:
             self._earlier.set()
@@ -118,5 +120,5 @@ class Pings:
                 entry[2] = None
                 heapq.heappop(heap)
             else:
-                entry[0] = self._round_up(max(due, now + 1e-3))
+                entry[0] = self.round_up(max(due, now + 1e-3))
                 heapq.heapreplace(heap, entry)

@@ -170,8 +170,10 @@ def _ref(msg: dict[str, Any]) -> Any:
 
 
 class _Stream:
-    def __init__(self, ctx: Context, principal: Principal) -> None:
+    def __init__(self, ctx: Context, principal: Principal, pings: Pings) -> None:
         self.ctx = ctx
+        #: The process's pings, which serve this stream's too.
+        self.pings = pings
         self.cfg = ctx.config.streams
         self.principal = principal
         #: task id -> the lease id it was pushed with; one slot each.
@@ -206,10 +208,10 @@ class _Stream:
 
     # ------------------------------------------------------------------ the actor
 
-    async def run(self, pings: Pings) -> None:
-        """Serve the stream until it ends; ``pings`` pings it meanwhile."""
+    async def run(self) -> None:
+        """Serve the stream until it ends (``self.pings`` pings it meanwhile)."""
         first = float(self.cfg.ping_interval) * random.uniform(0.5, 1.5)
-        self.unping = pings.add(self, trio.current_time() + first)
+        self.unping = self.pings.add(self, trio.current_time() + first)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
@@ -409,11 +411,14 @@ class _Stream:
         is in (or after a second), then after a change (at most every
         ``_RECORD_GAP`` seconds) and at least every two ping periods (an idle stream
         costs one write per 80 s by default). Advisory: a store error only delays it;
-        the record expires by itself two refresh periods after its process died."""
+        the record expires by itself two refresh periods after its process died.
+        Its times are rounded up as the pings' are, so that idle streams' refreshes wake
+        together (``Pings.round_up``)."""
         interval = 2 * (float(self.cfg.ping_interval) + float(self.cfg.ping_timeout))
         ttl_ms = int(2 * interval * 1000)
         tenant = self.principal.tenant
-        with trio.move_on_after(_RECORD_FIRST):
+        at = self.pings.round_up
+        with trio.move_on_at(at(trio.current_time() + _RECORD_FIRST)):
             await self.touched.wait()
         while True:
             self.touched = trio.Event()
@@ -421,8 +426,9 @@ class _Stream:
                 await self.ctx.store.streams.put(tenant, self.id, self.record(), ttl_ms)
             except Exception as err:  # the store is away: the next round tries again
                 log.debug("streams.record_failed", stream=self.id, error=repr(err))
-            await trio.sleep(_RECORD_GAP)
-            with trio.move_on_after(max(0.0, interval - _RECORD_GAP)):
+            written = trio.current_time()
+            await trio.sleep_until(at(written + _RECORD_GAP))
+            with trio.move_on_at(at(written + max(interval, _RECORD_GAP))):
                 await self.touched.wait()
 
     async def forget(self) -> None:
@@ -719,9 +725,9 @@ async def stream() -> Response | None:
                 await websocket.receive()
             await websocket.close(refused.code, refused.reason)
             return None
-        session = _Stream(ctx, principal)
+        session = _Stream(ctx, principal, _pings())
         log.info("streams.open", sub=principal.sub, tenant=principal.tenant)
-        await session.run(_pings())
+        await session.run()
     finally:
         counter[0] -= 1
         metrics.STREAMS_OPEN.dec()
