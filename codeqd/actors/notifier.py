@@ -121,26 +121,29 @@ class Notifier:
         """Whether to take a hint, as it is offered (in the order they come): a queue's
         work unless its tenant is known, from a fresh cache, to have no subscription
         (most tenants: then a round would only learn that again). A change of
-        subscriptions empties the tenant's cache here at once, before the work hinted
-        after it is judged; ``_apply`` empties it again when the hint is read."""
+        subscriptions empties the tenant's cache here, as it is offered, before the work
+        hinted after it is judged."""
         if isinstance(hint, QueueWork):
             cached = self.cache.get(hint.tenant)
             return cached is None or bool(cached[1]) or cached[0] <= trio.current_time()
-        self.cache_gen += 1
-        if isinstance(hint, SubscriptionsChanged):
-            self.cache.pop(hint.tenant, None)
-        else:
-            self.cache.clear()
+        self._forget(hint.tenant if isinstance(hint, SubscriptionsChanged) else None)
         return True
+
+    def _forget(self, tenant: str | None) -> None:
+        """Drop the cached subscriptions of ``tenant`` (None: of every tenant), and keep
+        a list being read meanwhile out of the cache (``_subscriptions``)."""
+        self.cache_gen += 1
+        if tenant is None:
+            self.cache.clear()
+        else:
+            self.cache.pop(tenant, None)
 
     def _apply(self, hint: Hint) -> None:
         if isinstance(hint, QueueWork):
             queue = f"{hint.tenant}|{hint.command}"
             self.pending[queue] = self.pending.get(queue, 0) + hint.count
-        elif isinstance(hint, SubscriptionsChanged):
-            self.cache.pop(hint.tenant, None)
-        elif isinstance(hint, Resync):
-            self.cache.clear()
+        elif isinstance(hint, Resync):  # also the inbox's own, after it overflowed
+            self._forget(None)
 
     async def _wake(self) -> None:
         """Until a hint arrives; it and every hint waiting with it are applied."""

@@ -5,8 +5,8 @@ Why one task: a stream that pinged from a task of its own slept on two timers pe
 period (``ping_interval``, then ``ping_timeout``), and each timer's expiry is a trio
 deadline, a cancelled scope and a task woken through its stack. With 1,000 idle
 streams that was 50 such wake-ups a second, a large part of what an idle stream costs
-(docs/performance.md, "Idle worker streams"). Here a due stream costs a heap step and a
-call; only the earliest due time is a timer.
+(docs/performance.md, "Idle streams: pings served by one task"). Here a due stream
+costs a heap step and a call; only the earliest due time is a timer.
 """
 
 from __future__ import annotations
@@ -96,10 +96,12 @@ class Pings:
             earlier = self._earlier
             with trio.move_on_at(self._heap[0][0] if self._heap else math.inf):
                 await earlier.wait()
-            self.serve_due(trio.current_time())
+            self._serve_due(trio.current_time())
             self._compact()
 
-    def serve_due(self, now: float) -> None:
+    def _serve_due(self, now: float) -> None:
+        """Call every entry due by ``now``, in due order, and put back those that say
+        when they are next due; a removed entry is dropped unserved."""
         heap = self._heap
         while heap and heap[0][0] <= now:
             entry = heap[0]

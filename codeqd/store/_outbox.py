@@ -62,7 +62,6 @@ class Outbox:
 
     def __init__(self, store: Transitions) -> None:
         self.store = store
-        self.sweep_seconds = self.SWEEP_SECONDS
         self._swept = -math.inf
 
     async def claim(
@@ -78,7 +77,7 @@ class Outbox:
         out: list[OutboxEntry] = []
         next_due: int | None = None
         started = time.monotonic()
-        sweep = started - self._swept >= self.sweep_seconds
+        sweep = started - self._swept >= self.SWEEP_SECONDS
         if sweep:
             self._swept = started
         for s, k in enumerate(self.store.keys.all()):

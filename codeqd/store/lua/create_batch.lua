@@ -56,10 +56,11 @@ for i = 4, #ARGV, 9 do
       delayed[#delayed + 1] = qname .. '|' .. id
       delayed_n[qname] = (delayed_n[qname] or 0) + 1
     else
-      local key = KEYS[tonumber(ARGV[i + 7])]
       ready[#ready + 1] = {qname, (9 - tonumber(ARGV[i + 4])) * 1e14, id}
       woken[qname] = (woken[qname] or 0) + 1
-      readies[qname] = {key = key, cmd = cmd, adds = {}}
+      if not readies[qname] then
+        readies[qname] = {key = KEYS[tonumber(ARGV[i + 7])], cmd = cmd, adds = {}}
+      end
     end
     created = created + 1
     out[#out + 1] = {1}

@@ -58,6 +58,6 @@ async def test_a_sweep_finds_an_entry_a_writer_left_below_the_mark(store: Store)
     # As if b had come from a writer that leaves the mark where it is, above b.
     await store.client.set(f"{store.keys.shard(0).outbox}:low", str(t0 + 1_000_000))
     assert await store.outbox.claim(t0 + 200, 10_000, 10) == ([], None)  # b unseen
-    store.outbox.sweep_seconds = 0
+    store.outbox.SWEEP_SECONDS = 0  # this process's next claim sweeps
     entries, _ = await store.outbox.claim(t0 + 300, 10_000, 10)
     assert [e.task_id for e in entries] == [b]

@@ -17,6 +17,7 @@ from codeqd.actors._outbound import DELIVERIES
 from codeqd.actors.notifier import DropLog
 from codeqd.live import Live
 from codeqd.store import QueueWork, SubscriptionsChanged
+from codeqd.store._keys import escape_tenant
 from codeqd.store._subscriptions import Subscriptions, new_subscription_id
 from tests.integration.conftest import Api
 from tests.integration.webhooks._receiver import Receiver
@@ -315,6 +316,52 @@ async def test_a_tenant_without_subscriptions_does_not_wake_the_notifier_until_o
     await api.claim(commands=["email"])
     await subscribe(api, receiver.url, eventTypes=["email"])
     await offered(SubscriptionsChanged)
+    await api.create("email", {})
+    (req,) = await receiver.wait_for(1)
+    assert req.json()["eventType"] == "email"
+
+
+async def test_a_subscription_list_read_across_a_change_is_not_cached(
+    api: Api, nursery: trio.Nursery
+) -> None:
+    """The notifier reads a tenant's subscriptions; a subscription made while that read
+    is out must not leave the older list cached (it would refuse the tenant's hints for
+    ``interval``): the read's answer is used once and not kept."""
+    receiver = await Receiver().start(nursery)
+    notifier = await start_notifier(nursery, api.ctx)
+    seen = api.ctx.store.wakeups.inbox("test", (QueueWork, SubscriptionsChanged), own="none")
+    principal = await api.ctx.auth.authenticate(f"Bearer {api.producer}", "producer")
+    ten = escape_tenant(principal.tenant)  # the tenant as hints and the cache name it
+    # The notifier's read of the list, held after the store answered until told to go on.
+    read, go = trio.Event(), trio.Event()
+    active = notifier.subs.active
+
+    async def held(tenant: str) -> Any:
+        subs = await active(tenant)  # the list before the subscription
+        read.set()
+        await go.wait()
+        return subs
+
+    got: list[Any] = []
+
+    async def look() -> None:
+        got.append(await notifier._subscriptions(ten, notifier.live.value))
+
+    notifier.subs.active = held
+    try:
+        nursery.start_soon(look)
+        with trio.fail_after(5):
+            await read.wait()
+        await subscribe(api, receiver.url, eventTypes=["email"])
+        with trio.fail_after(5):
+            while not isinstance(await seen.get(), SubscriptionsChanged):
+                pass
+        go.set()
+        await trio.testing.wait_all_tasks_blocked()
+    finally:
+        notifier.subs.active = active
+    assert got == [[]]  # the older list answered the read that asked...
+    assert ten not in notifier.cache  # ...and was not kept
     await api.create("email", {})
     (req,) = await receiver.wait_for(1)
     assert req.json()["eventType"] == "email"
