@@ -59,39 +59,32 @@ async def test_counters_are_exact_across_processes(daemon_factory: Any) -> None:
         assert r.status_code == 200
         assert (await c.call("DELETE", f"/tasks/{m2[0]['id']}", c.producer)).status_code == 200
 
-        with trio.fail_after(10):
+        # Every count below, summed over both processes. Each process hands its counts
+        # over within metrics.FLUSH_SECONDS (the one that renders /metrics, at once), and
+        # depths are sampled: so wait until a sample shows them all, then check each.
+        expected: list[tuple[str, dict[str, str], float]] = [
+            ("codeq_queue_depth", {"command": "m1", "queue": "ready"}, 2),
+            ("codeq_queue_depth", {"command": "m2", "queue": "ready"}, 1),
+            ("codeq_subscriptions_active", {"command": "m1"}, 1),
+            ("codeq_task_created_total", {"command": "m1"}, 5),
+            ("codeq_task_created_total", {"command": "m2"}, 2),
+            ("codeq_task_claimed_total", {"command": "m1"}, 3),
+            ("codeq_task_completed_total", {"command": "m1", "status": "COMPLETED"}, 2),
+            ("codeq_task_completed_total", {"command": "m1", "status": "FAILED"}, 1),
+            ("codeq_task_completed_total", {"command": "m2", "status": "CANCELLED"}, 1),
+            ("codeq_task_processing_latency_seconds_count", {}, 3),
+            ("codeq_dlq_depth", {"command": "m1"}, 0),
+            (_HTTP_COUNT, {"method": "POST", "route": _CREATE, "status": "202"}, 7),
+            # Single creates go through the writer's group commit (create_batch.lua): one
+            # store call each here, since they were sent one after another.
+            ("codeq_store_call_duration_seconds_count", {"script": "create_batch"}, 7),
+        ]
+        m: dict[Any, float] = {}
+        with trio.move_on_after(10):
             while True:
                 m = samples((await http.get(f"{d.base}/metrics")).text)
-                # A sample taken after the last step above (depths are sampled).
-                if (
-                    value(m, "codeq_queue_depth", command="m1", queue="ready") == 2
-                    and value(m, "codeq_queue_depth", command="m2", queue="ready") == 1
-                    and value(m, "codeq_subscriptions_active", command="m1") == 1
-                    # Each process hands its counts over within metrics.FLUSH_SECONDS.
-                    and value(m, _HTTP_COUNT, method="POST", route=_CREATE, status="202") == 7
-                    and value(m, "codeq_task_completed_total", command="m2", status="CANCELLED")
-                    == 1
-                ):
+                if all(value(m, name, **labels) == want for name, labels, want in expected):
                     break
                 await trio.sleep(0.05)  # polls: depths are sampled, counts flushed each second
-    assert value(m, "codeq_task_created_total", command="m1") == 5
-    assert value(m, "codeq_task_created_total", command="m2") == 2
-    assert value(m, "codeq_task_claimed_total", command="m1") == 3
-    assert value(m, "codeq_task_completed_total", command="m1", status="COMPLETED") == 2
-    assert value(m, "codeq_task_completed_total", command="m1", status="FAILED") == 1
-    assert value(m, "codeq_task_completed_total", command="m2", status="CANCELLED") == 1
-    assert value(m, "codeq_task_processing_latency_seconds_count") == 3
-    assert value(m, "codeq_dlq_depth", command="m1") == 0
-    assert (
-        value(
-            m,
-            "codeq_http_request_duration_seconds_count",
-            method="POST",
-            route="/v1/codeq/tasks",
-            status="202",
-        )
-        == 7
-    )
-    # Single creates go through the writer's group commit (create_batch.lua): one store
-    # call each here, since they were sent one after another.
-    assert value(m, "codeq_store_call_duration_seconds_count", script="create_batch") == 7
+    for name, labels, want in expected:
+        assert value(m, name, **labels) == want, (name, labels)
