@@ -2,7 +2,9 @@
 
 The store's scripts append each event, in the same atomic step as the transition, as a
 short JSON array: its kind, its time (ms since the epoch), then the fields of that kind,
-in the order ``FIELDS`` gives. ``parse_event`` turns one into a ``TaskEvent``.
+in the order ``FIELDS`` gives. ``parse_event`` turns one into a ``TaskEvent``. The list
+holds only what the task record cannot tell: ``created``, a first claim and the worker's
+result are read from the record while there is no list (``told_events``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from codeqd.domain.task import has_result
 
 #: Per kind, the names of the fields after (kind, time), as ``lua/*.lua`` write them.
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -63,3 +67,36 @@ def parse_event(raw: str | bytes) -> TaskEvent | None:
         return None
     names = FIELDS.get(kind, ())
     return TaskEvent(kind, int(at), dict(zip(names, doc[2:], strict=False)))
+
+
+def told_events(meta: dict[str, Any]) -> list[TaskEvent]:
+    """The events a task record tells while the task has no list (``told`` in
+    lua/_lib.lua): its first claim, and its worker's result. A task created, claimed once
+    and finished by its worker keeps no list; any other event starts one, with these
+    first. A record that shows more than that (a later attempt, a cancel, a dead letter)
+    and no list was written before the store kept events: nothing is told (the dashboard
+    reconstructs such a task's timeline from its record, and says so)."""
+    first_claim = meta.get("claimedAt") is not None and meta.get("attempts") == 1
+    told_state = meta.get("status") == "IN_PROGRESS" or has_result(meta)
+    if not (first_claim and told_state) or meta.get("webhookAttempts"):
+        return []
+    out = [
+        TaskEvent(
+            "claimed",
+            int(meta["claimedAt"]),
+            {
+                "worker": meta.get("workerId") or "",
+                "leaseId": meta.get("leaseId") or "",
+                "attempt": 1,
+            },
+        )
+    ]
+    if has_result(meta):
+        out.append(
+            TaskEvent(
+                "result",
+                int(meta.get("updatedAt") or 0),
+                {"status": meta["status"], "error": meta.get("error") or ""},
+            )
+        )
+    return out

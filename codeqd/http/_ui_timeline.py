@@ -1,10 +1,11 @@
 """A task's timeline for the dashboard, behind one function: ``task_timeline``.
 
 The store keeps each task's last 50 events, written by the scripts in the same atomic
-step as each transition (``Store.task_events``); the timeline renders them. A task
-written before the store kept events has none: its timeline is then *reconstructed*
-from what the task record holds (created, the latest claim, the last error, the
-result, the callback's progress, cancel), and the page says so.
+step as each transition, or told by its record (``Store.task_events``); the timeline
+renders them. A task written before the store kept events has none beyond ``created``
+(its record shows more than a first claim and its result): its timeline is then
+*reconstructed* from what the task record holds (created, the latest claim, the last
+error, the result, the callback's progress, cancel), and the page says so.
 """
 
 from __future__ import annotations

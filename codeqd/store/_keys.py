@@ -32,9 +32,12 @@ one cluster slot; ``ten`` = tenant, escaped so it never contains ``:``, ``|``,
     T:idem:ten:key     string -> task id, expires after the idempotency window
     T:ev:ten:id        list   the task's last 50 events (short JSON arrays), appended by
                        each script that changes the task, in the same step; deleted with
-                       the task. The scripts build this name from T:task (``events_key``
-                       in lua/_lib.lua): a claim learns its tasks' ids only as it pops
-                       them, and the key shares the tag, so the slot, of T:task
+                       the task. Only what the record cannot tell: a task created,
+                       claimed once and finished by its worker has none (``told`` in
+                       lua/_lib.lua). The scripts build this name from T:task
+                       (``events_key`` in lua/_lib.lua): a claim learns its tasks' ids
+                       only as it pops them, and the key shares the tag, so the slot, of
+                       T:task
     T:rate:ten:minute  hash   c, d, f, x -> tasks the tenant created, completed, failed
                        (a FAILED result) and dead-lettered on the shard in that minute
                        (ms // 60000, by the script's clock), counted by the scripts that

@@ -32,7 +32,7 @@ from codeqd.domain.errors import (
     TaskNotFound,
     ValidationError,
 )
-from codeqd.domain.events import TaskEvent, parse_event
+from codeqd.domain.events import TaskEvent, parse_event, told_events
 from codeqd.domain.ids import is_task_id, new_task_id, shard_of
 from codeqd.domain.records import new_meta, result_doc
 from codeqd.domain.states import refusal_error
@@ -445,11 +445,11 @@ class Transitions:
         return task_id
 
     async def task_events(self, tenant: str, task_id: str) -> list[TaskEvent]:
-        """The task's events, oldest first: ``created`` (from the task record, which
-        holds it so that a task costs no list until its first claim), then the last
-        ``EVENTS_MAX`` recorded ones. An empty list for an unknown task; only
-        ``created`` for a task written before the store kept events (no ``createdBy``:
-        ``by`` is then '')."""
+        """The task's events, oldest first: ``created`` (from the task record), then the
+        last ``EVENTS_MAX`` recorded ones or, while the task has no list, those its
+        record tells (``told_events``: a first claim and its result). An empty list for
+        an unknown task; only ``created`` for a task written before the store kept events
+        (no ``createdBy``: ``by`` is then '')."""
         if not is_task_id(task_id):
             return []
         k = self.keys.shard(shard_of(task_id, self.shards))
@@ -463,6 +463,8 @@ class Transitions:
             return []
         meta = orjson.loads(raw_meta)
         created = TaskEvent("created", int(meta["createdAt"]), {"by": meta.get("createdBy", "")})
+        if not raw:
+            return [created, *told_events(meta)]
         return [created, *(ev for ev in map(parse_event, raw) if ev is not None)]
 
     async def artifact(self, tenant: str, task_id: str, name: str) -> bytes | None:

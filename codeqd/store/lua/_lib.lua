@@ -51,10 +51,16 @@ end
 -- Each task keeps a list of its last EVENTS_MAX events (key <tag>:ev:<ten>:<id>, beside
 -- the task hash <tag>:task and so in its slot), appended by the script that makes the
 -- transition, in the same atomic step. An event is a short JSON array, kind and time
--- first (codeqd/domain/events.py reads them). The list starts with a task's first
--- claim (or cancel): 'created' is in the task record, so a pending task costs no list.
--- The key is built here from the task hash's name because a claim learns its tasks'
--- ids only as it reads them.
+-- first (codeqd/domain/events.py reads them). The key is built here from the task hash's
+-- name because a claim learns its tasks' ids only as it reads them.
+-- The list holds only what the task record cannot tell. The record tells 'created', its
+-- claim while it is the first (claimedAt, workerId, leaseId, attempts 1) and its worker's
+-- result (updatedAt, status, error). So the common life, created, claimed once and
+-- finished by its worker, costs no list at all (Store.task_events reads those events from
+-- the record): a claim or a result appends to the list only when there is one
+-- (listed). Any other event, when the list does not exist yet, first writes what
+-- the record told before the step (told, from the record as it was: prior), since the
+-- step may overwrite it (a second claim, a heartbeat's updatedAt, a callback's).
 local EVENTS_MAX = 50
 local function events_key(task_key, field)
   local bar = string.find(field, '|', 1, true)
@@ -62,27 +68,61 @@ local function events_key(task_key, field)
     .. string.sub(field, bar + 1)
 end
 
--- An event given as its JSON text: the batch scripts build theirs, with int (above).
-local function event_json(task_key, field, text)
-  local key = events_key(task_key, field)
-  if redis.call('RPUSH', key, text) > EVENTS_MAX then
+-- The events a record tells (see above), as JSON texts, oldest first.
+local function told(meta)
+  local out = {}
+  if meta.claimedAt then
+    out[#out + 1] = '["claimed",' .. int(meta.claimedAt) .. ','
+      .. cjson.encode(meta.workerId or '') .. ',' .. cjson.encode(meta.leaseId or '') .. ','
+      .. int(meta.attempts or 1) .. ']'
+  end
+  if meta.status == 'COMPLETED' or (meta.status == 'FAILED' and not meta.deadLettered) then
+    out[#out + 1] = '["result",' .. int(meta.updatedAt or 0) .. ','
+      .. cjson.encode(meta.status) .. ',' .. cjson.encode(meta.error or '') .. ']'
+  end
+  return out
+end
+
+local function push_events(key, texts)
+  if redis.call('RPUSH', key, unpack(texts)) > EVENTS_MAX then
     redis.call('LTRIM', key, -EVENTS_MAX, -1)
   end
 end
 
-local function event(task_key, field, ev)
-  event_json(task_key, field, cjson.encode(ev))
+-- An event given as its JSON text (the batch scripts build theirs, with int above); prior
+-- is the task record (its JSON) as it was before this step.
+local function event_json(task_key, field, text, prior)
+  local key = events_key(task_key, field)
+  local texts = {text}
+  if redis.call('EXISTS', key) == 0 then
+    texts = told(cjson.decode(prior))
+    texts[#texts + 1] = text
+  end
+  push_events(key, texts)
+end
+
+-- The task's list (its key) if it has one, else nil. A claim's or a result's event goes
+-- to an existing list only: after that step the record tells it, and all before it when
+-- there is no list. Callers build the event's text only for a list.
+local function listed(task_key, field)
+  local key = events_key(task_key, field)
+  if redis.call('EXISTS', key) == 1 then return key end
+  return nil
+end
+
+local function event(task_key, field, ev, prior)
+  event_json(task_key, field, cjson.encode(ev), prior)
 end
 
 -- Consecutive heartbeats are one event, updated in place: first, last time and count.
-local function heartbeat_event(task_key, field, now)
+local function heartbeat_event(task_key, field, now, prior)
   local key = events_key(task_key, field)
   local last = redis.call('LINDEX', key, -1)
   if last and string.sub(last, 1, 13) == '["heartbeat",' then
     local ev = cjson.decode(last)
     redis.call('LSET', key, -1, cjson.encode({'heartbeat', ev[2], now, ev[4] + 1}))
   else
-    event(task_key, field, {'heartbeat', now, now, 1})
+    event(task_key, field, {'heartbeat', now, now, 1}, prior)
   end
 end
 

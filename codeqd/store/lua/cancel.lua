@@ -19,12 +19,12 @@ else
     redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|delayed', -1)
   end
 end
-local now = tonumber(ARGV[4])
+local now, prior = tonumber(ARGV[4]), raw
 meta.status = 'CANCELLED'
 meta.updatedAt = now
 raw = cjson.encode(meta)
 redis.call('HSET', KEYS[1], ARGV[1], raw)
-event(KEYS[1], ARGV[1], {'cancelled', now, ARGV[7] or ''})
+event(KEYS[1], ARGV[1], {'cancelled', now, ARGV[7] or ''}, prior)
 redis.call('ZADD', KEYS[6], now, ARGV[2])
 if meta.webhook then outbox_add(KEYS[7], {int(now), ARGV[2]}) end
 redis.call('PUBLISH', ARGV[6], meta.webhook and (ARGV[1] .. '|cb') or ARGV[1])

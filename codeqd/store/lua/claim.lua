@@ -127,6 +127,8 @@ while n < max and pops < budget and #heap > 0 do
   if raw then
     local meta = cjson.decode(raw)
     if meta.status == 'PENDING' then
+      local reclaim = meta.claimedAt ~= nil -- the record tells an earlier claim
+      local prior = raw
       meta.status = 'IN_PROGRESS'
       meta.attempts = (meta.attempts or 0) + 1
       local worker = ARGV[#KEYS + 1 + n] or ARGV[3]
@@ -139,8 +141,13 @@ while n < max and pops < budget and #heap > 0 do
       raw = cjson.encode(meta)
       metas[#metas + 1] = field
       metas[#metas + 1] = raw
-      event_json(KEYS[1], field, '["claimed",' .. now_s .. ',' .. cjson.encode(worker) .. ','
-        .. cjson.encode(meta.leaseId) .. ',' .. int(meta.attempts) .. ']')
+      -- A first claim is told by the record (see told in _lib): it starts no list.
+      local key = (not reclaim) and listed(KEYS[1], field)
+      if reclaim or key then
+        local text = '["claimed",' .. now_s .. ',' .. cjson.encode(worker) .. ','
+          .. cjson.encode(meta.leaseId) .. ',' .. int(meta.attempts) .. ']'
+        if key then push_events(key, {text}) else event_json(KEYS[1], field, text, prior) end
+      end
       leases[#leases + 1] = until_s
       leases[#leases + 1] = ten .. '|' .. cmd .. '|' .. id
       inprog[cmd] = (inprog[cmd] or 0) + 1

@@ -16,6 +16,6 @@ local member = ARGV[6] .. '|' .. meta.command .. '|' .. meta.id
 meta.leaseUntil = now + tonumber(ARGV[5])
 meta.updatedAt = now
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(meta))
-heartbeat_event(KEYS[1], ARGV[1], now)
+heartbeat_event(KEYS[1], ARGV[1], now, raw)
 redis.call('ZADD', KEYS[2], meta.leaseUntil, member)
 return {'OK', tostring(meta.leaseUntil)}

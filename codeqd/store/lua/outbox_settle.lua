@@ -29,6 +29,6 @@ if raw then
   if ARGV[5] ~= '' then meta.webhookError = ARGV[5] else meta.webhookError = nil end
   redis.call('HSET', KEYS[3], ARGV[6], cjson.encode(meta))
   event(KEYS[3], ARGV[6], {'callback', tonumber(ARGV[7]), tonumber(ARGV[2]), tonumber(ARGV[8]) or 0,
-                           status, ARGV[5]})
+                           status, ARGV[5]}, raw)
 end
 return 'OK'

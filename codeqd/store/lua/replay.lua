@@ -16,7 +16,7 @@ for i = 7, #ARGV do
     meta.runAt = now
     meta.updatedAt = now
     redis.call('HSET', KEYS[1], ten .. '|' .. id, cjson.encode(meta))
-    event(KEYS[1], ten .. '|' .. id, {'replayed', now, ARGV[6]})
+    event(KEYS[1], ten .. '|' .. id, {'replayed', now, ARGV[6]}, raw)
     local seq = redis.call('INCR', KEYS[4])
     adds[#adds + 1] = int((9 - (meta.priority or 0)) * 1e14 + seq)
     adds[#adds + 1] = id

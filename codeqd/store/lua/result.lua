@@ -27,7 +27,8 @@ if #ARGV > 9 then
 end
 raw = cjson.encode(meta)
 redis.call('HSET', KEYS[1], ARGV[1], raw)
-event(KEYS[1], ARGV[1], {'result', now, ARGV[5], ARGV[7]})
+local key = listed(KEYS[1], ARGV[1]) -- no list: the record tells the result
+if key then push_events(key, {cjson.encode({'result', now, ARGV[5], ARGV[7]})}) end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[6])
 redis.call('ZREM', KEYS[3], member)
 redis.call('HINCRBY', KEYS[5], qname .. '|inprog', -1)

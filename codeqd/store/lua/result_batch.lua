@@ -56,8 +56,11 @@ while i <= #ARGV do
       current[field] = raw
       metas[#metas + 1] = field
       metas[#metas + 1] = raw
-      event_json(KEYS[1], field, '["result",' .. now_s .. ',' .. cjson.encode(ARGV[i + 2]) .. ','
-        .. cjson.encode(ARGV[i + 4]) .. ']')
+      local key = listed(KEYS[1], field) -- no list: the record tells the result
+      if key then
+        push_events(key, {'["result",' .. now_s .. ',' .. cjson.encode(ARGV[i + 2]) .. ','
+          .. cjson.encode(ARGV[i + 4]) .. ']'})
+      end
       results[#results + 1] = field
       results[#results + 1] = ARGV[i + 3]
       leases[#leases + 1] = member

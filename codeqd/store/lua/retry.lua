@@ -30,7 +30,7 @@ local kinds = {nack = 'nacked', abandon = 'abandoned', release = 'released', exp
 -- delay before the task is claimable again (ms; -1: dead-lettered).
 local function retry_event(delay_ms)
   event(KEYS[1], ARGV[1], {kinds[mode], now, meta.workerId or '', meta.leaseId or '', ARGV[9],
-                           delay_ms})
+                           delay_ms}, raw)
 end
 meta.updatedAt = now
 if ARGV[9] ~= '' then meta.error = ARGV[9] end

@@ -106,6 +106,7 @@ async def test_the_list_is_deleted_with_the_task(store: Store) -> None:
     t0 = now_ms() + 1_000  # after the tasks' runAt (now, when new() parses them)
     done, _, _ = await store.create("t", new(), now=t0)
     (c,) = await store.claim("t", "w", ["c"], 30, now=t0)
+    await store.heartbeat("t", done["id"], "w", c.meta["leaseId"], 30, now=t0)
     await store.report("t", done["id"], "w", c.meta["leaseId"], "COMPLETED", {}, None, [], now=t0)
     dead, _, _ = await store.create("t", new(maxAttempts=1), now=t0)
     (c,) = await store.claim("t", "w", ["c"], 30, now=t0)
@@ -119,25 +120,104 @@ async def test_the_list_is_deleted_with_the_task(store: Store) -> None:
     assert not await events_key_exists(store, "t", dead["id"])
 
 
+async def test_a_first_claim_and_its_result_keep_no_list(store: Store) -> None:
+    """The common life costs no list: the record tells the first claim and the
+    worker's result, by either result script; the events read the same."""
+    t0 = now_ms() + 1_000
+    one, _, _ = await store.create("t", new(), now=t0)
+    two, _, _ = await store.create("t", new(), now=t0)
+    c1, c2 = await store.claim("t", "w1", ["c"], 30, 2, now=t0 + 10)
+    await store.report(
+        "t", one["id"], "w1", c1.meta["leaseId"], "COMPLETED", {}, None, [], now=t0 + 20
+    )
+    (applied,) = await store.report_batch(
+        "t", "w1", [Report(two["id"], c2.meta["leaseId"], "FAILED", None, "boom", [])]
+    )
+    assert isinstance(applied, tuple), applied
+    for meta in (one, two):
+        assert not await events_key_exists(store, "t", meta["id"])
+    assert rows(await store.task_events("t", one["id"])) == [
+        ("created", t0, "alice"),
+        ("claimed", t0 + 10, "w1", c1.meta["leaseId"], 1),
+        ("result", t0 + 20, "COMPLETED", ""),
+    ]
+    assert rows(await store.task_events("t", two["id"])) == [
+        ("created", t0, "alice"),
+        ("claimed", t0 + 10, "w1", c2.meta["leaseId"], 1),
+        ("result", applied[0]["updatedAt"], "FAILED", "boom"),
+    ]
+
+
+async def test_a_later_event_first_writes_what_the_record_told(store: Store) -> None:
+    """A heartbeat, a cancel or a callback after a first claim starts the list with
+    the events the record told before the step (the step may overwrite them)."""
+    t0 = now_ms() + 1_000
+    beat, _, _ = await store.create("t", new(), now=t0)
+    gone, _, _ = await store.create("t", new(), now=t0)
+    (cb,) = await store.claim("t", "w1", ["c"], 30, now=t0 + 10)
+    (cg,) = await store.claim("t", "w2", ["c"], 30, now=t0 + 11)
+    await store.heartbeat("t", beat["id"], "w1", cb.meta["leaseId"], 30, now=t0 + 20)
+    await store.cancel("t", gone["id"], now=t0 + 30, by="prod-1")
+    assert rows(await store.task_events("t", beat["id"])) == [
+        ("created", t0, "alice"),
+        ("claimed", t0 + 10, "w1", cb.meta["leaseId"], 1),
+        ("heartbeat", t0 + 20, t0 + 20, 1),
+    ]
+    assert rows(await store.task_events("t", gone["id"])) == [
+        ("created", t0, "alice"),
+        ("claimed", t0 + 11, "w2", cg.meta["leaseId"], 1),
+        ("cancelled", t0 + 30, "prod-1"),
+    ]
+
+
 async def test_the_batch_scripts_events_keep_odd_text_exact(store: Store) -> None:
     """claim.lua and result_batch.lua write their events as JSON text they build
-    themselves (numbers as integers, strings through cjson): a worker id and an error
-    that need escaping, and times past 2^32 ms, read back exactly."""
+    themselves (numbers as integers, strings through cjson), and so does _lib's told
+    for the events a record told: a worker id and an error that need escaping, and
+    times past 2^32 ms, read back exactly, whether read from the record (no list yet)
+    or from the list a later step writes them to."""
     worker = 'w "q" \\ / \u00fcn\u00ef \U0001f680 \n|x'
     error = 'line 1\nline "2" \\ \t \u202e'
     t0 = now_ms() + 1_000
-    meta, _, _ = await store.create("t", new(), now=t0)
-    (c,) = await store.claim("t", worker, ["c"], 30, now=t0 + 10)
+    # Task a: a second claim and its result are appended by the scripts themselves.
+    a, _, _ = await store.create("t", new(), now=t0)
+    (c1,) = await store.claim("t", worker, ["c"], 30, now=t0 + 10)
+    await store.abandon("t", a["id"], worker, c1.meta["leaseId"], now=t0 + 20)
+    (c2,) = await store.claim("t", worker, ["c"], 30, now=t0 + 30)
     (applied,) = await store.report_batch(
-        "t", worker, [Report(meta["id"], c.meta["leaseId"], "FAILED", None, error, [])]
+        "t", worker, [Report(a["id"], c2.meta["leaseId"], "FAILED", None, error, [])]
     )
     assert isinstance(applied, tuple), applied
     done_at = applied[0]["updatedAt"]  # a batch of results runs on the store's clock
     assert done_at > 2**32
-    assert rows(await store.task_events("t", meta["id"])) == [
+    assert rows(await store.task_events("t", a["id"])) == [
         ("created", t0, "alice"),
-        ("claimed", t0 + 10, worker, c.meta["leaseId"], 1),
+        ("claimed", t0 + 10, worker, c1.meta["leaseId"], 1),
+        ("abandoned", t0 + 20, worker, c1.meta["leaseId"], "", 0),
+        ("claimed", t0 + 30, worker, c2.meta["leaseId"], 2),
         ("result", done_at, "FAILED", error),
+    ]
+    # Task b: told by its record, then written out by the first callback's event.
+    b, _, _ = await store.create("t", new(webhook="https://example.com/hook"), now=t0)
+    (c,) = await store.claim("t", worker, ["c"], 30, now=t0 + 40)
+    (applied,) = await store.report_batch(
+        "t", worker, [Report(b["id"], c.meta["leaseId"], "FAILED", None, error, [])]
+    )
+    assert isinstance(applied, tuple), applied
+    told = [
+        ("created", t0, "alice"),
+        ("claimed", t0 + 40, worker, c.meta["leaseId"], 1),
+        ("result", applied[0]["updatedAt"], "FAILED", error),
+    ]
+    assert not await events_key_exists(store, "t", b["id"])
+    assert rows(await store.task_events("t", b["id"])) == told
+    entries, _ = await store.outbox.claim(now_ms() + 60_000, 10_000, 10)
+    (entry,) = [e for e in entries if e.task_id == b["id"]]
+    assert await store.outbox.settle(entry, "delivered", now_ms=t0 + 50, http_status=200)
+    assert await events_key_exists(store, "t", b["id"])
+    assert rows(await store.task_events("t", b["id"])) == [
+        *told,
+        ("callback", t0 + 50, 1, 200, "DELIVERED", ""),
     ]
 
 
@@ -151,22 +231,30 @@ async def test_a_batch_create_records_each_creator(store: Store) -> None:
 async def test_the_event_is_written_inside_the_transitions_script(
     store: Store, store_kind: str
 ) -> None:
-    """No extra round trip: a claim is one EVALSHA, and the RPUSH it does is the
-    script's own (Redis counts commands a script calls in commandstats)."""
+    """No extra round trip: a claim is one EVALSHA, and what it does to the list is the
+    script's own (Redis counts commands a script calls in commandstats). A first claim
+    only looks for a list (its record tells it); a second appends to the list."""
     if store_kind != "redis":
         return  # KVRocks' commandstats do not count a script's inner calls
-    await store.create("t", new())
-    before = await store.client.info("commandstats")
-    await store.claim("t", "w", ["c"], 30)
-    after = await store.client.info("commandstats")
+    meta, _, _ = await store.create("t", new())
 
-    def calls(info: dict[str, Any], cmd: str) -> int:
-        return int(info.get(f"cmdstat_{cmd}", {}).get("calls", 0))
+    async def claim_counts() -> dict[str, int]:
+        before = await store.client.info("commandstats")
+        (c,) = await store.claim("t", "w", ["c"], 30)
+        after = await store.client.info("commandstats")
+        await store.abandon("t", meta["id"], "w", c.meta["leaseId"])
 
-    diff = {
-        k.removeprefix("cmdstat_"): calls(after, k.removeprefix("cmdstat_"))
-        - calls(before, k.removeprefix("cmdstat_"))
-        for k in after
-    }
-    assert diff["evalsha"] == 1 and diff["rpush"] == 1
-    assert diff.get("lrange", 0) == 0
+        def calls(info: dict[str, Any], cmd: str) -> int:
+            return int(info.get(f"cmdstat_{cmd}", {}).get("calls", 0))
+
+        return {
+            k.removeprefix("cmdstat_"): calls(after, k.removeprefix("cmdstat_"))
+            - calls(before, k.removeprefix("cmdstat_"))
+            for k in after
+        }
+
+    first = await claim_counts()
+    assert first["evalsha"] == 1 and first["exists"] == 1 and first.get("rpush", 0) == 0
+    second = await claim_counts()
+    assert second["evalsha"] == 1 and second["rpush"] == 1
+    assert first.get("lrange", 0) == 0 and second.get("lrange", 0) == 0
