@@ -17,6 +17,7 @@ compare two commits by interleaving their runs (``PYTHONPATH=<checkout>``).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -87,6 +88,7 @@ async def one_round(kind: str, tasks: int, batch: int) -> dict[str, float]:
         return out
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:
