@@ -237,7 +237,6 @@ class _Stream:
         self.reading.cancel()
         self.pushing.cancel()
         self.watching.cancel()
-        self.unping()
 
     async def _watch(self) -> None:
         """The registry record and the shutdown watch, both ending with the stream."""

@@ -21,25 +21,20 @@ import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from codeqd import config as cfgmod
 from codeqd.domain.task import parse_new_task
-from codeqd.store import connect, now_ms
+from codeqd.store import Store, connect, now_ms
 from codeqd.store._batch import Report, create_batch, report_batch
 from tests.bench._procs import cpu_seconds
 from tests.conftest import KvrocksServer, RedisServer, kvrocks_binary
 
 
-def _info(server: RedisServer, section: str) -> dict[str, str]:
-    text = server.command("INFO", section).decode()
-    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-
-def _evalsha_usec(server: RedisServer) -> int:
-    stats = _info(server, "commandstats").get("cmdstat_evalsha", "usec=0")
-    return int(dict(kv.split("=") for kv in stats.split(","))["usec"])
+async def _info(store: Store, section: str) -> dict[str, Any]:
+    return await store.client.info(section)  # type: ignore[no-any-return]
 
 
 async def one_round(kind: str, tasks: int, batch: int) -> dict[str, float]:
@@ -49,8 +44,10 @@ async def one_round(kind: str, tasks: int, batch: int) -> dict[str, float]:
     assert server.proc is not None
     pid = server.proc.pid
 
-    def cost() -> float:  # µs so far: the server's own count, or its CPU
-        return cpu_seconds(pid) * 1e6 if kind == "kvrocks" else _evalsha_usec(server)
+    async def cost(store: Store) -> float:  # µs so far: the server's own count, or its CPU
+        if kind == "kvrocks":
+            return cpu_seconds(pid) * 1e6
+        return float((await _info(store, "commandstats"))["cmdstat_evalsha"]["usec"])
 
     try:
         config = cfgmod._build(cfgmod.Config, {"state_dir": str(workdir)}, "")
@@ -66,20 +63,20 @@ async def one_round(kind: str, tasks: int, batch: int) -> dict[str, float]:
             )
             for _ in range(tasks // 500):
                 await create_batch(store, "default", [task] * 500)
-            memory0 = int(_info(server, "memory").get("used_memory", 0))
-            t0 = cost()
+            memory0 = int((await _info(store, "memory")).get("used_memory", 0))
+            t0 = await cost(store)
             claimed = []
             while got := await store.claim("default", "bench-worker", ["bench.cost"], 300, batch):
                 claimed.append(got)
-            t1 = cost()
+            t1 = await cost(store)
             for got in claimed:
                 reports = [
                     Report(c.meta["id"], c.meta["leaseId"], "COMPLETED", {"ok": True}, None, [])
                     for c in got
                 ]
                 await report_batch(store, "default", "bench-worker", reports)
-            t2 = cost()
-            memory = int(_info(server, "memory").get("used_memory", 0)) - memory0
+            t2 = await cost(store)
+            memory = int((await _info(store, "memory")).get("used_memory", 0)) - memory0
         n = sum(len(g) for g in claimed)
         assert n == tasks // 500 * 500, n
         out = {"claim": (t1 - t0) / n, "result": (t2 - t1) / n}

@@ -90,12 +90,13 @@ local function push_events(key, texts)
 end
 
 -- An event given as its JSON text (the batch scripts build theirs, with int above); prior
--- is the task record (its JSON) as it was before this step.
+-- is the task record as it was before this step: its JSON, or the caller's decoded table
+-- when the step has not changed it (decoded here only if there is no list).
 local function event_json(task_key, field, text, prior)
   local key = events_key(task_key, field)
   local texts = {text}
   if redis.call('EXISTS', key) == 0 then
-    texts = told(cjson.decode(prior))
+    texts = told(type(prior) == 'table' and prior or cjson.decode(prior))
     texts[#texts + 1] = text
   end
   push_events(key, texts)

@@ -141,9 +141,10 @@ while n < max and pops < budget and #heap > 0 do
       raw = cjson.encode(meta)
       metas[#metas + 1] = field
       metas[#metas + 1] = raw
-      -- A first claim is told by the record (see told in _lib): it starts no list.
-      local key = (not reclaim) and listed(KEYS[1], field)
-      if reclaim or key then
+      -- A first claim is told by the record (see told in _lib): it starts no list. A later
+      -- one finds a list (its requeue wrote one); were there none, the told claim goes first.
+      local key = listed(KEYS[1], field)
+      if key or reclaim then
         local text = '["claimed",' .. now_s .. ',' .. cjson.encode(worker) .. ','
           .. cjson.encode(meta.leaseId) .. ',' .. int(meta.attempts) .. ']'
         if key then push_events(key, {text}) else event_json(KEYS[1], field, text, prior) end

@@ -20,7 +20,7 @@ for i = 3, #ARGV do
       local meta = cjson.decode(raw)
       if meta.status == 'PENDING' then
         local seq = redis.call('INCR', KEYS[4])
-        event(KEYS[1], ten .. '|' .. id, {'promoted', now}, raw)
+        event(KEYS[1], ten .. '|' .. id, {'promoted', now}, meta)
         woken[qname] = (woken[qname] or 0) + 1
         local q = readies[qname]
         if not q then

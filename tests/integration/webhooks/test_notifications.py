@@ -16,7 +16,7 @@ from codeqd.actors import promoter as promoter_actor
 from codeqd.actors._outbound import DELIVERIES
 from codeqd.actors.notifier import DropLog
 from codeqd.live import Live
-from codeqd.store import QueueWork, SubscriptionsChanged
+from codeqd.store import Inbox, QueueWork, SubscriptionsChanged
 from codeqd.store._keys import escape_tenant
 from codeqd.store._subscriptions import Subscriptions, new_subscription_id
 from tests.integration.conftest import Api
@@ -290,32 +290,39 @@ async def test_other_tenants_subscriptions_hear_nothing(api: Api, nursery: trio.
     assert len(mine.requests) == 1 and theirs.requests == []
 
 
+def watch_hints(api: Api) -> Inbox:
+    """An inbox offered every queue's work and change of subscriptions the notifier is
+    offered, by the listener in the same pass."""
+    return api.ctx.store.wakeups.inbox("test", (QueueWork, SubscriptionsChanged), own="none")
+
+
+async def offered(seen: Inbox, kind: type) -> None:
+    """Until ``seen`` has been offered a hint of ``kind``."""
+    with trio.fail_after(5):
+        while not isinstance(await seen.get(), kind):
+            pass
+
+
 async def test_a_tenant_without_subscriptions_does_not_wake_the_notifier_until_one_comes(
     api: Api, nursery: trio.Nursery
 ) -> None:
     receiver = await Receiver().start(nursery)
     notifier = await start_notifier(nursery, api.ctx)
-    # Every hint the notifier is offered, the listener offers here in the same pass.
-    seen = api.ctx.store.wakeups.inbox("test", (QueueWork, SubscriptionsChanged), own="none")
-
-    async def offered(kind: type) -> None:
-        with trio.fail_after(5):
-            while not isinstance(await seen.get(), kind):
-                pass
+    seen = watch_hints(api)
 
     await create_seen(api, notifier)  # a round learns (and caches) that there is none
     await api.claim(commands=["email"])
     await settled(notifier)
     rounds = notifier.rounds
     await api.create("email", {})
-    await offered(QueueWork)
+    await offered(seen, QueueWork)
     await trio.testing.wait_all_tasks_blocked()  # a round it woke (no I/O: cached) is done
     assert notifier.inbox.pending() == 0 and not notifier.pending
     assert notifier.rounds == rounds  # refused at the inbox: no wake-up, no round
     # A subscription clears what was cached as it is offered: the next create notifies.
     await api.claim(commands=["email"])
     await subscribe(api, receiver.url, eventTypes=["email"])
-    await offered(SubscriptionsChanged)
+    await offered(seen, SubscriptionsChanged)
     await api.create("email", {})
     (req,) = await receiver.wait_for(1)
     assert req.json()["eventType"] == "email"
@@ -329,7 +336,7 @@ async def test_a_subscription_list_read_across_a_change_is_not_cached(
     ``interval``): the read's answer is used once and not kept."""
     receiver = await Receiver().start(nursery)
     notifier = await start_notifier(nursery, api.ctx)
-    seen = api.ctx.store.wakeups.inbox("test", (QueueWork, SubscriptionsChanged), own="none")
+    seen = watch_hints(api)
     principal = await api.ctx.auth.authenticate(f"Bearer {api.producer}", "producer")
     ten = escape_tenant(principal.tenant)  # the tenant as hints and the cache name it
     # The notifier's read of the list, held after the store answered until told to go on.
@@ -353,9 +360,7 @@ async def test_a_subscription_list_read_across_a_change_is_not_cached(
         with trio.fail_after(5):
             await read.wait()
         await subscribe(api, receiver.url, eventTypes=["email"])
-        with trio.fail_after(5):
-            while not isinstance(await seen.get(), SubscriptionsChanged):
-                pass
+        await offered(seen, SubscriptionsChanged)
         go.set()
         await trio.testing.wait_all_tasks_blocked()
     finally:

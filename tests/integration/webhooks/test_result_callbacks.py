@@ -13,10 +13,13 @@ import trio
 import trio.testing
 from prometheus_client import REGISTRY
 
+from codeqd import config as cfgmod
 from codeqd import metrics, webhooks
 from codeqd._version import __version__
+from codeqd.actors.dispatcher import Dispatcher
 from codeqd.context import Context
-from codeqd.store import connect
+from codeqd.live import Live
+from codeqd.store import Resync, TaskDone, connect
 from codeqd.store._outbox import Outbox
 from tests.integration.conftest import Api
 from tests.integration.webhooks._receiver import Received, Receiver
@@ -295,11 +298,6 @@ async def test_only_a_queued_callback_wakes_the_dispatcher(api: Api, nursery: tr
 
 
 async def test_a_task_done_without_a_callback_does_not_wake_the_dispatcher(api: Api) -> None:
-    from codeqd import config as cfgmod
-    from codeqd.actors.dispatcher import Dispatcher
-    from codeqd.live import Live
-    from codeqd.store import Resync, TaskDone
-
     d = Dispatcher(api.ctx, Live(cfgmod.DispatcherConfig()))
     try:
         d.inbox.drain()  # the Resync every new inbox starts with
